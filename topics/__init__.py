@@ -1,0 +1,1 @@
+"""flowguard's topic contract: topic specs and the models of every record on them."""

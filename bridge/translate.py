@@ -1,0 +1,116 @@
+"""Pure: one raw Celery event dict (as ``app.events.Receiver`` hands it over) -> a topic model.
+
+No I/O and no guessing: a field Celery did not send stays ``None`` (the
+engine's task state joins name, args and queue across a task's events).
+An event that cannot be a valid event raises :class:`EventInvalid` with the
+reason; an event type flowguard has no use for (custom ``send_event`` types)
+gives ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from flowguard.errors import EventInvalid
+from topics.events import (
+    EVENT_ADAPTER,
+    Event,
+    TaskFailed,
+    TaskReceived,
+    TaskRejected,
+    TaskRetried,
+    TaskRevoked,
+    TaskSent,
+    TaskStarted,
+    TaskSucceeded,
+    WorkerHeartbeat,
+    WorkerOffline,
+    WorkerOnline,
+)
+
+# Celery's fields that we keep, per event type; the names are Celery's own, except
+# ``uuid`` -> ``task_id``. Everything else Celery sends (utcoffset, pid of worker
+# events, loadavg, local_received, ...) is dropped.
+_TASK_COMMON = (
+    "hostname", "clock", "name", "root_id", "parent_id", "queue", "routing_key",
+    "args", "kwargs", "retries", "eta", "expires",
+)  # fmt: skip
+_TASK_TYPES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "task-sent": (TaskSent, _TASK_COMMON),
+    "task-received": (TaskReceived, _TASK_COMMON),
+    "task-started": (TaskStarted, (*_TASK_COMMON, "pid")),
+    "task-succeeded": (TaskSucceeded, (*_TASK_COMMON, "result", "runtime")),
+    "task-failed": (TaskFailed, (*_TASK_COMMON, "exception", "traceback")),
+    "task-retried": (TaskRetried, (*_TASK_COMMON, "exception", "traceback")),
+    "task-revoked": (TaskRevoked, (*_TASK_COMMON, "terminated", "signum", "expired")),
+    "task-rejected": (TaskRejected, (*_TASK_COMMON, "requeue")),
+}
+_WORKER_KEYS = ("hostname", "clock", "freq", "active", "processed", "sw_ident", "sw_ver")
+_WORKER_TYPES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "worker-online": (WorkerOnline, _WORKER_KEYS),
+    "worker-heartbeat": (WorkerHeartbeat, _WORKER_KEYS),
+    "worker-offline": (WorkerOffline, _WORKER_KEYS),
+}
+# Celery reports these as repr strings; a recording that holds another type is repr()'d
+# rather than refused, so nothing is lost.
+_AS_TEXT = ("args", "kwargs", "result", "exception", "traceback", "eta", "expires", "signum")
+
+
+def translate(raw: Any, cluster: str) -> Event | None:
+    """A raw Celery event -> its model; ``None`` for types flowguard does not use."""
+    if not isinstance(raw, Mapping):
+        raise EventInvalid(f"an event must be a JSON object, got {type(raw).__name__}")
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise EventInvalid("missing 'type' (a Celery event type such as 'task-failed')")
+    spec = _TASK_TYPES.get(kind) or _WORKER_TYPES.get(kind)
+    if spec is None:
+        return None
+    model, keys = spec
+    fields = {k: v for k in keys if (v := raw.get(k)) is not None}
+    fields["cluster"] = cluster
+    fields["timestamp"] = _timestamp(raw)
+    if kind in _TASK_TYPES:
+        task_id = raw.get("uuid")
+        if not isinstance(task_id, str) or not task_id:
+            raise EventInvalid(f"{kind} without 'uuid' (the task id)")
+        fields["task_id"] = task_id
+        for key in _AS_TEXT:
+            value = fields.get(key)
+            if value is not None and type(value) is not str:
+                fields[key] = repr(value)
+    return _build(model, fields)
+
+
+def parse_line(data: Any, cluster: str) -> Event | None:
+    """One input line already decoded: a raw Celery event, or a flowguard event (has ``kind``)."""
+    if isinstance(data, Mapping) and "kind" in data and "type" not in data:
+        try:
+            return EVENT_ADAPTER.validate_python(data)
+        except ValidationError as exc:
+            raise EventInvalid(_first_error(exc)) from None
+    return translate(data, cluster)
+
+
+def _timestamp(raw: Mapping[str, Any]) -> float:
+    value = raw.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EventInvalid("'timestamp' must be a number (UTC epoch seconds)")
+    return float(value)
+
+
+def _build(model: Callable[..., Event], fields: dict[str, Any]) -> Event:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise EventInvalid(_first_error(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"]) or "(event)"
+    return f"{where}: {error['msg']}"

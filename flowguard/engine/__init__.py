@@ -1,0 +1,1 @@
+"""The pure core: detection, matching and deciding. No I/O, no clock; `now` is passed in."""

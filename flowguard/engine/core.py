@@ -1,0 +1,243 @@
+"""The engine in one process: detection, matching and deciding over an event stream.
+
+``replay`` and the Test Workflow button run this; the live Faust app runs the
+same functions (:mod:`tasks`, :mod:`workers`, :mod:`matching`, :mod:`execute`)
+split across partitions. Time is event time: the clock is the latest event
+timestamp seen (it never goes back), and absence (no heartbeat, still running,
+a delayed retry coming due) is judged against it, so a replay of the same
+events decides the same way, byte for byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flowguard.engine.breaker import BreakerState
+from flowguard.engine.execute import Notice, PendingRetry, decide, resolve
+from flowguard.engine.matching import Published, WorkflowIndex
+from flowguard.engine.tasks import (
+    Chain,
+    apply_task_event,
+    chain_key,
+    orphan_triggers,
+    runtime_trigger,
+)
+from flowguard.engine.workers import (
+    DEFAULT_EXPIRY_FACTOR,
+    WorkerState,
+    apply_worker_event,
+    expire_worker,
+    worker_key,
+)
+from topics.commands import RetryCommand
+from topics.events import BridgeStatus, Event, TaskEvent, WorkerEvent
+from topics.execution import ExecutionRecord
+from topics.triggers import Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    dry_run: bool = True
+    heartbeat_expiry_factor: float = DEFAULT_EXPIRY_FACTOR
+    explain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    trigger: Trigger
+    workflow_id: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Output:
+    """What one step produced, in the order it was decided."""
+
+    records: list[ExecutionRecord] = field(default_factory=list)
+    commands: list[RetryCommand] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    explanations: list[Explanation] = field(default_factory=list)
+
+
+# Timer kinds, in the order they fire when due at the same instant.
+_WORKER, _RUNTIME, _RETRY = 0, 1, 2
+
+
+class Engine:
+    """All state in memory. Feed events in arrival order; collect what each step decided."""
+
+    def __init__(self, workflows: Iterable[Published], config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.index = WorkflowIndex(workflows)
+        self._thresholds = self.index.thresholds()
+        self.chains: dict[str, Chain] = {}
+        self.workers: dict[str, WorkerState] = {}
+        self.breakers: dict[str, BreakerState] = {}
+        self.retries: dict[str, int] = {}
+        self._roots: dict[str, str] = {}
+        self._timers: list[tuple[float, int, int, object]] = []
+        self._seq = itertools.count()
+        self.clock = float("-inf")
+
+    def feed(self, event: Event) -> Output:
+        """Advance the clock to the event, fire what came due before it, then apply it."""
+        out = Output()
+        if event.timestamp > self.clock:
+            self._advance(event.timestamp, out)
+        if isinstance(event, BridgeStatus):
+            return out
+        if isinstance(event, WorkerEvent):
+            self._on_worker(event, out)
+        else:
+            self._on_task(event, out)
+        return out
+
+    # detection ------------------------------------------------------------------
+
+    def _on_task(self, event: TaskEvent, out: Output) -> None:
+        chain = self._chain_for(event)
+        task = chain.tasks.get(event.task_id)
+        starts = task.starts if task is not None else 0
+        trigger = apply_task_event(chain, event)
+        task = chain.tasks[event.task_id]
+        if task.starts != starts and task.started_at is not None:
+            key = chain_key(chain.cluster, chain.root_id)
+            for threshold in self._thresholds:
+                self._timer(task.started_at + threshold, _RUNTIME, (key, task.task_id, threshold))
+            if task.worker is not None:
+                self._orphan_if_offline(chain, task.worker, out)
+        if trigger is not None:
+            self._handle(trigger, out)
+
+    def _chain_for(self, event: TaskEvent) -> Chain:
+        """The task's chain: by its root id, or where the task was seen before without one."""
+        cluster = event.cluster
+        known = self._roots.get(f"{cluster}/{event.task_id}")
+        root = event.root_id or (known.split("/", 1)[1] if known else event.task_id)
+        key = chain_key(cluster, root)
+        if known is not None and known != key:
+            self._move(known, key, event.task_id, cluster, root)
+        self._roots[f"{cluster}/{event.task_id}"] = key
+        chain = self.chains.get(key)
+        if chain is None:
+            chain = self.chains[key] = Chain(cluster=cluster, root_id=root)
+        return chain
+
+    def _move(self, old_key: str, new_key: str, task_id: str, cluster: str, root: str) -> None:
+        """A task first seen without its root id (started before received) joins its chain."""
+        old = self.chains.get(old_key)
+        if old is None or task_id not in old.tasks:
+            return
+        task = old.tasks.pop(task_id)
+        old.failures -= task.failures
+        if not old.tasks:
+            del self.chains[old_key]
+        chain = self.chains.setdefault(new_key, Chain(cluster=cluster, root_id=root))
+        task.root_id = root
+        chain.tasks[task_id] = task
+        chain.failures += task.failures
+
+    def _on_worker(self, event: WorkerEvent, out: Output) -> None:
+        key = worker_key(event.cluster, event.hostname)
+        worker = self.workers.get(key)
+        if worker is None:
+            worker = self.workers[key] = WorkerState(cluster=event.cluster, hostname=event.hostname)
+        trigger = apply_worker_event(worker, event)
+        if worker.online:
+            self._timer(worker.expires_at(self.config.heartbeat_expiry_factor), _WORKER, key)
+        if trigger is not None:
+            self._went_offline(worker, trigger, out)
+
+    def _went_offline(self, worker: WorkerState, trigger: Trigger, out: Output) -> None:
+        self._handle(trigger, out)
+        for key in sorted(self.chains):
+            chain = self.chains[key]
+            if chain.cluster == worker.cluster:
+                for orphan in orphan_triggers(
+                    chain, worker.hostname, at=trigger.at, why=trigger.reason
+                ):
+                    self._handle(orphan, out)
+
+    def _orphan_if_offline(self, chain: Chain, hostname: str, out: Output) -> None:
+        """A start reported by a worker already judged offline (its events arrived late)."""
+        worker = self.workers.get(worker_key(chain.cluster, hostname))
+        if worker is not None and not worker.online and worker.offline_at is not None:
+            for orphan in orphan_triggers(chain, hostname, at=self.clock, why="already offline"):
+                self._handle(orphan, out)
+
+    # timers ---------------------------------------------------------------------
+
+    def _timer(self, due: float, kind: int, payload: object) -> None:
+        heapq.heappush(self._timers, (due, kind, next(self._seq), payload))
+
+    def _advance(self, now: float, out: Output) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            due, kind, _, payload = heapq.heappop(self._timers)
+            self.clock = max(self.clock, due)
+            if kind == _WORKER:
+                self._expire(str(payload), due, out)
+            elif kind == _RUNTIME:
+                key, task_id, threshold = payload  # type: ignore[misc]
+                self._runtime(key, task_id, threshold, due, out)
+            else:
+                assert isinstance(payload, PendingRetry)
+                self._due(payload, out)
+        self.clock = max(self.clock, now)
+
+    def _expire(self, key: str, due: float, out: Output) -> None:
+        worker = self.workers[key]
+        trigger = expire_worker(worker, now=due, factor=self.config.heartbeat_expiry_factor)
+        if trigger is not None:
+            self._went_offline(worker, trigger, out)
+
+    def _runtime(self, key: str, task_id: str, threshold: float, due: float, out: Output) -> None:
+        chain = self.chains.get(key)
+        trigger = runtime_trigger(chain, task_id, threshold, now=due) if chain else None
+        if trigger is not None:
+            self._handle(trigger, out)
+
+    def _due(self, pending: PendingRetry, out: Output) -> None:
+        chain = self.chains.get(pending.chain_key)
+        task_id = pending.command.original_task_id
+        recovered = chain.recovered_since(task_id, pending.since) if chain else None
+        record, command = resolve(pending, recovered, dry_run=self.config.dry_run)
+        out.records.append(record)
+        if command is not None:
+            out.commands.append(command)
+
+    # matching and deciding ------------------------------------------------------
+
+    def _handle(self, trigger: Trigger, out: Output) -> None:
+        out.triggers.append(trigger)
+        if self.config.explain:
+            out.explanations.extend(
+                Explanation(trigger, item.workflow.id, why)
+                for item, why in self.index.explain(trigger)
+            )
+        for published, conditions in self.index.match(trigger):
+            self._decide(published, trigger, conditions, out)
+
+    def _decide(
+        self, published: Published, trigger: Trigger, conditions: list, out: Output
+    ) -> None:  # type: ignore[type-arg]
+        wf_id = published.workflow.id
+        budget_key = f"{wf_id}|{trigger.cluster}/{trigger.task.root_id}" if trigger.task else wf_id
+        decision = decide(
+            published,
+            trigger,
+            conditions,
+            breaker=self.breakers.get(wf_id, BreakerState()),
+            retries_made=self.retries.get(budget_key, 0),
+            dry_run=self.config.dry_run,
+        )
+        self.breakers[wf_id] = decision.breaker
+        self.retries[budget_key] = decision.retries_made
+        out.records.append(decision.record)
+        out.commands.extend(decision.commands)
+        out.notices.extend(decision.notices)
+        for pending in decision.pending:
+            self._timer(pending.due_at, _RETRY, pending)

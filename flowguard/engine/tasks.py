@@ -1,0 +1,290 @@
+"""Task state per retry chain, joined across Celery events that arrive out of order.
+
+Celery sends ``name``, ``args``, ``kwargs``, ``root_id`` and ``parent_id`` only
+on ``task-sent``/``task-received`` and ``queue`` only on ``task-sent``; the
+rest are joined here by task id. Arrival order is not logical order: a state
+never moves back (a late ``task-sent`` does not undo ``task-started``), except
+that a task received or started again on another worker, later than the last
+start, is a new delivery (Celery redelivering an orphaned, ``acks_late`` task).
+
+A :class:`Chain` is one retry chain (a root task and every retry of it, Celery's
+and flowguard's), the unit the live app keeps per ``cluster/root_id`` key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flowguard.engine.triggers import split_exception, task_trigger
+from topics.events import TaskEvent, TaskFailed, TaskRetried, TaskSnapshot
+from topics.triggers import TaskContext, Trigger
+
+# How far each state is along one attempt; a lower rank never overwrites a higher one.
+RANK = {
+    "new": -1,
+    "sent": 0,
+    "received": 1,
+    "started": 2,
+    "succeeded": 3,
+    "failed": 3,
+    "retried": 3,
+    "revoked": 3,
+    "rejected": 3,
+}
+RUNNING = frozenset({"received", "started"})
+_JOINED = ("name", "root_id", "parent_id", "queue", "routing_key", "args", "kwargs")
+
+
+@dataclass(slots=True)
+class TaskState:
+    task_id: str
+    root_id: str
+    parent_id: str | None = None
+    name: str | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    args: str | None = None
+    kwargs: str | None = None
+    state: str = "new"
+    worker: str | None = None
+    attempt: int = 0
+    attempt_at: float = 0.0
+    starts: int = 0
+    started_at: float | None = None
+    failures: int = 0
+    retried_count: int = 0
+    last_failure_at: float | None = None
+    exception: str | None = None
+    finished_at: float | None = None
+    orphaned_start: int = 0
+    exceeded: list[float] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING
+
+    def context(self, failure_count: int, worker: str | None = None) -> TaskContext:
+        exc_type, message = split_exception(self.exception)
+        return TaskContext(
+            id=self.task_id,
+            root_id=self.root_id,
+            parent_id=self.parent_id,
+            name=self.name,
+            queue=self.queue,
+            routing_key=self.routing_key,
+            worker=worker or self.worker,
+            args=self.args,
+            kwargs=self.kwargs,
+            exception=self.exception,
+            exception_type=exc_type,
+            error_message=message,
+            failure_count=failure_count,
+            attempt=self.attempt,
+            started_at=self.started_at,
+        )
+
+
+@dataclass(slots=True)
+class Chain:
+    """One retry chain: its tasks by id, and how often any of them failed."""
+
+    cluster: str
+    root_id: str
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    failures: int = 0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Chain:
+        tasks = {k: TaskState(**v) for k, v in data["tasks"].items()}
+        return cls(**{**data, "tasks": tasks})
+
+    def running_on(self, hostname: str) -> Iterable[TaskState]:
+        return (t for t in self.tasks.values() if t.running and t.worker == hostname)
+
+    def recovered_since(self, task_id: str, since: float) -> str | None:
+        """Why a retry planned at ``since`` is no longer needed, or ``None`` if it still is."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.attempt_at > since and task.state != "failed":
+            return f"task {task_id} was delivered again ({task.state} on {task.worker})"
+        for other in self.tasks.values():
+            if other.state == "succeeded" and (other.finished_at or 0.0) > since:
+                return f"task {other.task_id} in the retry chain succeeded"
+        return None
+
+
+def chain_key(cluster: str, root_id: str) -> str:
+    return f"{cluster}/{root_id}"
+
+
+def _join(task: TaskState, event: TaskEvent) -> None:
+    for name in _JOINED:
+        value = getattr(event, name)
+        if value is not None and getattr(task, name) is None:
+            setattr(task, name, value)
+
+
+def _new_delivery(task: TaskState, event: TaskEvent) -> bool:
+    """Received/started again elsewhere, after the last start: Celery redelivered it."""
+    return (
+        event.hostname is not None
+        and task.worker is not None
+        and event.hostname != task.worker
+        and task.started_at is not None
+        and event.timestamp > task.started_at
+        and task.state in ("started", "received")
+    )
+
+
+def _on_queued(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    retries = event.retries or 0
+    state = _STATE[event.kind]
+    if retries > task.attempt or (retries == task.attempt and RANK[task.state] < RANK[state]):
+        if retries > task.attempt:
+            task.attempt_at = event.timestamp
+        task.attempt, task.state = retries, state
+        if state == "received":
+            task.worker = event.hostname
+    elif event.kind == "task.received" and _new_delivery(task, event):
+        task.state, task.worker, task.attempt_at = "received", event.hostname, event.timestamp
+    return None
+
+
+def _on_started(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    redelivered = _new_delivery(task, event)
+    if RANK[task.state] < RANK["started"] or redelivered:
+        if task.started_at == event.timestamp:
+            return None  # the same event seen twice
+        if redelivered:
+            task.attempt_at = event.timestamp
+        task.state = "started"
+        task.worker = event.hostname or task.worker
+        task.started_at = event.timestamp
+        task.starts += 1
+        task.exceeded = []
+    return None
+
+
+def _on_failure(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    if task.last_failure_at == event.timestamp:
+        return None  # the same failure delivered twice
+    task.failures += 1
+    chain.failures += 1
+    task.last_failure_at = event.timestamp
+    task.exception = event.exception if isinstance(event, TaskFailed | TaskRetried) else None
+    if isinstance(event, TaskRetried):
+        # task-retried carries no retries count, but Celery emits one per attempt, in order:
+        # the k-th one ends attempt k. If attempt k+1 was already seen, it changes nothing.
+        ended, task.retried_count = task.retried_count, task.retried_count + 1
+        if task.attempt <= ended:
+            task.state, task.finished_at = "retried", event.timestamp
+        return None
+    task.state, task.finished_at = "failed", event.timestamp
+    task.worker = event.hostname or task.worker
+    return task_trigger(
+        "task.failed",
+        at=event.timestamp,
+        cluster=chain.cluster,
+        task=task.context(chain.failures, event.hostname),
+        ordinal=task.failures,
+        reason=f"task-failed from {event.hostname}",
+    )
+
+
+def _on_finished(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    if RANK[task.state] < RANK["succeeded"]:
+        task.state = _STATE[event.kind]
+        task.finished_at = event.timestamp
+    return None
+
+
+def _on_snapshot(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    """A task the bridge saw in ``inspect()``: known to be running even if we missed its events."""
+    if not isinstance(event, TaskSnapshot):
+        return None
+    state = "started" if event.state == "active" else "received"
+    if RANK[task.state] < RANK[state]:
+        task.state, task.worker = state, event.hostname
+        if state == "started" and task.started_at is None:
+            task.started_at = event.time_start or event.timestamp
+            task.starts += 1
+    return None
+
+
+_STATE = {
+    "task.sent": "sent",
+    "task.received": "received",
+    "task.started": "started",
+    "task.succeeded": "succeeded",
+    "task.failed": "failed",
+    "task.retried": "retried",
+    "task.revoked": "revoked",
+    "task.rejected": "rejected",
+    "task.snapshot": "started",
+}
+_HANDLERS: dict[str, Callable[[TaskState, TaskEvent, Chain], Trigger | None]] = {
+    "task.sent": _on_queued,
+    "task.received": _on_queued,
+    "task.started": _on_started,
+    "task.failed": _on_failure,
+    "task.retried": _on_failure,
+    "task.succeeded": _on_finished,
+    "task.revoked": _on_finished,
+    "task.rejected": _on_finished,
+    "task.snapshot": _on_snapshot,
+}
+
+
+def apply_task_event(chain: Chain, event: TaskEvent) -> Trigger | None:
+    """Fold one task event into its chain; return the ``task.failed`` trigger it causes, if any."""
+    task = chain.tasks.get(event.task_id)
+    if task is None:
+        task = TaskState(task_id=event.task_id, root_id=chain.root_id)
+        chain.tasks[event.task_id] = task
+    _join(task, event)
+    chain.updated_at = max(chain.updated_at, event.timestamp)
+    return _HANDLERS[event.kind](task, event, chain)
+
+
+def orphan_triggers(chain: Chain, hostname: str, *, at: float, why: str) -> list[Trigger]:
+    """``task.orphaned`` for each task still running on a worker that went offline (once each)."""
+    found = []
+    for task in sorted(chain.running_on(hostname), key=lambda t: t.task_id):
+        if task.state != "started" or task.orphaned_start == task.starts:
+            continue
+        task.orphaned_start = task.starts
+        found.append(
+            task_trigger(
+                "task.orphaned",
+                at=at,
+                cluster=chain.cluster,
+                task=task.context(chain.failures),
+                ordinal=task.starts,
+                reason=f"worker {hostname} went offline ({why}) while the task ran",
+            )
+        )
+    return found
+
+
+def runtime_trigger(chain: Chain, task_id: str, threshold: float, *, now: float) -> Trigger | None:
+    """``task.execution_time_exceeded`` once per start and threshold, while the task still runs."""
+    task = chain.tasks.get(task_id)
+    if task is None or task.state != "started" or task.started_at is None:
+        return None
+    if threshold in task.exceeded or now - task.started_at < threshold:
+        return None
+    task.exceeded.append(threshold)
+    return task_trigger(
+        "task.execution_time_exceeded",
+        at=task.started_at + threshold,
+        cluster=chain.cluster,
+        task=task.context(chain.failures),
+        ordinal=f"{task.starts}/{threshold:g}",
+        reason=f"still running {threshold:g}s after it started on {task.worker}",
+        threshold_seconds=threshold,
+    )

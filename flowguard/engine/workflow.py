@@ -1,0 +1,296 @@
+"""Workflows as their authors write them: the YAML format of the product page.
+
+A workflow is a trigger, optional conditions, one or more actions and a
+circuit breaker. This module only validates and normalizes; matching lives in
+:mod:`flowguard.engine.conditions`, deciding in :mod:`flowguard.engine.execute`.
+
+Two conveniences keep the product page's examples loading as written:
+``action:`` (one action) is the same as ``actions:`` with one item, and an
+action without ``type`` whose keys are all retry settings is a retry
+(the page's best-practice snippet writes ``action: {max_attempts: 3}``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from flowguard.engine.templates import compile_template
+from flowguard.errors import TemplateInvalid
+from flowguard.secrets import is_env_ref, mask
+from topics.triggers import TriggerName
+
+DEFAULT_SLACK_MESSAGE = (
+    "Task {task_name} failed on worker {worker}\n"
+    "Error: {error_message}\n"
+    "Args: {task_args}\n"
+    "Time: {timestamp}\n"
+    "Workflow: {workflow_name}"
+)
+DEFAULT_PAGERDUTY_SUMMARY = "Task {task_name} failed on {cluster}: {error_message}"
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+# Conditions that only make sense for some triggers: a task condition on a
+# worker.offline workflow would silently never match, so it is refused.
+TASK_CONDITIONS = frozenset(
+    {"task_name_pattern", "queue", "error_pattern", "failure_count_threshold"}
+)
+CONDITIONS_BY_TRIGGER: dict[str, frozenset[str]] = {
+    "task.failed": TASK_CONDITIONS | {"cluster", "worker_pattern"},
+    "task.orphaned": TASK_CONDITIONS - {"error_pattern"} | {"cluster", "worker_pattern"},
+    "task.execution_time_exceeded": TASK_CONDITIONS - {"error_pattern"}
+    | {"cluster", "worker_pattern"},
+    "worker.offline": frozenset({"cluster", "worker_pattern"}),
+}
+
+
+def slugify(name: str) -> str:
+    """A stable id from a name: ``"Auto-retry network errors"`` -> ``auto-retry-network-errors``."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    return slug[:128] or "workflow"
+
+
+def _template(text: str) -> str:
+    try:
+        compile_template(text)
+    except TemplateInvalid as exc:
+        raise PydanticCustomError("template_invalid", "{reason}", {"reason": str(exc)}) from None
+    return text
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "regex_invalid", "not a valid regular expression: {reason}", {"reason": str(exc)}
+        ) from None
+    return text
+
+
+def _url(secret: SecretStr) -> SecretStr:
+    """An http(s) URL with a host, or an ``${ENV}`` reference. The value never enters the error."""
+    value = secret.get_secret_value()
+    if is_env_ref(value):
+        return secret
+    if not re.match(r"^https?://[^/\s:@]+(:\d+)?(/\S*)?$", value, re.IGNORECASE):
+        raise PydanticCustomError(
+            "url_invalid", "must be an http:// or https:// URL with a host, or ${ENV_VAR}"
+        )
+    return secret
+
+
+TemplateText = Annotated[str, AfterValidator(_template)]
+Regex = Annotated[str, Field(min_length=1), AfterValidator(_regex)]
+Glob = Annotated[str, Field(min_length=1)]
+SecretUrl = Annotated[SecretStr, AfterValidator(_url)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Conditions(_Model):
+    """All given conditions must hold (AND). Globs use shell syntax (``*``, ``?``, ``[ab]``)."""
+
+    task_name_pattern: Glob | None = None
+    queue: str | None = Field(default=None, min_length=1)
+    error_pattern: Regex | None = Field(
+        default=None, description='Regex searched in "ExceptionType: message".'
+    )
+    failure_count_threshold: int | None = Field(default=None, ge=1)
+    cluster: Glob | None = None
+    worker_pattern: Glob | None = None
+
+    def given(self) -> dict[str, str | int]:
+        """The conditions that were set, in a fixed order."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Trigger(_Model):
+    event: TriggerName
+    conditions: Conditions = Conditions()
+    threshold_seconds: float | None = Field(
+        default=None, gt=0, description="task.execution_time_exceeded: run time that fires it."
+    )
+
+    @model_validator(mode="after")
+    def _check_fit(self) -> Trigger:
+        if self.event == "task.execution_time_exceeded" and self.threshold_seconds is None:
+            raise PydanticCustomError(
+                "missing_threshold",
+                "threshold_seconds is required for task.execution_time_exceeded",
+            )
+        if self.event != "task.execution_time_exceeded" and self.threshold_seconds is not None:
+            raise PydanticCustomError(
+                "unused_threshold", "threshold_seconds only applies to task.execution_time_exceeded"
+            )
+        allowed = CONDITIONS_BY_TRIGGER[self.event]
+        for name in self.conditions.given():
+            if name not in allowed:
+                raise PydanticCustomError(
+                    "condition_not_applicable",
+                    "condition {name} does not apply to {event} (it can never match)",
+                    {"name": name, "event": self.event},
+                )
+        return self
+
+
+class RetryAction(_Model):
+    type: Literal["retry"] = "retry"
+    delay_seconds: float = Field(default=60, ge=0, le=7 * 24 * 3600)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    same_arguments: bool = True
+    exponential_backoff: bool = False
+    backoff_multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    max_delay_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+
+
+class _Notify(_Model):
+    @field_serializer("*", when_used="always")
+    def _mask_secrets(self, value: Any, info: Any) -> Any:
+        context = info.context or {}
+        if isinstance(value, SecretStr):
+            return value.get_secret_value() if context.get("reveal_secrets") else mask(value)
+        if isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values()):
+            return {k: self._mask_secrets(v, info) for k, v in value.items()}
+        return value
+
+
+class SlackAction(_Notify):
+    type: Literal["slack"] = "slack"
+    webhook_url: SecretUrl
+    message: TemplateText = DEFAULT_SLACK_MESSAGE
+    channel: str | None = None
+    username: str | None = None
+    icon_emoji: str | None = None
+    blocks: bool = Field(default=False, description="Add a Block Kit layout with task context.")
+
+
+class WebhookAction(_Notify):
+    type: Literal["webhook"] = "webhook"
+    url: SecretUrl
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retries: int = Field(default=3, ge=0, le=20)
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+
+
+class PagerDutyAction(_Notify):
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: SecretStr
+    severity: Literal["critical", "error", "warning", "info"] = "error"
+    summary: TemplateText = DEFAULT_PAGERDUTY_SUMMARY
+
+
+NotifyAction = Annotated[SlackAction | WebhookAction | PagerDutyAction, Field(discriminator="type")]
+Action = Annotated[
+    RetryAction | SlackAction | WebhookAction | PagerDutyAction, Field(discriminator="type")
+]
+RETRY_FIELDS = frozenset(RetryAction.model_fields) - {"type"}
+
+
+class CircuitBreaker(_Model):
+    max_executions: int = Field(default=100, ge=1, le=1_000_000)
+    time_window_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    time_window_seconds: float | None = Field(default=None, gt=0, le=3600 * 24 * 365)
+    notify: NotifyAction | None = Field(
+        default=None, description="Where the open/close notice goes; default: the workflow's own."
+    )
+
+    @model_validator(mode="after")
+    def _one_window(self) -> CircuitBreaker:
+        if self.time_window_hours is not None and self.time_window_seconds is not None:
+            raise PydanticCustomError(
+                "two_windows", "give time_window_hours or time_window_seconds, not both"
+            )
+        return self
+
+    @property
+    def window_seconds(self) -> float:
+        if self.time_window_seconds is not None:
+            return self.time_window_seconds
+        return (self.time_window_hours or 1.0) * 3600.0
+
+
+def _normalize_action(action: Any) -> Any:
+    if isinstance(action, dict) and "type" not in action and action and set(action) <= RETRY_FIELDS:
+        return {"type": "retry", **action}
+    return action
+
+
+class Workflow(_Model):
+    """One workflow. ``id`` defaults to a slug of ``name`` and is its identity across versions."""
+
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    enabled: bool = True
+    trigger: Trigger
+    actions: tuple[Action, ...] = Field(min_length=1, max_length=20)
+    circuit_breaker: CircuitBreaker | None = None
+
+    _breaker: CircuitBreaker = PrivateAttr(default_factory=CircuitBreaker)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "action" in data:
+            if "actions" in data:
+                raise PydanticCustomError("two_action_keys", "give action or actions, not both")
+            data["actions"] = [data.pop("action")]
+        if isinstance(data.get("actions"), list):
+            data["actions"] = [_normalize_action(a) for a in data["actions"]]
+        if "id" not in data and isinstance(data.get("name"), str):
+            data["id"] = slugify(data["name"])
+        return data
+
+    @model_validator(mode="after")
+    def _check_actions(self) -> Workflow:
+        retries = [a for a in self.actions if isinstance(a, RetryAction)]
+        if len(retries) > 1:
+            raise PydanticCustomError("two_retries", "a workflow can hold at most one retry action")
+        if retries and self.trigger.event == "worker.offline":
+            raise PydanticCustomError(
+                "retry_needs_task", "a retry action needs a task trigger, not worker.offline"
+            )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.circuit_breaker is not None:
+            self._breaker = self.circuit_breaker
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker in force: the one written, or the defaults (100 per hour)."""
+        return self._breaker
+
+    def to_document(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The workflow as a YAML-ready mapping in the product page's format; secrets masked."""
+        data = self.model_dump(
+            mode="json",
+            exclude_none=True,
+            exclude_defaults=False,
+            context={"reveal_secrets": reveal_secrets},
+        )
+        if len(self.actions) == 1:
+            data["action"] = data.pop("actions")[0]
+        return data

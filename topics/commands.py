@@ -1,0 +1,65 @@
+"""Commands on ``flowguard.commands``: what a bridge carries out against its own cluster.
+
+A command never carries a secret. ``command_id`` is derived from the execution
+and the action's position, so a command decided twice (after a crash or a
+rebalance) has the same id and the bridge carries it out once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from topics._base import Record
+
+
+class RetryCommand(Record):
+    """Send the task again: same name, args, kwargs and queue, a new id in the same retry chain."""
+
+    kind: Literal["command.retry"] = "command.retry"
+    version: Literal[1] = 1
+    command_id: str
+    cluster: str
+    execution_id: str
+    workflow_id: str
+    issued_at: str = Field(description="ISO 8601 UTC: when the retry became due.")
+    task_id: str = Field(description="The id the new task is sent with (deterministic).")
+    original_task_id: str
+    name: str
+    args: str = Field(description="Python literal of the args tuple, as Celery reported it.")
+    kwargs: str = Field(description="Python literal of the kwargs dict.")
+    queue: str | None = None
+    routing_key: str | None = None
+    root_id: str
+    parent_id: str
+    attempt: int = Field(ge=1)
+
+
+class RevokeCommand(Record):
+    """Revoke a task id on the cluster (used to cancel; never sent by workflows themselves)."""
+
+    kind: Literal["command.revoke"] = "command.revoke"
+    version: Literal[1] = 1
+    command_id: str
+    cluster: str
+    issued_at: str
+    task_id: str
+    terminate: bool = False
+    execution_id: str | None = None
+
+
+class CommandResult(Record):
+    """What the bridge did with a command."""
+
+    kind: Literal["command.result"] = "command.result"
+    version: Literal[1] = 1
+    command_id: str
+    cluster: str
+    at: str
+    status: Literal["done", "duplicate", "failed"]
+    detail: str = ""
+
+
+Command = Annotated[RetryCommand | RevokeCommand, Field(discriminator="kind")]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

@@ -1,0 +1,56 @@
+"""Trigger events: what detection found, before workflows are matched against it.
+
+Internal (``flowguard.triggers``, repartitioned by workflow id in the live app),
+and the unit the replay, the Test button and the live agents all match on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from topics._base import Record
+
+TriggerName = Literal[
+    "task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"
+]
+TRIGGER_NAMES: tuple[TriggerName, ...] = (
+    "task.failed",
+    "task.orphaned",
+    "task.execution_time_exceeded",
+    "worker.offline",
+)
+
+
+class TaskContext(Record):
+    """Everything known about the task at trigger time, joined across its events."""
+
+    id: str
+    root_id: str
+    parent_id: str | None = None
+    name: str | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    worker: str | None = None
+    args: str | None = None
+    kwargs: str | None = None
+    exception: str | None = None
+    exception_type: str | None = None
+    error_message: str | None = None
+    failure_count: int = 0
+    attempt: int = Field(default=0, description="Celery's own retries count of this task id.")
+    started_at: float | None = None
+
+
+class Trigger(Record):
+    kind: Literal["trigger"] = "trigger"
+    version: Literal[1] = 1
+    trigger_id: str = Field(description="Deterministic: the same input events give the same id.")
+    event: TriggerName
+    at: float = Field(description="Event time of the trigger, UTC epoch seconds.")
+    cluster: str
+    task: TaskContext | None = None
+    worker: str | None = Field(default=None, description="Worker hostname (worker.offline).")
+    threshold_seconds: float | None = None
+    reason: str = Field(default="", description="Why it fired, for people (e.g. heartbeat expiry).")
