@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from topics._base import Record
 
-EXECUTION_SCHEMA = "flowguard.execution/1"
+EXECUTION_SCHEMA: Literal["flowguard.execution/1"] = "flowguard.execution/1"
 
 Outcome = Literal["success", "failure", "skipped"]
 SkipReason = Literal["circuit_open", "max_attempts_reached", "recovered", "cancelled"]

@@ -34,7 +34,7 @@ from flowguard.engine.workers import (
 )
 from topics.commands import RetryCommand
 from topics.events import BridgeStatus, Event, TaskEvent, WorkerEvent
-from topics.execution import ExecutionRecord
+from topics.execution import ConditionResult, ExecutionRecord
 from topics.triggers import Trigger
 
 
@@ -67,6 +67,17 @@ class Output:
 _WORKER, _RUNTIME, _RETRY = 0, 1, 2
 
 
+@dataclass(frozen=True, slots=True)
+class _RuntimeCheck:
+    chain_key: str
+    task_id: str
+    threshold: float
+
+
+# A timer's payload: a worker key (heartbeat expiry), a run-time check, or a delayed retry.
+_Payload = str | _RuntimeCheck | PendingRetry
+
+
 class Engine:
     """All state in memory. Feed events in arrival order; collect what each step decided."""
 
@@ -79,7 +90,7 @@ class Engine:
         self.breakers: dict[str, BreakerState] = {}
         self.retries: dict[str, int] = {}
         self._roots: dict[str, str] = {}
-        self._timers: list[tuple[float, int, int, object]] = []
+        self._timers: list[tuple[float, int, int, _Payload]] = []
         self._seq = itertools.count()
         self.clock = float("-inf")
 
@@ -107,7 +118,8 @@ class Engine:
         if task.starts != starts and task.started_at is not None:
             key = chain_key(chain.cluster, chain.root_id)
             for threshold in self._thresholds:
-                self._timer(task.started_at + threshold, _RUNTIME, (key, task.task_id, threshold))
+                check = _RuntimeCheck(key, task.task_id, threshold)
+                self._timer(task.started_at + threshold, _RUNTIME, check)
             if task.worker is not None:
                 self._orphan_if_offline(chain, task.worker, out)
         if trigger is not None:
@@ -171,20 +183,18 @@ class Engine:
 
     # timers ---------------------------------------------------------------------
 
-    def _timer(self, due: float, kind: int, payload: object) -> None:
+    def _timer(self, due: float, kind: int, payload: _Payload) -> None:
         heapq.heappush(self._timers, (due, kind, next(self._seq), payload))
 
     def _advance(self, now: float, out: Output) -> None:
         while self._timers and self._timers[0][0] <= now:
-            due, kind, _, payload = heapq.heappop(self._timers)
+            due, _, _, payload = heapq.heappop(self._timers)
             self.clock = max(self.clock, due)
-            if kind == _WORKER:
-                self._expire(str(payload), due, out)
-            elif kind == _RUNTIME:
-                key, task_id, threshold = payload  # type: ignore[misc]
-                self._runtime(key, task_id, threshold, due, out)
+            if isinstance(payload, str):
+                self._expire(payload, due, out)
+            elif isinstance(payload, _RuntimeCheck):
+                self._runtime(payload, due, out)
             else:
-                assert isinstance(payload, PendingRetry)
                 self._due(payload, out)
         self.clock = max(self.clock, now)
 
@@ -194,9 +204,9 @@ class Engine:
         if trigger is not None:
             self._went_offline(worker, trigger, out)
 
-    def _runtime(self, key: str, task_id: str, threshold: float, due: float, out: Output) -> None:
-        chain = self.chains.get(key)
-        trigger = runtime_trigger(chain, task_id, threshold, now=due) if chain else None
+    def _runtime(self, check: _RuntimeCheck, due: float, out: Output) -> None:
+        chain = self.chains.get(check.chain_key)
+        trigger = runtime_trigger(chain, check.task_id, check.threshold, now=due) if chain else None
         if trigger is not None:
             self._handle(trigger, out)
 
@@ -222,8 +232,12 @@ class Engine:
             self._decide(published, trigger, conditions, out)
 
     def _decide(
-        self, published: Published, trigger: Trigger, conditions: list, out: Output
-    ) -> None:  # type: ignore[type-arg]
+        self,
+        published: Published,
+        trigger: Trigger,
+        conditions: list[ConditionResult],
+        out: Output,
+    ) -> None:
         wf_id = published.workflow.id
         budget_key = f"{wf_id}|{trigger.cluster}/{trigger.task.root_id}" if trigger.task else wf_id
         decision = decide(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flowguard.engine.breaker import BreakerDecision, BreakerState, check, peek
 from flowguard.engine.matching import Published
@@ -53,6 +54,11 @@ _NAMESPACE = uuid.UUID("6f0d2a4e-9b1c-5e7a-8d3f-2c4b6a8e0f11")
 def derive_id(*parts: object) -> str:
     """A UUID5 over the parts: stable across processes, replays and restarts."""
     return str(uuid.uuid5(_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+class BreakerLimits(NamedTuple):
+    max_executions: int
+    window_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,21 +148,16 @@ def decide(
         retries_made=retries_made,
     )
     runnable = [a for a in wf.actions if not _exhausted(a, retries_made)]
-    window = wf.breaker.window_seconds
-    limits = {
-        "now": trigger.at,
-        "max_executions": wf.breaker.max_executions,
-        "window_seconds": window,
-    }
+    limits = BreakerLimits(wf.breaker.max_executions, wf.breaker.window_seconds)
     if not runnable:
-        state = peek(breaker, **limits)
+        state = peek(breaker, now=trigger.at, **limits._asdict())
         ref = _breaker_ref(wf, state, len(breaker.ran_at), None, breaker.suppressed)
         for index, action in enumerate(wf.actions):
             draft.actions.append(_skipped(draft, index, action, "max_attempts_reached"))
         return _finish(
             published, trigger, conditions, draft, ref, breaker, "max_attempts_reached", dry_run
         )
-    new_breaker, verdict = check(breaker, **limits)
+    new_breaker, verdict = check(breaker, now=trigger.at, **limits._asdict())
     ref = _breaker_ref(
         wf, verdict.state_label, verdict.count, verdict.transition, verdict.suppressed_total
     )
