@@ -9,8 +9,7 @@ gives ``None``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -55,14 +54,14 @@ _WORKER_TYPES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "worker-heartbeat": (WorkerHeartbeat, _WORKER_KEYS),
     "worker-offline": (WorkerOffline, _WORKER_KEYS),
 }
-# Celery reports these as repr strings; a recording that holds another type is repr()'d
-# rather than refused, so nothing is lost.
-_AS_TEXT = ("args", "kwargs", "result", "exception", "traceback", "eta", "expires", "signum")
+_AS_TEXT = frozenset(
+    {"args", "kwargs", "result", "exception", "traceback", "eta", "expires", "signum"}
+)
 
 
 def translate(raw: Any, cluster: str) -> Event | None:
     """A raw Celery event -> its model; ``None`` for types flowguard does not use."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise EventInvalid(f"an event must be a JSON object, got {type(raw).__name__}")
     kind = raw.get("type")
     if not isinstance(kind, str):
@@ -71,36 +70,43 @@ def translate(raw: Any, cluster: str) -> Event | None:
     if spec is None:
         return None
     model, keys = spec
-    fields = {k: v for k in keys if (v := raw.get(k)) is not None}
+    fields = {k: raw[k] for k in keys if k in raw}
     fields["cluster"] = cluster
-    fields["timestamp"] = _timestamp(raw)
-    if kind in _TASK_TYPES:
+    fields["timestamp"] = raw.get("timestamp")
+    if kind[0] == "t":
         task_id = raw.get("uuid")
         if not isinstance(task_id, str) or not task_id:
             raise EventInvalid(f"{kind} without 'uuid' (the task id)")
         fields["task_id"] = task_id
-        for key in _AS_TEXT:
-            value = fields.get(key)
-            if value is not None and type(value) is not str:
-                fields[key] = repr(value)
-    return _build(model, fields)
+    try:
+        event: Event = model.__pydantic_validator__.validate_python(fields)
+    except ValidationError as exc:
+        return _retry_as_text(model, fields, exc)
+    return event
+
+
+def _retry_as_text(
+    model: Callable[..., Event], fields: dict[str, Any], exc: ValidationError
+) -> Event:
+    """Celery reports args, kwargs, result and exception as reprs; a recording holding
+    another type for them is repr()'d rather than refused, so nothing is lost."""
+    converted = {
+        k: repr(v) if k in _AS_TEXT and v is not None and not isinstance(v, str) else v
+        for k, v in fields.items()
+    }
+    if converted == fields:
+        raise EventInvalid(_first_error(exc)) from None
+    return _build(model, converted)
 
 
 def parse_line(data: Any, cluster: str) -> Event | None:
     """One input line already decoded: a raw Celery event, or a flowguard event (has ``kind``)."""
-    if isinstance(data, Mapping) and "kind" in data and "type" not in data:
+    if isinstance(data, dict) and "kind" in data and "type" not in data:
         try:
             return EVENT_ADAPTER.validate_python(data)
         except ValidationError as exc:
             raise EventInvalid(_first_error(exc)) from None
     return translate(data, cluster)
-
-
-def _timestamp(raw: Mapping[str, Any]) -> float:
-    value = raw.get("timestamp")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise EventInvalid("'timestamp' must be a number (UTC epoch seconds)")
-    return float(value)
 
 
 def _build(model: Callable[..., Event], fields: dict[str, Any]) -> Event:

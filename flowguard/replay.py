@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from bridge.translate import parse_line
-from flowguard.engine.core import Engine, EngineConfig, Explanation
+from flowguard.engine.core import Engine, EngineConfig, Explanation, Output
 from flowguard.engine.matching import Published
 from flowguard.errors import EventInvalid
 from topics.execution import ExecutionRecord
@@ -49,8 +49,9 @@ def replay(
     """Yield execution records in decision order, deterministically."""
     stats = stats if stats is not None else ReplayStats()
     engine = Engine(workflows, EngineConfig(dry_run=True, explain=on_explanation is not None))
+    out = Output()
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if line.isspace() or not line:
             continue
         stats.lines += 1
         try:
@@ -64,12 +65,16 @@ def replay(
             stats.ignored += 1
             continue
         stats.events += 1
-        out = engine.feed(event)
+        engine.feed(event, out)
+        if not out.triggers and not out.records:
+            continue
         stats.triggers += len(out.triggers)
         if on_explanation is not None:
             for explanation in out.explanations:
                 on_explanation(explanation)
-        for record in out.records:
+        records = list(out.records)
+        out.clear()
+        for record in records:
             stats.outcomes[record.outcome] += 1
             yield record
 

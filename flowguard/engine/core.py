@@ -33,7 +33,7 @@ from flowguard.engine.workers import (
     worker_key,
 )
 from topics.commands import RetryCommand
-from topics.events import BridgeStatus, Event, TaskEvent, WorkerEvent
+from topics.events import Event, TaskEvent, WorkerEvent
 from topics.execution import ConditionResult, ExecutionRecord
 from topics.triggers import Trigger
 
@@ -62,6 +62,10 @@ class Output:
     triggers: list[Trigger] = field(default_factory=list)
     explanations: list[Explanation] = field(default_factory=list)
 
+    def clear(self) -> None:
+        for items in (self.records, self.commands, self.notices, self.triggers, self.explanations):
+            items.clear()
+
 
 # Timer kinds, in the order they fire when due at the same instant.
 _WORKER, _RUNTIME, _RETRY = 0, 1, 2
@@ -89,22 +93,26 @@ class Engine:
         self.workers: dict[str, WorkerState] = {}
         self.breakers: dict[str, BreakerState] = {}
         self.retries: dict[str, int] = {}
-        self._roots: dict[str, str] = {}
+        self._roots: dict[tuple[str, str], Chain] = {}
         self._timers: list[tuple[float, int, int, _Payload]] = []
         self._seq = itertools.count()
         self.clock = float("-inf")
 
-    def feed(self, event: Event) -> Output:
-        """Advance the clock to the event, fire what came due before it, then apply it."""
-        out = Output()
+    def feed(self, event: Event, out: Output | None = None) -> Output:
+        """Advance the clock to the event, fire what came due before it, then apply it.
+
+        Appends to ``out`` when given (a caller-owned buffer: replay drains one per event
+        rather than allocating one per event), else to a new :class:`Output`.
+        """
+        if out is None:
+            out = Output()
         if event.timestamp > self.clock:
             self._advance(event.timestamp, out)
-        if isinstance(event, BridgeStatus):
-            return out
-        if isinstance(event, WorkerEvent):
-            self._on_worker(event, out)
-        else:
-            self._on_task(event, out)
+        kind = event.kind
+        if kind.startswith("task."):
+            self._on_task(event, out)  # type: ignore[arg-type]
+        elif kind.startswith("worker."):
+            self._on_worker(event, out)  # type: ignore[arg-type]
         return out
 
     # detection ------------------------------------------------------------------
@@ -127,29 +135,29 @@ class Engine:
 
     def _chain_for(self, event: TaskEvent) -> Chain:
         """The task's chain: by its root id, or where the task was seen before without one."""
-        cluster = event.cluster
-        known = self._roots.get(f"{cluster}/{event.task_id}")
-        root = event.root_id or (known.split("/", 1)[1] if known else event.task_id)
+        cluster, task_id = event.cluster, event.task_id
+        known = self._roots.get((cluster, task_id))
+        if known is not None and (event.root_id is None or event.root_id == known.root_id):
+            return known
+        root = event.root_id or task_id
         key = chain_key(cluster, root)
-        if known is not None and known != key:
-            self._move(known, key, event.task_id, cluster, root)
-        self._roots[f"{cluster}/{event.task_id}"] = key
         chain = self.chains.get(key)
         if chain is None:
             chain = self.chains[key] = Chain(cluster=cluster, root_id=root)
+        if known is not None:
+            self._move(known, chain, task_id)
+        self._roots[(cluster, task_id)] = chain
         return chain
 
-    def _move(self, old_key: str, new_key: str, task_id: str, cluster: str, root: str) -> None:
+    def _move(self, old: Chain, chain: Chain, task_id: str) -> None:
         """A task first seen without its root id (started before received) joins its chain."""
-        old = self.chains.get(old_key)
-        if old is None or task_id not in old.tasks:
+        task = old.tasks.pop(task_id, None)
+        if task is None:
             return
-        task = old.tasks.pop(task_id)
         old.failures -= task.failures
         if not old.tasks:
-            del self.chains[old_key]
-        chain = self.chains.setdefault(new_key, Chain(cluster=cluster, root_id=root))
-        task.root_id = root
+            self.chains.pop(chain_key(old.cluster, old.root_id), None)
+        task.root_id = chain.root_id
         chain.tasks[task_id] = task
         chain.failures += task.failures
 

@@ -34,7 +34,8 @@ RANK = {
     "rejected": 3,
 }
 RUNNING = frozenset({"received", "started"})
-_JOINED = ("name", "root_id", "parent_id", "queue", "routing_key", "args", "kwargs")
+# Only these event types carry name, args, root_id, ... (Celery sends them nowhere else).
+_CARRY_FIELDS = frozenset({"task.sent", "task.received", "task.snapshot"})
 
 
 @dataclass(slots=True)
@@ -123,10 +124,13 @@ def chain_key(cluster: str, root_id: str) -> str:
 
 
 def _join(task: TaskState, event: TaskEvent) -> None:
-    for name in _JOINED:
-        value = getattr(event, name)
-        if value is not None and getattr(task, name) is None:
-            setattr(task, name, value)
+    """Take what only task-sent/-received carry; the first value seen wins."""
+    if task.name is None and event.name is not None:
+        task.name, task.args, task.kwargs = event.name, event.args, event.kwargs
+    if task.parent_id is None:
+        task.parent_id = event.parent_id
+    if task.queue is None and event.queue is not None:
+        task.queue, task.routing_key = event.queue, event.routing_key
 
 
 def _new_delivery(task: TaskState, event: TaskEvent) -> bool:
@@ -246,9 +250,12 @@ def apply_task_event(chain: Chain, event: TaskEvent) -> Trigger | None:
     if task is None:
         task = TaskState(task_id=event.task_id, root_id=chain.root_id)
         chain.tasks[event.task_id] = task
-    _join(task, event)
-    chain.updated_at = max(chain.updated_at, event.timestamp)
-    return _HANDLERS[event.kind](task, event, chain)
+    kind = event.kind
+    if kind in _CARRY_FIELDS:
+        _join(task, event)
+    if event.timestamp > chain.updated_at:
+        chain.updated_at = event.timestamp
+    return _HANDLERS[kind](task, event, chain)
 
 
 def orphan_triggers(chain: Chain, hostname: str, *, at: float, why: str) -> list[Trigger]:
