@@ -1,0 +1,38 @@
+"""``flowguard topics create``: create every flowguard topic with its configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from flowguard.errors import KafkaUnavailable
+from flowguard.kafka_admin import create_topics
+from flowguard.settings import get_settings
+
+
+@click.group("topics")
+def command() -> None:
+    """Manage flowguard's Kafka topics."""
+
+
+@command.command("create")
+def create() -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    settings = get_settings()
+    try:
+        created = asyncio.run(
+            create_topics(
+                settings.kafka_bootstrap_servers,
+                settings.topic_prefix,
+                settings.kafka_timeout_seconds,
+            )
+        )
+    except KafkaUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for name in created:
+        click.echo(f"created {name}")
+    if not created:
+        click.echo("all topics exist")
