@@ -17,7 +17,7 @@ from topics.registry import ALL_TOPICS
 
 @click.command("doctor")
 def command() -> None:
-    """Check the settings, that Kafka answers, and which flowguard topics exist (exit 1 on failure)."""
+    """Check the settings, that Kafka answers, and which topics exist (exit 1 on failure)."""
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -31,7 +31,7 @@ async def consume(
     topic: str,
     *,
     until: Callable[[list[tuple[bytes, bytes, int]]], bool],
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - a deadline for the whole read, not one call
     gone: Callable[[], bool] = lambda: False,
 ) -> list[tuple[bytes, bytes, int]]:
     """Read ``topic`` from the start until ``until(records)`` holds or the deadline passes."""
