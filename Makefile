@@ -19,7 +19,10 @@ demo: setup
 	deploy/kafka/start
 	$(VENV)/bin/flowguard topics create
 	$(VENV)/bin/flowguard doctor
-	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/demo.jsonl --format table
+	@echo "--- the product page's templates replayed over real recorded Celery failures:"
+	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/basic.jsonl --format table
+	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/worker_sigkill.jsonl --format table
+	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/celery_retry.jsonl --format table
 
 test: setup
 	$(VENV)/bin/pytest
