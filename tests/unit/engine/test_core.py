@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bridge.translate import translate
 from flowguard.engine.core import Engine, EngineConfig, Output
 from flowguard.engine.documents import parse_workflow
@@ -262,3 +265,40 @@ def test_same_stream_same_bytes() -> None:
     second = [r.to_json() for r in feed(engine(RETRY), stream).records]
     assert first == second
     assert len(first) == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    failures=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=30),
+    max_attempts=st.integers(min_value=1, max_value=4),
+)
+def test_retry_budget_is_per_chain_across_interleaved_chains(
+    failures: list[int], max_attempts: int
+) -> None:
+    """Failures of several chains, interleaved: each chain gets at most max_attempts retries,
+    and every failure beyond that is skipped as max_attempts_reached."""
+    wf = {
+        **RETRY,
+        "action": {"type": "retry", "delay_seconds": 0, "max_attempts": max_attempts},
+        "circuit_breaker": {"max_executions": 10_000, "time_window_hours": 1},
+    }
+    eng = engine(wf)
+    seen: dict[int, int] = {}
+    stream = []
+    for step, chain in enumerate(failures):
+        n = seen.get(chain, 0)
+        seen[chain] = n + 1
+        task_id, root = f"c{chain}-{n}", f"c{chain}-0"
+        parent = f"c{chain}-{n - 1}" if n else None
+        ts = T0 + step
+        stream += [
+            ev.received(task_id, ts, "app.sync", root_id=root, parent_id=parent),
+            ev.failed(task_id, ts + 0.5),
+        ]
+    out = feed(eng, stream)
+    for chain, count in seen.items():
+        records = [r for r in out.records if r.task and r.task.root_id == f"c{chain}-0"]
+        assert [r.task.failure_count for r in records if r.task] == list(range(1, count + 1))
+        assert sum(r.outcome == "success" for r in records) == min(count, max_attempts)
+        assert all(r.reason == "max_attempts_reached" for r in records[max_attempts:])
+    assert len(out.commands) == sum(min(c, max_attempts) for c in seen.values())
