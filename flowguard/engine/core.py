@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -94,6 +95,8 @@ class Engine:
         self.breakers: dict[str, BreakerState] = {}
         self.retries: dict[str, int] = {}
         self._roots: dict[tuple[str, str], Chain] = {}
+        # Chains with a delayed retry pending: kept until it comes due, to check recovery.
+        self._pinned: Counter[str] = Counter()
         self._timers: list[tuple[float, int, int, _Payload]] = []
         self._seq = itertools.count()
         self.clock = float("-inf")
@@ -132,6 +135,14 @@ class Engine:
                 self._orphan_if_offline(chain, task.worker, out)
         if trigger is not None:
             self._handle(trigger, out)
+        elif chain.settled() and chain_key(chain.cluster, chain.root_id) not in self._pinned:
+            self._forget(chain)
+
+    def _forget(self, chain: Chain) -> None:
+        """Drop a chain no rule can need again: never failed, nothing running, no retry pending."""
+        del self.chains[chain_key(chain.cluster, chain.root_id)]
+        for task_id in chain.tasks:
+            self._roots.pop((chain.cluster, task_id), None)
 
     def _chain_for(self, event: TaskEvent) -> Chain:
         """The task's chain: by its root id, or where the task was seen before without one."""
@@ -219,6 +230,9 @@ class Engine:
             self._handle(trigger, out)
 
     def _due(self, pending: PendingRetry, out: Output) -> None:
+        self._pinned[pending.chain_key] -= 1
+        if self._pinned[pending.chain_key] <= 0:
+            del self._pinned[pending.chain_key]
         chain = self.chains.get(pending.chain_key)
         task_id = pending.command.original_task_id
         recovered = chain.recovered_since(task_id, pending.since) if chain else None
@@ -262,4 +276,5 @@ class Engine:
         out.commands.extend(decision.commands)
         out.notices.extend(decision.notices)
         for pending in decision.pending:
+            self._pinned[pending.chain_key] += 1
             self._timer(pending.due_at, _RETRY, pending)

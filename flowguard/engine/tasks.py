@@ -34,6 +34,7 @@ RANK = {
     "rejected": 3,
 }
 RUNNING = frozenset({"received", "started"})
+SETTLED = frozenset({"succeeded", "revoked", "rejected"})
 # Only these event types carry name, args, root_id, ... (Celery sends them nowhere else).
 _CARRY_FIELDS = frozenset({"task.sent", "task.received", "task.snapshot"})
 
@@ -104,6 +105,11 @@ class Chain:
     def from_dict(cls, data: dict[str, Any]) -> Chain:
         tasks = {k: TaskState(**v) for k, v in data["tasks"].items()}
         return cls(**{**data, "tasks": tasks})
+
+    def settled(self) -> bool:
+        """Never failed and every task finished: failure counts, orphans, run-time checks and
+        recovery checks can no longer need it, so the engine may forget it."""
+        return self.failures == 0 and all(t.state in SETTLED for t in self.tasks.values())
 
     def running_on(self, hostname: str) -> Iterable[TaskState]:
         return (t for t in self.tasks.values() if t.running and t.worker == hostname)
