@@ -1,10 +1,16 @@
 """Demo Celery app: tasks that succeed, fail, retry themselves, run long, or fail N times.
 
-Configured from the environment so tests and the demo can point it anywhere:
-``FLOWGUARD_DEMO_BROKER`` (default ``redis://127.0.0.1:6379/0``),
-``FLOWGUARD_DEMO_ACKS_LATE`` (``1`` to acknowledge after the task ran, so a
-killed worker's task is delivered again) and
-``FLOWGUARD_DEMO_VISIBILITY_SECONDS`` (Redis redelivery timeout).
+Used by the README demo, the integration tests and ``tests/data/record_streams.py``.
+Configured from the environment so each can point it anywhere:
+
+- ``FLOWGUARD_DEMO_BROKER`` (default ``redis://127.0.0.1:6379/0``);
+- ``FLOWGUARD_DEMO_ACKS_LATE`` (``1``: acknowledge after the task ran, so the
+  task of a killed worker is delivered again);
+- ``FLOWGUARD_DEMO_VISIBILITY_SECONDS`` (Redis redelivery timeout for
+  unacknowledged messages, default 3600 as in kombu).
+
+Events are on (``worker_send_task_events``, ``task_send_sent_event``): the
+app exists to produce the event stream flowguard watches.
 """
 
 from __future__ import annotations
@@ -18,27 +24,40 @@ import redis
 from celery import Celery, Task
 
 BROKER = os.environ.get("FLOWGUARD_DEMO_BROKER", "redis://127.0.0.1:6379/0")
+ACKS_LATE = os.environ.get("FLOWGUARD_DEMO_ACKS_LATE") == "1"
+VISIBILITY_SECONDS = float(os.environ.get("FLOWGUARD_DEMO_VISIBILITY_SECONDS", "3600"))
+
+#: Recipients whose mail server refuses everything: ``send_email`` fails for them.
+BOUNCING_DOMAINS = frozenset({"example.com"})
 
 app = Celery("flowguard_demo", broker=BROKER)
 app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
-    task_acks_late=os.environ.get("FLOWGUARD_DEMO_ACKS_LATE") == "1",
-    task_reject_on_worker_lost=os.environ.get("FLOWGUARD_DEMO_ACKS_LATE") == "1",
+    task_acks_late=ACKS_LATE,
+    # With late acks, a pool child killed mid-task puts the message back too.
+    task_reject_on_worker_lost=ACKS_LATE,
     worker_prefetch_multiplier=1,
     broker_transport_options={
-        "visibility_timeout": float(os.environ.get("FLOWGUARD_DEMO_VISIBILITY_SECONDS", "3600"))
+        "visibility_timeout": VISIBILITY_SECONDS,
+        # kombu sweeps for expired unacked messages every 10 s x 10 calls by
+        # default; sweep every second so a low visibility timeout means what it says.
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
     },
     broker_connection_retry_on_startup=True,
     task_routes={
         "myapp.tasks.send_email": {"queue": "email"},
         "payments.*": {"queue": "priority-high"},
+        # Only a worker started with ``-Q ...,slowq`` runs these: lets a test
+        # pin a task to one worker while others stay up.
         "demo.tasks.slow_exclusive": {"queue": "slowq"},
     },
 )
 
 
 def _counter() -> redis.Redis:
+    """The broker's Redis, used for the per-key call counters of ``flaky_network``."""
     return redis.Redis.from_url(BROKER)
 
 
@@ -54,6 +73,7 @@ def greet(name: str, punctuation: str = "!") -> str:
 
 @app.task(name="demo.tasks.bulk")  # type: ignore[untyped-decorator]
 def bulk(items: list[int]) -> int:
+    """Always fails; called with long lists so Celery truncates the args it reports."""
     raise ValueError(f"bulk of {len(items)} items refused")
 
 
@@ -64,25 +84,33 @@ def always_fails(customer_id: str) -> None:
 
 @app.task(name="demo.tasks.flaky_network")  # type: ignore[untyped-decorator]
 def flaky_network(order_id: int, fail_times: int = 2, key: str = "") -> str:
-    """Fails with ConnectionError the first ``fail_times`` calls for ``key`` (counted in Redis)."""
-    calls = _counter().incr(f"flowguard-demo:flaky:{key or order_id}")
+    """Fails with ConnectionError the first ``fail_times`` calls for ``key``, then succeeds.
+
+    The calls are counted in Redis, so the count holds across workers and processes.
+    """
+    calls = int(_counter().incr(f"flowguard-demo:flaky:{key or order_id}"))
     if calls <= fail_times:
         raise ConnectionError(f"Connection refused (call {calls} of order {order_id})")
     return f"order {order_id} shipped"
 
 
-@app.task(name="demo.tasks.self_retry", bind=True, max_retries=2)  # type: ignore[untyped-decorator]
+@app.task(name="demo.tasks.self_retry", bind=True)  # type: ignore[untyped-decorator]
 def self_retry(self: Task, n: int, with_exc: bool = True) -> None:
-    """Celery's own retry: same task id, ``retries`` counting up, final failure after 2."""
+    """Celery's own retry: same task id, ``retries`` counting up, final failure after 2 retries.
+
+    Without ``exc``, Celery reports the retries' exception as ``'None'`` and the
+    final failure as ``MaxRetriesExceededError``.
+    """
     if with_exc:
-        raise self.retry(exc=TimeoutError(f"upstream timed out ({n})"), countdown=1)
-    raise self.retry(countdown=1)
+        raise self.retry(exc=TimeoutError(f"upstream timed out ({n})"), countdown=1, max_retries=2)
+    raise self.retry(countdown=1, max_retries=2)
 
 
-@app.task(name="demo.tasks.retry_then_succeed", bind=True, max_retries=3)  # type: ignore[untyped-decorator]
+@app.task(name="demo.tasks.retry_then_succeed", bind=True)  # type: ignore[untyped-decorator]
 def retry_then_succeed(self: Task, n: int) -> int:
+    """Retries itself once with Celery's ``self.retry``, then succeeds."""
     if self.request.retries < 1:
-        raise self.retry(exc=ConnectionError("reset by peer"), countdown=1)
+        raise self.retry(exc=ConnectionError("reset by peer"), countdown=1, max_retries=3)
     return n
 
 
@@ -94,6 +122,7 @@ def slow(seconds: float) -> float:
 
 @app.task(name="demo.tasks.slow_exclusive")  # type: ignore[untyped-decorator]
 def slow_exclusive(seconds: float) -> float:
+    """Like ``slow``, but routed to queue ``slowq``."""
     time.sleep(seconds)
     return seconds
 
@@ -104,5 +133,8 @@ def process_payment(amount: int, card: str) -> None:
 
 
 @app.task(name="myapp.tasks.send_email")  # type: ignore[untyped-decorator]
-def send_email(to: str, subject: str, **headers: Any) -> None:
-    raise smtplib.SMTPException(f"554 rejected: {to}")
+def send_email(to: str, subject: str, **headers: Any) -> str:
+    """Fails with an SMTP error for recipients in ``BOUNCING_DOMAINS``, succeeds otherwise."""
+    if to.rpartition("@")[2] in BOUNCING_DOMAINS:
+        raise smtplib.SMTPException(f"554 rejected: {to}")
+    return f"sent {subject!r} to {to}"
