@@ -1,70 +1,162 @@
-"""Small async Kafka helpers with deadlines: used by ``doctor``, ``topics create`` and tests."""
+"""Small async Kafka helpers, each bounded by a deadline: ``doctor``, ``topics create``, tests.
+
+Every helper owns its admin client from start to close, so a caller never leaks a connection,
+and turns "Kafka did not answer" into one :class:`KafkaUnavailable` with a readable reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from flowguard.errors import KafkaUnavailable
-from topics.registry import ALL_TOPICS
+from topics.registry import ALL_TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+# What a broker that is down, unreachable or still starting raises from aiokafka and asyncio.
+_UNAVAILABLE = (TimeoutError, KafkaError, OSError)
 
 
-async def _admin(bootstrap: str, timeout_seconds: float) -> AIOKafkaAdminClient:
-    client = AIOKafkaAdminClient(
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """What one metadata answer says about the cluster."""
+
+    broker_count: int
+    controller_id: int | None
+    cluster_id: str | None
+    topics: tuple[str, ...]
+
+
+def _new_admin(bootstrap: str, timeout_seconds: float) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
-        request_timeout_ms=int(timeout_seconds * 1000),
+        request_timeout_ms=max(1, int(timeout_seconds * 1000)),
         client_id="flowguard-admin",
     )
-    try:
-        await asyncio.wait_for(client.start(), timeout_seconds)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        await client.close()
-        raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer: {_why(exc)}") from None
-    return client
 
 
-def _why(exc: BaseException) -> str:
+def _reason(exc: BaseException, timeout_seconds: float) -> str:
+    """One short phrase for the user; aiokafka's own messages list socket tuples."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_seconds:g} s"
+    if isinstance(exc, KafkaConnectionError):
+        return "cannot connect"
     return str(exc) or type(exc).__name__
 
 
-async def cluster_info(bootstrap: str, timeout_seconds: float) -> tuple[int, list[str]]:
-    """(number of brokers, topic names) or :class:`KafkaUnavailable`."""
-    client = await _admin(bootstrap, timeout_seconds)
+async def _close(client: AIOKafkaAdminClient, bootstrap: str, timeout_seconds: float) -> None:
+    """Close with a deadline; a close that hangs is logged, never raised over the real outcome."""
     try:
-        described = await asyncio.wait_for(client.describe_cluster(), timeout_seconds)
-        names = await asyncio.wait_for(client.list_topics(), timeout_seconds)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer: {_why(exc)}") from None
+        await asyncio.wait_for(client.close(), timeout_seconds)
+    except _UNAVAILABLE as exc:
+        log.warning("closing the admin client for %s failed: %r", bootstrap, exc)
+
+
+async def cluster_info(bootstrap: str, timeout_seconds: float) -> ClusterInfo:
+    """Ask the cluster once for its brokers and topics, all within ``timeout_seconds``.
+
+    Raises :class:`KafkaUnavailable` when no broker answers in time.
+    """
+    client = _new_admin(bootstrap, timeout_seconds)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.start()
+            described = await client.describe_cluster()
+            names = await client.list_topics()
+    except _UNAVAILABLE as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+        ) from exc
     finally:
-        await client.close()
-    return len(described.get("brokers", [])), sorted(names)
+        await _close(client, bootstrap, timeout_seconds)
+    return ClusterInfo(
+        broker_count=len(described.get("brokers") or []),
+        controller_id=described.get("controller_id"),
+        cluster_id=described.get("cluster_id"),
+        topics=tuple(sorted(names)),
+    )
+
+
+async def wait_for_metadata(
+    bootstrap: str, timeout_seconds: float, *, interval_seconds: float = 0.25
+) -> ClusterInfo:
+    """Ask again and again until a broker is registered, for a broker that is still starting.
+
+    Raises the last :class:`KafkaUnavailable` when ``timeout_seconds`` pass first.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while True:
+        remaining = max(deadline - loop.time(), 0.1)
+        try:
+            info = await cluster_info(bootstrap, remaining)
+        except KafkaUnavailable:
+            if loop.time() + interval_seconds >= deadline:
+                raise
+        else:
+            if info.broker_count > 0:
+                return info
+            if loop.time() + interval_seconds >= deadline:
+                raise KafkaUnavailable(f"Kafka at {bootstrap} answered with no broker registered")
+        await asyncio.sleep(interval_seconds)
+
+
+async def list_topics(bootstrap: str, timeout_seconds: float) -> tuple[str, ...]:
+    """The cluster's topic names, sorted (internal ones such as ``__consumer_offsets`` too)."""
+    return (await cluster_info(bootstrap, timeout_seconds)).topics
 
 
 async def create_topics(
     bootstrap: str, prefix: str, timeout_seconds: float, *, partitions: int | None = None
 ) -> list[str]:
-    """Create every registry topic that does not exist yet; returns the names created."""
-    client = await _admin(bootstrap, timeout_seconds)
-    created = []
+    """Create every registry topic that does not exist yet, in one request; returns those created.
+
+    ``partitions`` overrides the registry's counts (tests use 1 to keep the broker light).
+    Raises :class:`KafkaUnavailable` when Kafka does not answer, or refuses a topic (the
+    broker's reason is in the message).
+    """
+    client = _new_admin(bootstrap, timeout_seconds)
     try:
-        existing = set(await asyncio.wait_for(client.list_topics(), timeout_seconds))
-        for spec in ALL_TOPICS:
-            name = spec.name(prefix)
-            if name in existing:
-                continue
-            topic = NewTopic(
-                name=name,
-                num_partitions=partitions or spec.partitions,
-                replication_factor=1,
-                topic_configs=spec.config(),
-            )
-            try:
-                await asyncio.wait_for(client.create_topics([topic]), timeout_seconds)
-            except TopicAlreadyExistsError:
-                continue
-            created.append(name)
+        async with asyncio.timeout(timeout_seconds):
+            await client.start()
+            existing = set(await client.list_topics())
+            wanted = [_new_topic(spec, prefix, partitions) for spec in ALL_TOPICS]
+            missing = [topic for topic in wanted if topic.name not in existing]
+            if not missing:
+                return []
+            response = await client.create_topics(missing)
+    except _UNAVAILABLE as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+        ) from exc
     finally:
-        await client.close()
+        await _close(client, bootstrap, timeout_seconds)
+    return _created(bootstrap, response.to_object()["topic_errors"])
+
+
+def _new_topic(spec: TopicSpec, prefix: str, partitions: int | None) -> NewTopic:
+    return NewTopic(
+        name=spec.name(prefix),
+        num_partitions=partitions or spec.partitions,
+        replication_factor=1,
+        topic_configs=spec.config(),
+    )
+
+
+def _created(bootstrap: str, topic_errors: list[dict[str, Any]]) -> list[str]:
+    """Names the broker created; one that exists already (someone raced us) is what we wanted."""
+    created = []
+    for result in topic_errors:
+        code = result["error_code"]
+        if code == 0:
+            created.append(result["topic"])
+        elif code != TopicAlreadyExistsError.errno:
+            reason = result.get("error_message") or f"error code {code}"
+            raise KafkaUnavailable(f"Kafka at {bootstrap} refused {result['topic']}: {reason}")
     return created
