@@ -1,52 +1,92 @@
-"""Session fixtures for real Kafka and Redis, and unique names per test.
+"""Session fixtures for real Kafka and Redis, and names no two tests share.
 
-Where Kafka and Redis come from, in order: ``FLOWGUARD_TEST_KAFKA`` /
-``FLOWGUARD_TEST_REDIS`` (an existing server, never stopped here), else the
-project's ``deploy/`` scripts (stopped at the end only if this session started
-them), else testcontainers when a Docker engine answers.
+Where Kafka and Redis come from, in order:
+
+1. ``FLOWGUARD_TEST_KAFKA`` / ``FLOWGUARD_TEST_REDIS``: an existing server, never stopped here;
+2. the project's ``deploy/<service>/start``, stopped at the end only if this session started it;
+3. testcontainers, when the deploy script failed and a Docker engine answers.
+
+A server that does not answer fails its tests at once with the reason, instead of hanging them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from flowguard.errors import KafkaUnavailable
+from flowguard.kafka_admin import wait_for_metadata
+
 REPO = Path(__file__).resolve().parent.parent
-DEPLOY = REPO / "deploy"
+INTEGRATION = REPO / "tests" / "integration"
+# A cold start resolves Kafka's jars from Maven Central before the broker boots.
+START_TIMEOUT_SECONDS = 300
+KAFKA_READY_SECONDS = 30
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration needs real services: mark it so ``-m`` can pick."""
     for item in items:
-        if "integration" in Path(str(item.fspath)).parts:
+        if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.integration)
 
 
-def _reachable(address: str) -> bool:
-    host, _, port = address.rpartition(":")
+@dataclass(frozen=True)
+class _Deployed:
+    """A service from ``deploy/``: its address, and whether this session must stop it."""
+
+    address: str
+    started_here: bool
+
+
+class _DeployFailed(Exception):
+    pass
+
+
+def _deploy_port(service: str) -> str:
+    default = {"kafka": "9092", "redis": "6379"}[service]
+    return os.environ.get(f"FLOWGUARD_{service.upper()}_PORT", default)
+
+
+def _running(service: str) -> bool:
+    """deploy/ already runs this service (its pid file names a live process of that kind)."""
+    home = Path(os.environ.get("FLOWGUARD_HOME", REPO / ".flowguard"))
+    pidfile = home / service / _deploy_port(service) / f"{service}.pid"
     try:
-        with socket.create_connection((host.split("//")[-1] or "127.0.0.1", int(port)), timeout=2):
-            return True
-    except OSError:
+        cmdline = Path(f"/proc/{int(pidfile.read_text())}/cmdline").read_bytes()
+    except (OSError, ValueError):
         return False
+    return {"kafka": b"kafka.Kafka", "redis": b"redis-server"}[service] in cmdline
 
 
-def _from_deploy(service: str, pidfile: Path) -> Iterator[str]:
-    was_running = pidfile.exists()
-    result = subprocess.run(
-        [str(DEPLOY / service / "start")], capture_output=True, text=True, timeout=300
+def _deploy_start(service: str) -> _Deployed:
+    was_running = _running(service)
+    script = REPO / "deploy" / service / "start"
+    try:
+        result = subprocess.run(
+            [str(script)], capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _DeployFailed(f"deploy/{service}/start: {exc}") from exc
+    if result.returncode != 0 or not result.stdout.strip():
+        tail = "\n".join(result.stderr.strip().splitlines()[-25:])
+        raise _DeployFailed(f"deploy/{service}/start exited {result.returncode}:\n{tail}")
+    return _Deployed(result.stdout.strip().splitlines()[-1], started_here=not was_running)
+
+
+def _deploy_stop(service: str) -> None:
+    subprocess.run(
+        [str(REPO / "deploy" / service / "stop")], capture_output=True, text=True, timeout=60
     )
-    if result.returncode != 0:
-        pytest.fail(f"deploy/{service}/start failed:\n{result.stderr}", pytrace=False)
-    yield result.stdout.strip().splitlines()[-1]
-    if not was_running:
-        subprocess.run([str(DEPLOY / service / "stop")], capture_output=True, timeout=60)
 
 
 def _docker_answers() -> bool:
@@ -55,7 +95,7 @@ def _docker_answers() -> bool:
     import docker  # type: ignore[import-untyped]
 
     try:
-        client = docker.from_env()
+        client = docker.from_env(timeout=5)
     except docker.errors.DockerException:
         return False
     try:
@@ -66,53 +106,119 @@ def _docker_answers() -> bool:
         client.close()
 
 
-def _home() -> Path:
-    return Path(os.environ.get("FLOWGUARD_HOME", REPO / ".flowguard"))
+def _require_kafka(address: str, source: str) -> None:
+    """Fail now, with the reason, unless a broker at ``address`` answers a metadata request.
+
+    A refused connection fails at once; a broker still starting gets KAFKA_READY_SECONDS.
+    """
+    problem = None
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        asyncio.run(wait_for_metadata(address, KAFKA_READY_SECONDS))
+    except (OSError, ValueError) as exc:
+        problem = f"Kafka from {source} ({address}) cannot be reached: {exc}"
+    except KafkaUnavailable as exc:
+        problem = f"Kafka from {source}: {exc}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """``host:port`` of a real Kafka broker."""
-    given = os.environ.get("FLOWGUARD_TEST_KAFKA")
-    if given:
-        if not _reachable(given):
-            pytest.fail(f"FLOWGUARD_TEST_KAFKA={given} does not answer", pytrace=False)
-        yield given
-        return
-    if (DEPLOY / "kafka" / "start").exists() and not _docker_answers():
-        port = os.environ.get("FLOWGUARD_KAFKA_PORT", "9092")
-        yield from _from_deploy("kafka", _home() / f"kafka-{port}" / "kafka.pid")
-        return
-    from testcontainers.community.kafka import KafkaContainer  # type: ignore[import-untyped]
+def _require_redis(url: str, source: str) -> None:
+    """Fail now, with the reason, unless Redis at ``url`` answers PING."""
+    import redis
 
-    with KafkaContainer().with_kraft() as container:
-        yield container.get_bootstrap_server()
+    problem = None
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        problem = f"Redis from {source} ({url}) does not answer PING: {exc}"
+    finally:
+        client.close()
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """``redis://host:port/0`` of a real Redis."""
-    given = os.environ.get("FLOWGUARD_TEST_REDIS")
-    if given:
-        if not _reachable(given.split("/0")[0].removeprefix("redis://")):
-            pytest.fail(f"FLOWGUARD_TEST_REDIS={given} does not answer", pytrace=False)
-        yield given
-        return
-    if (DEPLOY / "redis" / "start").exists() and not _docker_answers():
-        port = os.environ.get("FLOWGUARD_REDIS_PORT", "6379")
-        yield from _from_deploy("redis", _home() / f"redis-{port}" / "redis.pid")
-        return
-    from testcontainers.community.redis import RedisContainer  # type: ignore[import-untyped]
+def _kafka_container(why_not_deploy: str) -> Iterator[str]:
+    if not _docker_answers():
+        pytest.fail(f"no Kafka for the tests: {why_not_deploy}", pytrace=False)
+    from testcontainers.community.kafka import KafkaContainer
 
-    with RedisContainer() as container:
+    # Confluent Platform 8.1 is Apache Kafka 4.1, the version deploy/ runs.
+    with KafkaContainer("confluentinc/cp-kafka:8.1.0").with_kraft() as container:
+        address = container.get_bootstrap_server()
+        _require_kafka(address, "testcontainers")
+        yield address
+
+
+def _redis_container(why_not_deploy: str) -> Iterator[str]:
+    if not _docker_answers():
+        pytest.fail(f"no Redis for the tests: {why_not_deploy}", pytrace=False)
+    from testcontainers.community.redis import RedisContainer
+
+    with RedisContainer("redis:7") as container:
         host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
         yield f"redis://{host}:{port}/0"
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a real Kafka broker that answers metadata requests."""
+    given = os.environ.get("FLOWGUARD_TEST_KAFKA")
+    if given:
+        _require_kafka(given, "FLOWGUARD_TEST_KAFKA")
+        yield given
+        return
+    try:
+        deployed = _deploy_start("kafka")
+    except _DeployFailed as exc:
+        why_not = str(exc)
+    else:
+        why_not = ""
+    if why_not:
+        yield from _kafka_container(why_not)
+        return
+    try:
+        _require_kafka(deployed.address, "deploy/kafka/start")
+        yield deployed.address
+    finally:
+        if deployed.started_here:
+            _deploy_stop("kafka")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``redis://host:port/0`` of a real Redis that answers PING."""
+    given = os.environ.get("FLOWGUARD_TEST_REDIS")
+    if given:
+        _require_redis(given, "FLOWGUARD_TEST_REDIS")
+        yield given
+        return
+    try:
+        deployed = _deploy_start("redis")
+    except _DeployFailed as exc:
+        why_not = str(exc)
+    else:
+        why_not = ""
+    if why_not:
+        yield from _redis_container(why_not)
+        return
+    try:
+        _require_redis(deployed.address, "deploy/redis/start")
+        yield deployed.address
+    finally:
+        if deployed.started_here:
+            _deploy_stop("redis")
+
+
 @pytest.fixture
 def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``unique("orders")`` -> ``orders-<test name>-<8 hex>``: topics and groups no test shares."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    """``unique("orders")`` -> ``orders-<test name>-<8 hex>``: topics and groups no test shares.
+
+    The test's name is in every topic, so a leftover topic on a shared broker says who made it.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
 
     def name(prefix: str) -> str:
         return f"{prefix}-{slug}-{uuid.uuid4().hex[:8]}"
@@ -122,5 +228,5 @@ def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 @pytest.fixture
 def topic_prefix(unique: Callable[[str], str]) -> str:
-    """A flowguard topic prefix of this test's own: ``<prefix>.events``, ..."""
+    """A flowguard topic prefix of this test's own: ``<prefix>.events``, ``<prefix>.dlq``, ..."""
     return unique("fg")
