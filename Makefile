@@ -2,30 +2,39 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+LOCK := requirements/ci.lock
+# Touched after a complete install: a half-finished one is redone, an unchanged one is skipped.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint stop ci lock schema bench
+.PHONY: setup install demo test lint stop ci lock schema bench
 
-$(STAMP): pyproject.toml requirements/ci.lock
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/ci.lock -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) --upgrade pip
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
+# The venv with the locked dependencies (created when missing, refreshed when they change).
 setup: $(STAMP)
+install: setup
 
+# Redis and Kafka from deploy/, flowguard's topics on that Kafka, doctor, and a replay.
 demo: setup
 	deploy/redis/start
-	deploy/kafka/start
-	$(VENV)/bin/flowguard topics create
+	@bootstrap=$$(deploy/kafka/start | tail -n 1) && \
+	export FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS=$$bootstrap && \
+	$(VENV)/bin/flowguard topics create && \
 	$(VENV)/bin/flowguard doctor
 	@echo "--- the product page's templates replayed over real recorded Celery failures:"
 	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/basic.jsonl --format table
 	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/worker_sigkill.jsonl --format table
 	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/celery_retry.jsonl --format table
 
+# pytest exits 5 when it collected nothing: that fails here too, with a line saying why.
 test: setup
-	$(VENV)/bin/pytest
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \
+	exit $$status
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -39,10 +48,12 @@ stop:
 ci:
 	bash .ci/run
 
+# Exact versions of everything in the venv but flowguard itself; pip pinned too.
 lock: setup
 	(echo "# Exact versions CI installs (pip install -c requirements/ci.lock -e '.[dev]')."; \
 	 echo "# Regenerate: make lock"; \
-	 $(VENV)/bin/pip freeze --exclude-editable | grep -v -i '^flowguard' | sort -f) > requirements/ci.lock
+	 { $(VENV)/bin/pip freeze --exclude-editable; $(VENV)/bin/pip freeze --all | grep '^pip=='; } \
+	   | grep -v -i '^flowguard' | sort -f) > $(LOCK)
 
 schema: setup
 	$(VENV)/bin/flowguard schema
