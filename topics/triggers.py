@@ -54,3 +54,21 @@ class Trigger(Record):
     worker: str | None = Field(default=None, description="Worker hostname (worker.offline).")
     threshold_seconds: float | None = None
     reason: str = Field(default="", description="Why it fired, for people (e.g. heartbeat expiry).")
+
+
+class CancelExecution(Record):
+    """Execution rollback: cancel an execution's pending scheduled actions (a delayed retry).
+
+    Produced by the API (or the CLI) to ``flowguard.triggers``, keyed by workflow id, so that it
+    reaches the worker holding that workflow's scheduled actions; the cancellation is recorded on
+    the execution log (seq 1, outcome ``skipped``, reason ``cancelled``). Cancelling an execution
+    that has nothing pending records nothing.
+    """
+
+    kind: Literal["execution.cancel"] = "execution.cancel"
+    version: Literal[1] = 1
+    workflow_id: str = Field(min_length=1)
+    execution_id: str = Field(min_length=1)
+    requested_by: str = Field(min_length=1, description="Who asked (API token name, or 'cli').")
+    requested_at: str = Field(description="ISO 8601 UTC.")
+    comment: str = ""
