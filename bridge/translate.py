@@ -10,7 +10,7 @@ gives ``None``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -24,6 +24,7 @@ from topics.events import (
     TaskRetried,
     TaskRevoked,
     TaskSent,
+    TaskSnapshot,
     TaskStarted,
     TaskSucceeded,
     WorkerHeartbeat,
@@ -120,3 +121,47 @@ def _first_error(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     where = ".".join(str(p) for p in error["loc"]) or "(event)"
     return f"{where}: {error['msg']}"
+
+
+def snapshot_events(
+    replies: Any, state: Literal["active", "reserved"], cluster: str, now: float
+) -> tuple[list[TaskSnapshot], list[str]]:
+    """``inspect().active()`` / ``.reserved()`` replies -> snapshot events, and the problems.
+
+    A reply maps a worker's hostname to ``Request.info(safe=True)`` dicts. Celery's
+    ``time_start`` there is the worker's monotonic clock, not a time of day, so it is
+    not used: the snapshot's time is when it was taken (``now``). A malformed entry
+    is reported and skipped; the others are kept.
+    """
+    events: list[TaskSnapshot] = []
+    problems: list[str] = []
+    if not replies:
+        return events, problems
+    if not isinstance(replies, dict):
+        return events, [f"inspect {state}: expected a mapping of workers, got {type(replies)}"]
+    for hostname, requests in replies.items():
+        for info in requests if isinstance(requests, list) else [requests]:
+            if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+                problems.append(f"inspect {state} from {hostname}: entry without a task id")
+                continue
+            delivery = info.get("delivery_info") or {}
+            fields = {
+                "cluster": cluster,
+                "task_id": info["id"],
+                "timestamp": now,
+                "hostname": hostname,
+                "name": info.get("name"),
+                "args": _as_text(info.get("args")),
+                "kwargs": _as_text(info.get("kwargs")),
+                "routing_key": delivery.get("routing_key") if isinstance(delivery, dict) else None,
+                "state": state,
+            }
+            try:
+                events.append(TaskSnapshot(**fields))
+            except ValidationError as exc:
+                problems.append(f"inspect {state} from {hostname}: {_first_error(exc)}")
+    return events, problems
+
+
+def _as_text(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else repr(value)

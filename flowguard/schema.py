@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from flowguard.engine.workflow import Workflow
 from topics.commands import Command, CommandResult
+from topics.dlq import DeadLetter
 from topics.events import Event
 from topics.execution import EXECUTION_SCHEMA, ExecutionRecord
 from topics.workflows import WorkflowVersion
@@ -28,6 +29,7 @@ _SCHEMAS: dict[str, tuple[str, Any]] = {
     "command-result": ("flowguard.command-result/1", CommandResult),
     "workflow-version": ("flowguard.workflow-version/1", WorkflowVersion),
     "workflow": ("flowguard.workflow/1", Workflow),
+    "dlq": ("flowguard.dlq/1", DeadLetter),
 }
 
 

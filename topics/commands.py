@@ -24,6 +24,9 @@ class RetryCommand(Record):
     execution_id: str
     workflow_id: str
     issued_at: str = Field(description="ISO 8601 UTC: when the retry became due.")
+    not_before: str | None = Field(
+        default=None, description="ISO 8601 UTC: the task is sent with this ETA when still ahead."
+    )
     task_id: str = Field(description="The id the new task is sent with (deterministic).")
     original_task_id: str
     name: str

@@ -126,9 +126,15 @@ class BridgeStatus(Record):
     bridge_id: str
     timestamp: float
     interval_seconds: float = Field(gt=0)
-    events_received: int = Field(ge=0)
-    events_published: int = Field(ge=0)
-    events_dropped: int = Field(ge=0)
+    started_at: float = Field(description="When this bridge process started, epoch seconds.")
+    celery_connected: bool = Field(description="Connected to the cluster's broker right now.")
+    kafka_connected: bool = Field(description="The last produce to Kafka succeeded.")
+    events_received: int = Field(ge=0, description="Events translated since start.")
+    events_published: int = Field(ge=0, description="Events Kafka acknowledged since start.")
+    events_dropped: int = Field(ge=0, description="Events dropped on a full buffer since start.")
+    events_dropped_by_kind: dict[str, int] = Field(default_factory=dict)
+    events_invalid: int = Field(default=0, ge=0, description="Events sent to the DLQ.")
+    buffered: int = Field(default=0, ge=0, description="Events waiting for Kafka right now.")
 
 
 TaskEvent = (

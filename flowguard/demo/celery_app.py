@@ -15,6 +15,8 @@ app exists to produce the event stream flowguard watches.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import smtplib
 import time
@@ -22,6 +24,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
+from celery.signals import task_prerun
 
 BROKER = os.environ.get("FLOWGUARD_DEMO_BROKER", "redis://127.0.0.1:6379/0")
 ACKS_LATE = os.environ.get("FLOWGUARD_DEMO_ACKS_LATE") == "1"
@@ -56,9 +59,38 @@ app.conf.update(
 )
 
 
+@functools.cache
 def _counter() -> redis.Redis:
     """The broker's Redis, used for the per-key call counters of ``flaky_network``."""
     return redis.Redis.from_url(BROKER)
+
+
+#: Redis list where every task run is recorded (what ran, with which args, sent by whom).
+CALLS_KEY = "flowguard-demo:calls"
+
+
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _record_call(task_id: str, task: Task, args: Any, kwargs: Any, **_: Any) -> None:
+    """Record each run, so tests can see what a retry really ran (and the flowguard header)."""
+    request = task.request
+    call = {
+        "task_id": task_id,
+        "name": task.name,
+        "args": list(args or ()),
+        "kwargs": dict(kwargs or {}),
+        "queue": (request.delivery_info or {}).get("routing_key"),
+        "root_id": request.root_id,
+        "parent_id": request.parent_id,
+        "retries": request.retries,
+        "flowguard_execution_id": getattr(request, "flowguard_execution_id", None),
+        "hostname": request.hostname,
+    }
+    _counter().rpush(CALLS_KEY, json.dumps(call, default=repr))
+
+
+def recorded_calls(client: redis.Redis) -> list[dict[str, Any]]:
+    """Every run recorded so far, oldest first."""
+    return [json.loads(item) for item in client.lrange(CALLS_KEY, 0, -1)]
 
 
 @app.task(name="demo.tasks.add")  # type: ignore[untyped-decorator]

@@ -1,0 +1,70 @@
+"""``flowguard-bridge``: run one bridge next to one Celery cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from bridge.app import serve
+from bridge.settings import BridgeSettings
+from flowguard import __version__
+from flowguard.errors import FlowguardError
+
+_ENV = {
+    "cluster": "FLOWGUARD_CLUSTER",
+    "broker": "FLOWGUARD_BROKER",
+    "kafka_bootstrap_servers": "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS",
+}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowguard-bridge")
+@click.option("--cluster", help="This cluster's name [FLOWGUARD_CLUSTER].")
+@click.option("--broker", help="The Celery broker URL, a secret [FLOWGUARD_BROKER].")
+@click.option("--kafka", "kafka_bootstrap_servers", help="Kafka bootstrap servers.")
+@click.option("--topic-prefix", help="Prefix of flowguard's topics (default: flowguard).")
+@click.option("--buffer-size", type=int, help="Events held while Kafka is down, then dropped.")
+@click.option(
+    "--dump",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also append the raw Celery events to FILE as JSON lines (what `flowguard replay` reads).",
+)
+@click.option("--no-commands", is_flag=True, help="Publish events only; carry out no commands.")
+@click.option("--log-level", default="INFO", show_default=True)
+def main(no_commands: bool, log_level: str, **flags: Any) -> None:
+    """Stream a Celery cluster's events to Kafka, and carry out the commands for it.
+
+    Every option can also be set as a FLOWGUARD_<NAME> environment variable.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    given = {name: value for name, value in flags.items() if value is not None}
+    if no_commands:
+        given["commands"] = False
+    try:
+        settings = BridgeSettings(**given)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(p) for p in error["loc"])
+            hint = (
+                f" (--{field.replace('_', '-')} or {_ENV.get(field, 'FLOWGUARD_' + field.upper())})"
+            )
+            click.echo(f"error: {field}: {error['msg']}{hint}", err=True)
+        sys.exit(2)
+    try:
+        asyncio.run(serve(settings))
+    except FlowguardError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

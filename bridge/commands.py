@@ -1,0 +1,239 @@
+"""Carry out the commands addressed to this cluster: retry (``send_task``) and revoke.
+
+Once, across restarts: before acting, the bridge claims the command id in Redis
+(``SET NX`` with a TTL); after acting it marks the claim done. A command read again
+(the same command produced twice, or re-read after a restart that came between acting
+and committing the offset) finds the claim and is answered ``duplicate``. A claim left
+``sending`` by a bridge that died in the middle of ``send_task`` is not sent again: the
+result says it is in doubt and names the task id to look for (at most once, said aloud,
+rather than maybe twice). Each command gets a ``command.result`` record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from celery import Celery
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from bridge.receiver import Backoff
+from flowguard.engine.retry import parse_call_args
+from flowguard.errors import ArgsUnrecoverable
+from topics._base import from_iso, iso
+from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, RevokeCommand
+from topics.dlq import DeadLetter
+
+log = logging.getLogger("flowguard.bridge")
+
+Status = Literal["done", "duplicate", "failed"]
+#: Header on every task the bridge sends, naming the flowguard execution that asked for it.
+EXECUTION_HEADER = "flowguard_execution_id"
+COMMAND_HEADER = "flowguard_command_id"
+
+
+class CeleryUnavailable(Exception):
+    """``send_task``/``revoke`` could not reach the broker: try the command again later."""
+
+
+class DedupStore:
+    """Command ids carried out, in Redis: ``sending`` while acting, then ``done``/``failed``."""
+
+    def __init__(self, redis: Redis, cluster: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = f"flowguard:bridge:{cluster}:command:"
+        self.ttl = ttl_seconds
+
+    async def claim(self, command_id: str) -> str | None:
+        """None when claimed now; else what an earlier claim says (``done: ...``, ...)."""
+        key = self.prefix + command_id
+        if await self.redis.set(key, f"sending since {iso(time.time())}", nx=True, ex=self.ttl):
+            return None
+        previous = await self.redis.get(key)
+        if previous is None:
+            return "claimed meanwhile"
+        return previous.decode() if isinstance(previous, bytes) else str(previous)
+
+    async def settle(self, command_id: str, outcome: str) -> None:
+        await self.redis.set(self.prefix + command_id, outcome, ex=self.ttl)
+
+    async def release(self, command_id: str) -> None:
+        await self.redis.delete(self.prefix + command_id)
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: Status
+    detail: str
+
+
+class CommandRunner:
+    """Consumes ``<prefix>.commands`` in the group ``flowguard-bridge.<cluster>``."""
+
+    def __init__(
+        self,
+        app: Celery,
+        cluster: str,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        dedup: DedupStore,
+        topics: dict[str, str],
+        max_age_seconds: float,
+        commit_interval_seconds: float,
+    ) -> None:
+        self.app = app
+        self.cluster = cluster
+        self.consumer = consumer
+        self.producer = producer
+        self.dedup = dedup
+        self.topics = topics
+        self.max_age = max_age_seconds
+        self.commit_interval = commit_interval_seconds
+        self.counts: dict[str, int] = {"done": 0, "duplicate": 0, "failed": 0, "invalid": 0}
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+                for records in batches.values():
+                    for record in records:
+                        await self.handle(record)
+                await self._commit(force=self.commit_interval == 0)
+        finally:
+            await self._commit(force=True)
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One record: decoded, ours or not, carried out once; the offset marked processed."""
+        tp = TopicPartition(record.topic, record.partition)
+        try:
+            command = COMMAND_ADAPTER.validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, exc)
+        else:
+            if command.cluster == self.cluster:
+                outcome = await self._carry_out(command)
+                await self._report(command.command_id, outcome)
+        self._uncommitted[tp] = record.offset + 1
+
+    async def _carry_out(self, command: RetryCommand | RevokeCommand) -> Outcome:
+        age = time.time() - from_iso(command.issued_at)
+        if age > self.max_age:
+            return Outcome("failed", f"stale: issued {age:.0f} s ago (limit {self.max_age:.0f} s)")
+        backoff = Backoff(0.5, 10.0)
+        while True:
+            previous = await self.dedup.claim(command.command_id)
+            if previous is not None:
+                if previous.startswith("sending"):
+                    return Outcome("failed", _in_doubt(command, previous))
+                return Outcome("duplicate", f"already carried out ({previous})")
+            try:
+                outcome = await asyncio.to_thread(self._act, command)
+            except CeleryUnavailable as exc:
+                await self.dedup.release(command.command_id)
+                log.error("command %s waits for the Celery broker: %s", command.command_id, exc)
+                await asyncio.sleep(backoff.next())
+                continue
+            except BaseException:
+                await self.dedup.release(command.command_id)
+                raise
+            await self.dedup.settle(command.command_id, f"{outcome.status}: {outcome.detail}")
+            return outcome
+
+    def _act(self, command: RetryCommand | RevokeCommand) -> Outcome:
+        """Blocking: kombu talks to the broker synchronously (runs in a thread)."""
+        if isinstance(command, RevokeCommand):
+            try:
+                self.app.control.revoke(command.task_id, terminate=command.terminate)
+            except Exception as exc:
+                raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            return Outcome("done", f"revoked {command.task_id}")
+        try:
+            call = parse_call_args(command.args, command.kwargs)
+        except ArgsUnrecoverable as exc:
+            return Outcome("failed", f"args not recoverable: {exc}")
+        eta = None
+        if command.not_before is not None and from_iso(command.not_before) > time.time():
+            eta = datetime.fromtimestamp(from_iso(command.not_before), tz=UTC)
+        try:
+            self.app.send_task(
+                command.name,
+                args=list(call.args),
+                kwargs=dict(call.kwargs),
+                task_id=command.task_id,
+                queue=command.queue,
+                routing_key=command.routing_key,
+                root_id=command.root_id,
+                parent_id=command.parent_id,
+                eta=eta,
+                add_to_parent=False,
+                headers={
+                    EXECUTION_HEADER: command.execution_id,
+                    COMMAND_HEADER: command.command_id,
+                },
+            )
+        except Exception as exc:
+            raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        where = f" on queue {command.queue}" if command.queue else ""
+        return Outcome("done", f"sent {command.name}[{command.task_id}]{where}")
+
+    async def _report(self, command_id: str, outcome: Outcome) -> None:
+        self.counts[outcome.status] += 1
+        log.info("command %s: %s (%s)", command_id, outcome.status, outcome.detail)
+        result = CommandResult(
+            command_id=command_id,
+            cluster=self.cluster,
+            at=iso(time.time()) or "",
+            status=outcome.status,
+            detail=outcome.detail,
+        )
+        await self.producer.send_and_wait(
+            self.topics["command-results"],
+            result.model_dump_json().encode(),
+            key=self.cluster.encode(),
+        )
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], exc: ValidationError
+    ) -> None:
+        self.counts["invalid"] += 1
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in error["loc"]) or "(record)"
+        reason = f"command refused: {where}: {error['msg']}"
+        log.warning("%s (partition %d offset %d)", reason, record.partition, record.offset)
+        letter = DeadLetter.of_bytes(
+            reason,
+            record.value or b"",
+            iso(time.time()) or "",
+            source="bridge",
+            cluster=self.cluster,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        await self.producer.send_and_wait(
+            self.topics["dlq"], letter.model_dump_json().encode(), key=self.cluster.encode()
+        )
+
+    async def _commit(self, *, force: bool) -> None:
+        if not self._uncommitted:
+            return
+        if not force and time.monotonic() - self._last_commit < self.commit_interval:
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        await self.consumer.commit(offsets)
+        self._last_commit = time.monotonic()
+
+
+def _in_doubt(command: RetryCommand | RevokeCommand, claim: str) -> str:
+    return (
+        f"in doubt: an earlier attempt stopped while carrying it out ({claim}); not repeated. "
+        f"Check whether task {command.task_id} exists on the cluster."
+    )

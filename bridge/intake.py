@@ -1,0 +1,138 @@
+"""From a raw Celery event to a Kafka record in the buffer (runs in the receiver's thread).
+
+Keys: a task event is keyed ``cluster/root_id`` so that a whole retry chain lands in one
+partition. Celery sends ``root_id`` only on ``task-sent``/``task-received``; the intake
+remembers each task's root from those (a bounded LRU) and keys the task's later events
+(started, failed, ...) by it. A task first seen after a bridge restart is keyed by its own
+id until a received event names its root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import IO, Any
+
+from bridge.buffer import Entry, EventBuffer
+from bridge.translate import translate
+from flowguard.errors import EventInvalid
+from topics._base import iso
+from topics.dlq import DeadLetter
+from topics.events import (
+    BridgeStatus,
+    Event,
+    TaskReceived,
+    TaskSent,
+    TaskSnapshot,
+    WorkerHeartbeat,
+    WorkerOffline,
+    WorkerOnline,
+)
+
+log = logging.getLogger("flowguard.bridge")
+
+_WORKER_KINDS = (WorkerOnline, WorkerHeartbeat, WorkerOffline)
+
+
+class RootMemory:
+    """task id -> root id, for the last ``size`` tasks seen with a root."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+
+    def remember(self, task_id: str, root_id: str) -> None:
+        self._roots[task_id] = root_id
+        self._roots.move_to_end(task_id)
+        if len(self._roots) > self._size:
+            self._roots.popitem(last=False)
+
+    def root_of(self, task_id: str) -> str | None:
+        return self._roots.get(task_id)
+
+
+def record_key(event: Event, roots: RootMemory) -> str:
+    """The Kafka key of an event; see the module docstring."""
+    if isinstance(event, _WORKER_KINDS):
+        return f"{event.cluster}/{event.hostname}"
+    if isinstance(event, BridgeStatus):
+        return f"{event.cluster}/bridge/{event.bridge_id}"
+    if event.root_id:
+        if isinstance(event, TaskSent | TaskReceived):
+            roots.remember(event.task_id, event.root_id)
+        return f"{event.cluster}/{event.root_id}"
+    return f"{event.cluster}/{roots.root_of(event.task_id) or event.task_id}"
+
+
+def encode(event: Event | DeadLetter) -> bytes:
+    return event.__pydantic_serializer__.to_json(event)
+
+
+class Intake:
+    """Translates, keys and buffers events; counts what it received and refused."""
+
+    def __init__(
+        self,
+        cluster: str,
+        events_topic: str,
+        dlq_topic: str,
+        buffer: EventBuffer,
+        dump: IO[str] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.events_topic = events_topic
+        self.dlq_topic = dlq_topic
+        self.buffer = buffer
+        self.dump = dump
+        self.roots = RootMemory()
+        self.received = 0
+        self.invalid = 0
+        self.ignored = 0
+        self._lock = threading.Lock()
+
+    def on_event(self, raw: dict[str, Any]) -> None:
+        """Celery's receiver handler: one raw event dict."""
+        if self.dump is not None:
+            self.dump.write(json.dumps(raw, default=repr) + "\n")
+        try:
+            event = translate(raw, self.cluster)
+        except EventInvalid as exc:
+            self.on_invalid(str(exc), raw)
+            return
+        if event is None:
+            with self._lock:
+                self.ignored += 1
+            return
+        self._add(event)
+
+    def on_snapshot(self, events: list[TaskSnapshot]) -> None:
+        """Tasks seen by ``inspect()`` on (re)connect, published as state records."""
+        for event in events:
+            if self.dump is not None:
+                self.dump.write(event.model_dump_json() + "\n")
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
+        with self._lock:
+            key = record_key(event, self.roots)
+            self.received += 1
+        self.buffer.put(Entry(self.events_topic, key.encode(), encode(event), event.kind))
+
+    def on_invalid(self, reason: str, raw: Any) -> None:
+        """An event that cannot be used: to the DLQ with the reason and the raw event."""
+        text = json.dumps(raw, default=repr)
+        letter = DeadLetter(
+            source="bridge",
+            cluster=self.cluster,
+            reason=reason,
+            raw=text,
+            raw_base64=None,
+            at=iso(time.time()) or "",
+        )
+        with self._lock:
+            self.invalid += 1
+        log.warning("event refused (sent to %s): %s", self.dlq_topic, reason)
+        self.buffer.put(Entry(self.dlq_topic, self.cluster.encode(), encode(letter), "dlq"))

@@ -1,0 +1,69 @@
+"""The bridge's settings: flags of ``flowguard-bridge`` or ``FLOWGUARD_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from kombu.utils.url import maybe_sanitize_url
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flowguard.settings import Settings
+
+
+class BridgeSettings(BaseSettings):
+    """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_", frozen=True, extra="ignore")
+
+    cluster: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="This cluster's name, as workflows' `cluster` conditions know it.",
+    )  # fmt: skip
+    broker: SecretStr = Field(description="The Celery broker URL (redis://, amqp://, ...).")
+    kafka_bootstrap_servers: str = Settings.model_fields["kafka_bootstrap_servers"].default
+    topic_prefix: str = Settings.model_fields["topic_prefix"].default
+    kafka_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+    kafka_linger_ms: int = Field(default=5, ge=0, le=10_000)
+    buffer_size: int = Field(
+        default=100_000, ge=1, description="Events held while Kafka is slow or down; then dropped."
+    )
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    status_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    inspect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    dedup_url: SecretStr | None = Field(
+        default=None,
+        description="Redis for the ids of commands carried out (default: the broker, if Redis).",
+    )
+    dedup_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    command_max_age_seconds: float = Field(
+        default=3600.0, gt=0, description="Older commands are refused as stale, not carried out."
+    )
+    commit_interval_seconds: float = Field(
+        default=1.0, ge=0, description="How often command offsets are committed (0: each one)."
+    )
+    commands: bool = Field(default=True, description="Carry out retry/revoke commands.")
+    dump: Path | None = Field(default=None, description="Also write raw Celery events here.")
+
+    @field_validator("broker", "dedup_url")
+    @classmethod
+    def _has_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and "://" not in value.get_secret_value():
+            raise ValueError("expected a URL such as redis://host:6379/0")
+        return value
+
+    @property
+    def broker_display(self) -> str:
+        """The broker URL with its password masked, for logs and errors."""
+        return str(maybe_sanitize_url(self.broker.get_secret_value()))
+
+    def dedup_redis_url(self) -> str | None:
+        """Where command ids are kept: ``dedup_url``, else the broker when it is Redis."""
+        if self.dedup_url is not None:
+            return self.dedup_url.get_secret_value()
+        broker = self.broker.get_secret_value()
+        if broker.startswith(("redis://", "rediss://")):
+            return broker
+        return None
