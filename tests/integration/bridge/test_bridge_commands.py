@@ -1,0 +1,207 @@
+"""Commands through the bridge: a real retry on a real worker, carried out once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from flowguard.demo.celery_app import recorded_calls
+from flowguard.kafka_admin import create_topics
+from tests.helpers import wait_until
+from tests.processes import (
+    Process,
+    TopicReader,
+    bridge_process,
+    celery_worker,
+    private_redis,
+    produce,
+    start_worker,
+)
+from topics._base import iso
+from topics.commands import RetryCommand, RevokeCommand
+
+CLUSTER = "cmd-cluster"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    with private_redis(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
+    asyncio.run(create_topics(kafka_bootstrap, topic_prefix, 30))
+    return topic_prefix
+
+
+def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:
+    values: dict[str, Any] = {
+        "command_id": command_id,
+        "cluster": CLUSTER,
+        "execution_id": f"exec-{command_id}",
+        "workflow_id": "auto-retry",
+        "issued_at": iso(time.time()),
+        "task_id": f"{task_id}-retry-{command_id}",
+        "original_task_id": task_id,
+        "name": "demo.tasks.flaky_network",
+        "args": "(7,)",
+        "kwargs": "{'fail_times': 1, 'key': '%s'}" % task_id,
+        "queue": "email",
+        "root_id": task_id,
+        "parent_id": task_id,
+        "attempt": 1,
+    }
+    values.update(fields)
+    return RetryCommand(**values)
+
+
+def send(kafka: str, topics: str, *commands: RetryCommand | RevokeCommand) -> None:
+    produce(
+        kafka,
+        f"{topics}.commands",
+        [(c.cluster.encode(), c.model_dump_json().encode()) for c in commands],
+    )
+
+
+def results_for(reader: TopicReader, command_id: str, count: int) -> list[dict[str, Any]]:
+    def enough(values: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        mine = [v for v in values if v["command_id"] == command_id]
+        return mine if len(mine) >= count else None
+
+    found: list[dict[str, Any]] = reader.wait_for(
+        enough, timeout=60, what=f"{count} result(s) for command {command_id}"
+    )
+    return found
+
+
+def start_bridge(tmp: Path, broker: str, kafka: str, topics: str, **settings: str) -> Process:
+    bridge = bridge_process(
+        tmp, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=topics, **settings
+    ).start()
+    bridge.wait_for_log("consuming Celery events")
+    return bridge
+
+
+def test_retry_runs_the_task_again_once_across_duplicates_and_restarts(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics, commit_interval_seconds="0")
+    calls_db = redis.Redis.from_url(broker)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    try:
+        app = Celery("client", broker=broker)
+        app.send_task(
+            "demo.tasks.flaky_network", (7,), {"fail_times": 1, "key": "t1"},
+            queue="email", task_id="t1",
+        )  # fmt: skip
+        wait_until(lambda: "flaky_network[t1] raised" in worker.log(), timeout_seconds=30,
+                   what="the first run to fail")  # fmt: skip
+
+        # The same command twice: one run.
+        command = retry_of("t1", "c1")
+        send(kafka_bootstrap, topics, command, command)
+        first, second = results_for(results, "c1", 2)
+        assert (first["status"], second["status"]) == ("done", "duplicate")
+        assert first["cluster"] == CLUSTER
+        assert "sent demo.tasks.flaky_network[t1-retry-c1] on queue email" in first["detail"]
+        runs = wait_until(
+            lambda: [c for c in recorded_calls(calls_db) if c["task_id"] == "t1-retry-c1"],
+            timeout_seconds=30, what="the retry to run",
+        )  # fmt: skip
+        # Same name, args, kwargs and queue; linked into the chain; the header names the execution.
+        [run] = runs
+        assert run["name"] == "demo.tasks.flaky_network"
+        assert run["args"] == [7]
+        assert run["kwargs"] == {"fail_times": 1, "key": "t1"}
+        assert run["queue"] == "email"
+        assert (run["root_id"], run["parent_id"]) == ("t1", "t1")
+        assert run["flowguard_execution_id"] == "exec-c1"
+        wait_until(lambda: "flaky_network[t1-retry-c1] succeeded" in worker.log(),
+                   timeout_seconds=30, what="the retry to succeed")  # fmt: skip
+
+        # After a restart, the same command once more: still one run.
+        bridge.stop()
+        bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+        send(kafka_bootstrap, topics, command)
+        assert [r["status"] for r in results_for(results, "c1", 3)] == [
+            "done", "duplicate", "duplicate",
+        ]  # fmt: skip
+    finally:
+        bridge.stop()
+        worker.stop()
+    assert [c["task_id"] for c in recorded_calls(calls_db)] == ["t1", "t1-retry-c1"]
+
+
+def test_a_bridge_killed_before_committing_does_not_run_the_command_twice(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = start_worker(celery_worker(tmp_path, broker))
+    # Offsets committed once an hour: a kill after sending always comes before the commit.
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics, commit_interval_seconds="3600")
+    calls_db = redis.Redis.from_url(broker)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    try:
+        send(kafka_bootstrap, topics, retry_of("t2", "c2", kwargs="{'fail_times': 0}"))
+        assert results_for(results, "c2", 1)[0]["status"] == "done"
+        bridge.kill()
+        bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+        # The restarted bridge reads c2 again (never committed) and knows it was done.
+        statuses = [r["status"] for r in results_for(results, "c2", 2)]
+        assert statuses == ["done", "duplicate"]
+        wait_until(lambda: "flaky_network[t2-retry-c2] succeeded" in worker.log(),
+                   timeout_seconds=30, what="the retry to succeed")  # fmt: skip
+    finally:
+        bridge.stop()
+        worker.stop()
+    assert [c["task_id"] for c in recorded_calls(calls_db)] == ["t2-retry-c2"]
+
+
+def test_commands_for_other_clusters_stale_ones_and_garbage(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    dlq = TopicReader(kafka_bootstrap, f"{topics}.dlq")
+    try:
+        produce(
+            kafka_bootstrap, f"{topics}.commands", [(b"x", b"{not json"), (b"x", b'{"kind": 1}')]
+        )
+        other = retry_of("t3", "c-other", cluster="elsewhere")
+        stale = retry_of("t3", "c-stale", issued_at=iso(time.time() - 7200))
+        bad_args = retry_of(
+            "t3",
+            "c-args",
+            args="('cut off...",
+        )
+        revoke = RevokeCommand(
+            command_id="c-revoke", cluster=CLUSTER, issued_at=iso(time.time()) or "",
+            task_id="t-never",
+        )  # fmt: skip
+        send(kafka_bootstrap, topics, other, stale, bad_args, revoke)
+        [stale_result] = results_for(results, "c-stale", 1)
+        assert stale_result["status"] == "failed"
+        assert stale_result["detail"].startswith("stale: issued 7200 s ago")
+        [args_result] = results_for(results, "c-args", 1)
+        assert args_result["status"] == "failed"
+        assert args_result["detail"].startswith("args not recoverable: args were truncated by Celery")
+        [revoke_result] = results_for(results, "c-revoke", 1)
+        assert revoke_result == revoke_result | {"status": "done", "detail": "revoked t-never"}
+        letters = dlq.wait_for(
+            lambda v: v if len(v) >= 2 else None, timeout=30, what="2 dead letters"
+        )
+        assert [letter["raw"] for letter in letters] == ["{not json", '{"kind": 1}']
+        assert all(letter["reason"].startswith("command refused: ") for letter in letters)
+        assert all(letter["source"] == "bridge" for letter in letters)
+    finally:
+        bridge.stop()
+    assert not [v for v in results.poll() if v["command_id"] == "c-other"]
