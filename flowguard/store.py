@@ -1,0 +1,410 @@
+"""The workflow store: versioned workflow definitions on Kafka, read back from their history.
+
+``<prefix>.workflow-history`` (one partition, kept forever) is the store's source of truth:
+every save, enable/disable, delete and rollback appends a :class:`WorkflowVersion` there
+first, then the same record (or a tombstone, for a delete) goes to the compacted
+``<prefix>.workflows`` that the Faust workers read as a global table.
+
+Concurrent writers are settled by the history log itself: when two writers publish the same
+version number of a workflow, the record with the lower offset wins, and the loser raises
+:class:`VersionConflict` without touching ``<prefix>.workflows``. Readers apply the same
+rule, so every process agrees on each workflow's versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from flowguard.engine.documents import parse_workflow
+from flowguard.engine.workflow import Workflow
+from flowguard.errors import FlowguardError, KafkaUnavailable
+from flowguard.kafka_admin import list_topics
+from flowguard.secrets import mask
+from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
+from topics.workflows import WorkflowVersion
+
+# Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
+# circuit breaker's notify); every value under ``headers`` is a secret too.
+_SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
+
+
+class WorkflowNotFound(FlowguardError, LookupError):
+    """No workflow (or no such version of it) in the store."""
+
+
+class VersionConflict(FlowguardError):
+    """Someone saved the workflow since the caller last read it."""
+
+
+def now_iso() -> str:
+    """Wall clock, ISO 8601 UTC with ``Z``: when a version was saved."""
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _secret_paths(definition: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(field path, mapping, key) for every secret value in an author's definition, as written."""
+    holders: list[tuple[str, Any]] = [("action", definition.get("action"))]
+    actions = definition.get("actions")
+    if isinstance(actions, list):
+        holders.extend((f"actions.{i}", action) for i, action in enumerate(actions))
+    breaker = definition.get("circuit_breaker")
+    if isinstance(breaker, Mapping):
+        holders.append(("circuit_breaker.notify", breaker.get("notify")))
+    found: list[tuple[str, Mapping[str, Any], str]] = []
+    for path, holder in holders:
+        if not isinstance(holder, Mapping):
+            continue
+        found.extend((f"{path}.{key}", holder, key) for key in holder if key in _SECRET_KEYS)
+        headers = holder.get("headers")
+        if isinstance(headers, Mapping):
+            found.extend((f"{path}.headers.{key}", headers, key) for key in headers)
+    return found
+
+
+def mask_definition(definition: Mapping[str, Any], *, reveal: bool = False) -> dict[str, Any]:
+    """A deep copy of an author's definition with every secret masked (unless ``reveal``).
+
+    The definition is the only place a literal secret lives; anything shown to a person or
+    sent over the API goes through here. ``${ENV}`` references are not secret and stay.
+    """
+    copied: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(definition)))
+    if reveal:
+        return copied
+    for _, holder, key in _secret_paths(copied):
+        if isinstance(holder, dict):
+            value = holder[key]
+            holder[key] = mask(value) if isinstance(value, str) else "***"
+    return copied
+
+
+def to_yaml(definition: Mapping[str, Any]) -> str:
+    """A definition as YAML in the author's key order."""
+    return yaml.safe_dump(dict(definition), sort_keys=False, allow_unicode=True, width=100)
+
+
+def _semantics(workflow: Workflow) -> dict[str, Any]:
+    """What a workflow means, secrets included: two definitions that mean the same are equal."""
+    return workflow.model_dump(mode="json", context={"reveal_secrets": True})
+
+
+def _same(stored: Mapping[str, Any], workflow: Workflow) -> bool:
+    """Does a stored definition mean ``workflow``? One the engine now refuses never does."""
+    try:
+        return _semantics(parse_workflow(stored, source="stored")) == _semantics(workflow)
+    except FlowguardError:
+        return False
+
+
+def _validate(definition: Mapping[str, Any], source: str) -> Workflow:
+    """``parse_workflow`` with the author's mapping, so errors read as ``flowguard lint``'s."""
+    return parse_workflow(definition, source=source)
+
+
+class WorkflowStore:
+    """Read and write workflow versions. Use as ``async with WorkflowStore(...) as store``."""
+
+    def __init__(
+        self, bootstrap_servers: str, prefix: str = "flowguard", timeout: float = 10.0
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.prefix = prefix
+        self.timeout = timeout
+        self.history_topic = WORKFLOW_HISTORY.name(prefix)
+        self.workflows_topic = WORKFLOWS.name(prefix)
+        self._partition = TopicPartition(self.history_topic, 0)
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        # Accepted versions per workflow id, oldest first (see the module docstring for "accepted").
+        self._versions: dict[str, list[WorkflowVersion]] = {}
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> WorkflowStore:
+        await self._check_topics()
+        timeout_ms = max(1, int(self.timeout * 1000))
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id="flowguard-workflow-store",
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=timeout_ms,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id="flowguard-workflow-store",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=max(timeout_ms, 1000),
+        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._producer.start()
+                await self._consumer.start()
+                self._consumer.assign([self._partition])
+                await self._consumer.seek_to_beginning(self._partition)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await self._stop()
+            raise KafkaUnavailable(f"Kafka at {self.bootstrap_servers}: {exc!r}") from exc
+        await self.refresh()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await asyncio.wait_for(client.stop(), self.timeout)
+        self._consumer = self._producer = None
+
+    async def _check_topics(self) -> None:
+        """Refuse to start rather than let the broker auto-create a topic with the wrong config."""
+        existing = set(await list_topics(self.bootstrap_servers, self.timeout))
+        missing = [t for t in (self.history_topic, self.workflows_topic) if t not in existing]
+        if missing:
+            raise KafkaUnavailable(
+                f"topic {', '.join(missing)} does not exist: run `flowguard topics create`"
+            )
+
+    def _clients(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+        if self._producer is None or self._consumer is None:
+            raise RuntimeError("WorkflowStore is not started: use `async with WorkflowStore(...)`")
+        return self._producer, self._consumer
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read workflow-history up to its end offset as of now: every version and delete."""
+        _, consumer = self._clients()
+        try:
+            async with asyncio.timeout(self.timeout):
+                end = (await consumer.end_offsets([self._partition]))[self._partition]
+                while await consumer.position(self._partition) < end:
+                    batch = await consumer.getmany(self._partition, timeout_ms=200)
+                    for message in batch.get(self._partition, []):
+                        self._apply(message.offset, message.value)
+        except (TimeoutError, KafkaError) as exc:
+            raise KafkaUnavailable(
+                f"reading {self.history_topic} from {self.bootstrap_servers}: {exc!r}"
+            ) from exc
+
+    def _apply(self, offset: int, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            record = WorkflowVersion.model_validate_json(value)
+        except ValidationError as exc:
+            raise FlowguardError(
+                f"{self.history_topic} offset {offset} is not a WorkflowVersion: {exc}"
+            ) from None
+        key = (record.workflow_id, record.workflow_version)
+        versions = self._versions.setdefault(record.workflow_id, [])
+        if key in self._offsets or (versions and versions[-1].workflow_version >= key[1]):
+            return  # a writer that lost the race for this version number
+        versions.append(record)
+        self._offsets[key] = offset
+
+    def current(self) -> dict[str, WorkflowVersion]:
+        """The latest live version of each workflow, by id (deleted workflows left out)."""
+        return {
+            wid: versions[-1]
+            for wid, versions in sorted(self._versions.items())
+            if not versions[-1].deleted
+        }
+
+    def versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        """Every version of one workflow, oldest first, deletions included."""
+        try:
+            return list(self._versions[workflow_id])
+        except KeyError:
+            raise WorkflowNotFound(f"workflow {workflow_id!r}: no such workflow") from None
+
+    def version(self, workflow_id: str, version: int) -> WorkflowVersion:
+        """One version of a workflow."""
+        for item in self.versions(workflow_id):
+            if item.workflow_version == version:
+                return item
+        raise WorkflowNotFound(f"workflow {workflow_id!r}: no version {version}")
+
+    def latest(self, workflow_id: str) -> WorkflowVersion | None:
+        """The newest version (possibly a deletion), or None for an id never saved."""
+        versions = self._versions.get(workflow_id)
+        return versions[-1] if versions else None
+
+    def diff(self, workflow_id: str, a: int, b: int) -> str:
+        """Unified diff of two versions' YAML, secrets masked; a changed secret is marked."""
+        old = self.version(workflow_id, a).definition
+        new = self.version(workflow_id, b).definition
+        old_text, new_text = to_yaml(mask_definition(old)), to_yaml(_mark_changed(old, new))
+        return "".join(
+            difflib.unified_diff(
+                old_text.splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                fromfile=f"{workflow_id} v{a}",
+                tofile=f"{workflow_id} v{b}",
+            )
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def save(
+        self,
+        definition: Mapping[str, Any],
+        *,
+        saved_by: str,
+        comment: str = "",
+        expected_version: int | None = None,
+        source: str = "definition",
+    ) -> WorkflowVersion | None:
+        """Publish ``definition`` as the workflow's next version; None when nothing changed.
+
+        "Changed" means changed meaning: the same workflow written differently (``action:``
+        for ``actions:``, a default spelled out) is not a new version. ``expected_version``
+        (0 for "must not exist yet") refuses the save with :class:`VersionConflict` when the
+        workflow has moved on since the caller read it.
+        """
+        workflow = _validate(definition, source)
+        async with self._lock:
+            await self.refresh()
+            latest = self.latest(workflow.id)
+            if latest is not None and not latest.deleted and _same(latest.definition, workflow):
+                return None
+            self._check_expected(workflow.id, latest, expected_version)
+            return await self._publish(workflow.id, dict(definition), saved_by, comment)
+
+    async def set_enabled(
+        self, workflow_id: str, enabled: bool, *, saved_by: str
+    ) -> WorkflowVersion:
+        """Enable or disable a workflow as a new version; the same version if already so."""
+        latest = await self._live(workflow_id)
+        if bool(latest.definition.get("enabled", True)) == enabled:
+            return latest
+        definition = {**latest.definition, "enabled": enabled}
+        saved = await self.save(
+            definition,
+            saved_by=saved_by,
+            comment="enabled" if enabled else "disabled",
+            expected_version=latest.workflow_version,
+        )
+        return saved or latest
+
+    async def delete(self, workflow_id: str, *, saved_by: str) -> None:
+        """Record the deletion in the history, then tombstone the workflow for the workers."""
+        async with self._lock:
+            latest = await self._live_locked(workflow_id)
+            await self._publish(workflow_id, latest.definition, saved_by, "deleted", deleted=True)
+
+    async def rollback(self, workflow_id: str, version: int, *, saved_by: str) -> WorkflowVersion:
+        """Publish an earlier version's definition as a new version (also revives a deletion)."""
+        await self.refresh()
+        target = self.version(workflow_id, version)
+        if target.deleted:
+            raise WorkflowNotFound(
+                f"workflow {workflow_id!r}: version {version} is a deletion; roll back to the "
+                "version before it"
+            )
+        saved = await self.save(
+            target.definition, saved_by=saved_by, comment=f"rollback to version {version}"
+        )
+        latest = self.latest(workflow_id)
+        assert latest is not None  # target exists, so the workflow does
+        return saved or latest
+
+    async def _live(self, workflow_id: str) -> WorkflowVersion:
+        async with self._lock:
+            return await self._live_locked(workflow_id)
+
+    async def _live_locked(self, workflow_id: str) -> WorkflowVersion:
+        await self.refresh()
+        latest = self.versions(workflow_id)[-1]
+        if latest.deleted:
+            raise WorkflowNotFound(
+                f"workflow {workflow_id!r} was deleted in version {latest.workflow_version}"
+            )
+        return latest
+
+    def _check_expected(
+        self, workflow_id: str, latest: WorkflowVersion | None, expected: int | None
+    ) -> None:
+        have = latest.workflow_version if latest is not None else 0
+        if expected is not None and expected != have:
+            by = f" by {latest.saved_by}" if latest is not None else ""
+            raise VersionConflict(
+                f"workflow {workflow_id!r}: expected_version {expected}, but the latest is "
+                f"version {have}{by}; reload and save again"
+            )
+
+    async def _publish(
+        self,
+        workflow_id: str,
+        definition: dict[str, Any],
+        saved_by: str,
+        comment: str,
+        *,
+        deleted: bool = False,
+    ) -> WorkflowVersion:
+        """History first, then (if this writer won the version number) the compacted topic."""
+        producer, _ = self._clients()
+        latest = self.latest(workflow_id)
+        record = WorkflowVersion(
+            workflow_id=workflow_id,
+            workflow_version=(latest.workflow_version if latest else 0) + 1,
+            definition=definition,
+            saved_at=now_iso(),
+            saved_by=saved_by,
+            comment=comment,
+            deleted=deleted,
+        )
+        key, value = workflow_id.encode(), record.model_dump_json().encode()
+        try:
+            async with asyncio.timeout(self.timeout):
+                sent = await producer.send_and_wait(self.history_topic, value, key=key)
+        except (TimeoutError, KafkaError) as exc:
+            raise KafkaUnavailable(f"writing {self.history_topic}: {exc!r}") from exc
+        await self.refresh()
+        if self._offsets.get((workflow_id, record.workflow_version)) != sent.offset:
+            raise VersionConflict(
+                f"workflow {workflow_id!r}: another writer saved version "
+                f"{record.workflow_version} first; reload and save again"
+            )
+        try:
+            async with asyncio.timeout(self.timeout):
+                await producer.send_and_wait(
+                    self.workflows_topic, None if deleted else value, key=key
+                )
+        except (TimeoutError, KafkaError) as exc:
+            raise KafkaUnavailable(
+                f"{self.workflows_topic}: version {record.workflow_version} of {workflow_id!r} "
+                f"is in the history but not live yet ({exc!r}); save it again"
+            ) from exc
+        return record
+
+
+def _mark_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` masked, with a secret that changed but masks the same as before marked so."""
+    before = {path: holder[key] for path, holder, key in _secret_paths(old)}
+    after = {path: holder[key] for path, holder, key in _secret_paths(new)}
+    masked = mask_definition(new)
+    for path, holder, key in _secret_paths(masked):
+        was = before.get(path)
+        if was is None or was == after[path] or not isinstance(holder, dict):
+            continue
+        if isinstance(was, str) and mask(was) == holder[key]:
+            holder[key] = f"{holder[key]} (changed)"
+    return masked
