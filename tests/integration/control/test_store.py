@@ -48,23 +48,27 @@ def test_versions_delete_rollback(kafka_bootstrap: str, control_topics: str) -> 
     async def scenario() -> None:
         async with WorkflowStore(kafka_bootstrap, control_topics) as store:
             v1 = await store.save(definition(), saved_by="alice")
-            assert v1 is not None and (v1.workflow_id, v1.workflow_version) == ("alert-payments", 1)
+            assert v1 is not None
+            assert (v1.workflow_id, v1.workflow_version) == ("alert-payments", 1)
             assert await store.save(definition(), saved_by="alice") is None
             # Written differently, same meaning: not a new version.
             same = definition(actions=[definition()["action"]])
             del same["action"]
             assert await store.save(same, saved_by="alice") is None
             v2 = await store.save(definition(description="v2"), saved_by="bob", comment="doc")
-            assert v2 is not None and v2.workflow_version == 2
+            assert v2 is not None
+            assert v2.workflow_version == 2
             v3 = await store.set_enabled("alert-payments", False, saved_by="carol")
-            assert v3.workflow_version == 3 and v3.definition["enabled"] is False
+            assert v3.workflow_version == 3
+            assert v3.definition["enabled"] is False
             assert (await store.set_enabled("alert-payments", False, saved_by="c")) == v3
             await store.delete("alert-payments", saved_by="dave")
             assert store.current() == {}
             assert [v.workflow_version for v in store.versions("alert-payments")] == [1, 2, 3, 4]
             assert store.versions("alert-payments")[-1].deleted
             v5 = await store.rollback("alert-payments", 1, saved_by="erin")
-            assert v5.workflow_version == 5 and v5.definition == definition()
+            assert v5.workflow_version == 5
+            assert v5.definition == definition()
             assert v5.comment == "rollback to version 1"
             assert store.current()["alert-payments"] == v5
 
@@ -121,7 +125,7 @@ def test_two_writers_race_for_one_version(kafka_bootstrap: str, control_topics: 
             )
             conflicts = [r for r in results if isinstance(r, VersionConflict)]
             saved = [r for r in results if not isinstance(r, BaseException)]
-            assert len(conflicts) == 1 and len(saved) == 1, results
+            assert (len(conflicts), len(saved)) == (1, 1), results
             await a.refresh()
             await b.refresh()
             assert a.versions("alert-payments") == b.versions("alert-payments")
@@ -143,7 +147,9 @@ def test_diff_masks_secrets_and_marks_a_changed_one(
                 definition(action={"type": "slack", "webhook_url": other}), saved_by="a"
             )
             text = store.diff("alert-payments", 1, 2)
-            assert HOOK not in text and other not in text and "T999" not in text
+            assert HOOK not in text
+            assert other not in text
+            assert "T999" not in text
             assert "-  webhook_url: '***mnop'" in text
             assert "+  webhook_url: '***mnop (changed)'" in text
 
