@@ -77,7 +77,13 @@ class Bridge:
         self.intake = Intake(
             settings.cluster, self.topics["events"], self.topics["dlq"], buffer, self._dump
         )
-        self.publisher = Publisher(producer, buffer, settings.batch_size, self._kafka_where())
+        self.publisher = Publisher(
+            producer,
+            buffer,
+            settings.batch_size,
+            self._kafka_where(),
+            settings.kafka_timeout_seconds,
+        )
         self.receiver = CeleryReceiver(
             self.celery, self.intake, settings.broker_display, settings.inspect_timeout_seconds
         )
@@ -194,7 +200,7 @@ class Bridge:
             events_dropped=sum(buffer.dropped.values()),
             events_dropped_by_kind=dict(buffer.dropped),
             events_invalid=self.intake.invalid,
-            buffered=len(buffer),
+            buffered=len(buffer) + self.publisher.in_flight,
         )
 
     async def _heartbeat(self, producer: AIOKafkaProducer) -> None:

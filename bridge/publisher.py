@@ -1,10 +1,12 @@
 """Buffer -> Kafka: one batch in flight at a time, refused entries retried in order.
 
-aiokafka's idempotent producer (``acks=all``) retries what it can by itself. What it gives
-up on (the broker gone for longer than ``request_timeout``) comes back here: those entries
-go back to the front of the buffer and are sent again after a backoff, while the receiver
-keeps filling the buffer up to its bound. So every event is either acknowledged by Kafka,
-waiting in the buffer, or counted as dropped.
+aiokafka's idempotent producer (``acks=all``) never expires a batch it has accepted: it
+retries until the broker acknowledges it, and the broker discards the duplicates. So a batch
+in flight is waited for, however long Kafka is away, and never sent a second time (that would
+be the one way to publish an event twice); past ``stall_seconds`` the wait is reported once.
+What the producer refuses to accept (``send`` raising) goes back to the front of the buffer
+and is offered again after a backoff. Meanwhile the receiver keeps filling the buffer up to
+its bound. So every event is acknowledged by Kafka, in flight, buffered, or counted as dropped.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ log = logging.getLogger("flowguard.bridge")
 
 class Publisher:
     def __init__(
-        self, producer: AIOKafkaProducer, buffer: EventBuffer, batch_size: int, where: str
+        self,
+        producer: AIOKafkaProducer,
+        buffer: EventBuffer,
+        batch_size: int,
+        where: str,
+        stall_seconds: float,
     ) -> None:
         self.producer = producer
         self.buffer = buffer
         self.batch_size = batch_size
         self.where = where
+        self.stall_seconds = stall_seconds
+        self.in_flight = 0
         self.published = 0
         self.dead_letters = 0
         self.kafka_ok = True
@@ -68,7 +77,11 @@ class Publisher:
                 error, refused = exc, batch[index:]
                 break
             pending.append((entry, future))
-        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        self.in_flight = len(pending)
+        try:
+            results = await self._acknowledged([f for _, f in pending])
+        finally:
+            self.in_flight = 0
         failed = []
         for (entry, _), result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
@@ -81,6 +94,15 @@ class Publisher:
         self._state(error)
         return failed + refused
 
+    async def _acknowledged(self, futures: list[Awaitable[Any]]) -> list[Any]:
+        """Every future's result or exception; says once when Kafka is slow to acknowledge."""
+        everything = asyncio.gather(*futures, return_exceptions=True)
+        try:
+            return await asyncio.wait_for(asyncio.shield(everything), self.stall_seconds)
+        except TimeoutError:
+            self._state(TimeoutError(f"no acknowledgement for {self.stall_seconds:g} s"))
+            return await everything
+
     def _state(self, error: BaseException | None) -> None:
         """Log once per change: Kafka refusing, and Kafka back."""
         if error is None:
@@ -91,7 +113,7 @@ class Publisher:
         reason = f"{type(error).__name__}: {error}"
         if reason != self._problem:
             log.error(
-                "Kafka at %s refuses events (%s); buffering up to %d, then dropping",
+                "Kafka at %s does not take events (%s); buffering up to %d, then dropping",
                 self.where, reason, self.buffer.bound,
             )  # fmt: skip
         self.kafka_ok, self._problem = False, reason
