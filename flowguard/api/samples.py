@@ -1,0 +1,92 @@
+"""Template previews and sample notifications, rendered by the engine's own template code.
+
+A preview needs a trigger to fill the variables: the first execution of a Test
+Workflow run when there is one, else an example failure, so the editor can show
+what a message will look like before any event arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from flowguard.engine.breaker import BreakerState
+from flowguard.engine.execute import Notice, decide, template_values
+from flowguard.engine.matching import Published
+from flowguard.engine.templates import compile_template
+from flowguard.engine.workflow import Workflow
+from topics._base import from_iso
+from topics.execution import ExecutionRecord
+from topics.triggers import TaskContext, Trigger
+
+EXAMPLE_TRIGGER = Trigger(
+    trigger_id="example",
+    event="task.failed",
+    at=1_767_225_600.0,
+    cluster="example-cluster",
+    task=TaskContext(
+        id="5f0c1c1e-0000-4000-8000-000000000001",
+        root_id="5f0c1c1e-0000-4000-8000-000000000001",
+        name="myapp.tasks.send_email",
+        queue="emails",
+        worker="celery@worker-1",
+        args="('user@example.com',)",
+        kwargs="{}",
+        exception_type="ConnectionError",
+        error_message="Connection refused",
+        failure_count=1,
+    ),
+)
+
+
+def trigger_of(record: ExecutionRecord) -> Trigger:
+    """The trigger an execution record describes, rebuilt from its public fields."""
+    task = record.task
+    return Trigger(
+        trigger_id=record.trigger.id,
+        event=record.trigger.event,
+        at=from_iso(record.trigger.at),
+        cluster=task.cluster if task else (record.worker.cluster if record.worker else ""),
+        task=TaskContext(
+            id=task.id,
+            root_id=task.root_id,
+            parent_id=task.parent_id,
+            name=task.name,
+            queue=task.queue,
+            worker=task.worker,
+            args=task.args,
+            kwargs=task.kwargs,
+            exception_type=task.exception_type,
+            error_message=task.error_message,
+            failure_count=task.failure_count,
+        )
+        if task
+        else None,
+        worker=record.worker.hostname if record.worker else None,
+        reason=record.trigger.reason,
+    )
+
+
+def variables(workflow: Workflow, record: ExecutionRecord | None) -> dict[str, str]:
+    """Every template variable's value for this workflow and execution (or the example)."""
+    trigger = trigger_of(record) if record is not None else EXAMPLE_TRIGGER
+    execution_id = record.execution_id if record is not None else "example-execution"
+    return template_values(trigger, workflow, execution_id, None)
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Render ``template``; raises ``TemplateInvalid`` with the engine's message."""
+    return compile_template(template).render(values)
+
+
+def sample_notices(published: Published, record: ExecutionRecord | None) -> list[Notice]:
+    """The notices the engine decides for this execution (or the example), marked as samples.
+
+    Deciding again with a fresh breaker gives the same texts the run would have sent; the
+    action ids get a ``sample/`` prefix so a sample never counts as the real delivery.
+    """
+    trigger = trigger_of(record) if record is not None else EXAMPLE_TRIGGER
+    conditions = list(record.conditions) if record is not None else []
+    decision = decide(
+        published, trigger, conditions, breaker=BreakerState(), retries_made=0, dry_run=True
+    )
+    return [replace(n, action_id=f"sample/{n.action_id}") for n in decision.notices]

@@ -1,0 +1,41 @@
+"""The API's settings: one frozen object read from ``FLOWGUARD_API_*``.
+
+Tokens are secrets: they live here as ``SecretStr`` and only their names (who
+made a change) ever leave the process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """``flowguard api`` settings. Every field can be set as ``FLOWGUARD_API_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_API_", frozen=True, extra="ignore")
+
+    tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "API tokens and their roles: 'name:role:token,...' (or 'token:role'), or JSON "
+            '[{"name": ..., "role": "viewer|editor|admin", "token": ...}].'
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535)
+    cors_origins: tuple[str, ...] = Field(
+        default=(), description="Origins allowed to call the API from a browser; none by default."
+    )
+    history_path: Path = Field(
+        default=Path(".flowguard/api/history.sqlite"),
+        description="The execution-history projection (rebuilt from the log when missing).",
+    )
+    test_max_events: int = Field(
+        default=500_000, ge=1, description="Test Workflow reads at most this many events."
+    )
+    test_max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Largest JSONL upload Test Workflow accepts."
+    )
