@@ -36,6 +36,8 @@ from topics.workflows import WorkflowVersion
 # Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
 # circuit breaker's notify); every value under ``headers`` is a secret too.
 _SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
+# A fetch the broker holds (no new data) delays later requests on the connection by this much.
+_FETCH_WAIT_MS = 20
 
 
 class WorkflowNotFound(FlowguardError, LookupError):
@@ -146,12 +148,14 @@ class WorkflowStore:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=max(timeout_ms, 1000),
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
         )
         try:
             async with asyncio.timeout(self.timeout):
                 await self._producer.start()
                 await self._consumer.start()
                 self._consumer.assign([self._partition])
+                self._consumer.pause(self._partition)
                 await self._consumer.seek_to_beginning(self._partition)
         except (TimeoutError, KafkaError, OSError) as exc:
             await self._stop()
@@ -195,10 +199,18 @@ class WorkflowStore:
         try:
             async with asyncio.timeout(self.timeout):
                 end = (await consumer.end_offsets([self._partition]))[self._partition]
-                while await consumer.position(self._partition) < end:
-                    batch = await consumer.getmany(self._partition, timeout_ms=200)
-                    for message in batch.get(self._partition, []):
-                        self._apply(message.offset, message.value)
+                if await consumer.position(self._partition) >= end:
+                    return
+                # Fetch only while behind: an idle fetch waits on the broker and would hold up
+                # the next end_offsets request on the same connection.
+                consumer.resume(self._partition)
+                try:
+                    while await consumer.position(self._partition) < end:
+                        batch = await consumer.getmany(self._partition, timeout_ms=200)
+                        for message in batch.get(self._partition, []):
+                            self._apply(message.offset, message.value)
+                finally:
+                    consumer.pause(self._partition)
         except (TimeoutError, KafkaError) as exc:
             raise KafkaUnavailable(
                 f"reading {self.history_topic} from {self.bootstrap_servers}: {exc!r}"
@@ -227,6 +239,10 @@ class WorkflowStore:
             for wid, versions in sorted(self._versions.items())
             if not versions[-1].deleted
         }
+
+    def ids(self) -> list[str]:
+        """Every workflow id ever saved, deleted ones included, sorted."""
+        return sorted(self._versions)
 
     def versions(self, workflow_id: str) -> list[WorkflowVersion]:
         """Every version of one workflow, oldest first, deletions included."""

@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from flowguard.errors import WorkflowInvalid
 from flowguard.store import VersionConflict, WorkflowNotFound, WorkflowStore
-from topics.registry import WORKFLOWS
+from tests.integration.control.topics import compacted
 
 HOOK = "https://hooks.slack.com/services/T000/B000/abcdefghijklmnop"
 
@@ -23,25 +22,6 @@ def definition(**changes: Any) -> dict[str, Any]:
     }
     doc.update(changes)
     return doc
-
-
-async def compacted(bootstrap: str, prefix: str) -> list[tuple[str, bytes | None]]:
-    """Every (key, value) on <prefix>.workflows, in order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(WORKFLOWS.name(prefix), 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: list[tuple[str, bytes | None]] = []
-        async with asyncio.timeout(10):
-            while await consumer.position(tp) < end:
-                for message in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
-                    out.append((message.key.decode(), message.value))
-        return out
-    finally:
-        await consumer.stop()
 
 
 def test_versions_delete_rollback(kafka_bootstrap: str, control_topics: str) -> None:
