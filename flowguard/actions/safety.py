@@ -1,0 +1,133 @@
+"""Outbound safety: actions cannot be pointed at internal services.
+
+A workflow author chooses the URL; the process runs inside the operator's
+network. So by default an action may only reach public addresses over HTTPS.
+The operator opens more with an allowlist of CIDRs and host patterns
+(``FLOWGUARD_ACTIONS_ALLOW_HOSTS``). The check runs twice: on the URL
+(scheme, host name) before anything is sent, and on every address the host
+*resolves to*, at connect time, so a DNS name pointing at 169.254.169.254 is
+refused as surely as the literal address.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flowguard.errors import ActionFailed, ConfigError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Cloud instance-metadata endpoints: only a CIDR entry opens them, never a host pattern,
+# so a public-looking name that resolves here stays refused.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+_HOST_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.*?")
+
+
+class Refused(ActionFailed):
+    """The URL or an address it resolves to is not allowed: final, never retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """What the operator opened: networks (by address) and host patterns (by name)."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    host_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowList:
+        """Parse CIDRs, single addresses and host patterns; a bad entry names itself."""
+        networks: list[IPNetwork] = []
+        patterns: list[str] = []
+        for raw in entries:
+            entry = raw.strip().lower()
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+                continue
+            except ValueError:
+                pass
+            if not set(entry) <= _HOST_PATTERN_CHARS or entry.strip("*.?") == "":
+                raise ConfigError(
+                    f"FLOWGUARD_ACTIONS_ALLOW_HOSTS: {raw.strip()!r} is neither a CIDR "
+                    "(10.0.0.0/8), an address, nor a host pattern (*.corp.example)"
+                )
+            patterns.append(entry)
+        return cls(tuple(networks), tuple(patterns))
+
+    def host_allowed(self, host: str) -> bool:
+        """The host name matches a pattern, or the host is an address inside an allowed network."""
+        host = host.lower().strip("[]")
+        if any(fnmatch.fnmatchcase(host, p) for p in self.host_patterns):
+            return True
+        address = _as_address(host)
+        return address is not None and self.address_allowed(address)
+
+    def address_allowed(self, address: IPAddress) -> bool:
+        return any(address in net for net in self.networks if net.version == address.version)
+
+
+def _as_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def address_problem(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public destination, or ``None`` when it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address_problem(address.ipv4_mapped)
+    if address in METADATA_ADDRESSES:
+        return "cloud metadata"
+    for label, flag in (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("unspecified", address.is_unspecified),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+    ):
+        if flag:
+            return label
+    if not address.is_global:
+        return "non-global"
+    return None
+
+
+def check_url_target(scheme: str, host: str, allow: AllowList) -> None:
+    """Refuse a URL before sending: plain HTTP or a literal internal address, unless allowed."""
+    allowed = allow.host_allowed(host)
+    if scheme != "https" and not allowed:
+        raise Refused(
+            f"refused {scheme}://{host}: only https is allowed unless the host is in "
+            "FLOWGUARD_ACTIONS_ALLOW_HOSTS"
+        )
+    address = _as_address(host.strip("[]"))
+    if address is not None:
+        check_address(host, address, allow)
+
+
+def check_address(host: str, address: IPAddress, allow: AllowList) -> None:
+    """Refuse a resolved address that is internal, unless the operator opened it.
+
+    A host pattern opens private addresses of that host but never a metadata address:
+    only a CIDR naming the address itself does.
+    """
+    problem = address_problem(address)
+    if problem is None or allow.address_allowed(address):
+        return
+    if problem != "cloud metadata" and allow.host_allowed(host):
+        return
+    where = "" if host.strip("[]") == str(address) else f" (resolves to {address})"
+    raise Refused(
+        f"refused {host}{where}: {problem} address; allow it with FLOWGUARD_ACTIONS_ALLOW_HOSTS"
+    )

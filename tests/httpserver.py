@@ -1,0 +1,177 @@
+"""A recording HTTP server on 127.0.0.1 for tests: scripted statuses, delays, hangs, Retry-After.
+
+The server runs aiohttp on its own event loop in a background thread, so sync
+tests, async tests and other processes (a Faust worker under test) can all
+talk to it. Every request is recorded before it is answered.
+
+    with RecordingServer() as server:               # or the ``http_server`` fixture
+        server.script("/hook", Reply(429, retry_after=1), Reply(200))
+        ...send to server.url_for("/hook")...
+        first, second = server.wait_for_requests(2, path="/hook", timeout_seconds=5)
+        assert second.received_at - first.received_at >= 1
+        assert first.json()["schema"] == "flowguard.webhook/1"
+
+API: :class:`Reply` (what to answer), :class:`Recorded` (what arrived),
+:class:`RecordingServer` (``url``, ``url_for``, ``script``, ``requests``,
+``wait_for_requests``, ``release``, ``close``). A path without a script
+answers ``200 ok``; a script's last reply repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from tests.helpers import wait_until
+
+_START_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer. ``hang`` never answers until :meth:`RecordingServer.release`."""
+
+    status: int = 200
+    body: bytes | str = b"ok"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+    hang: bool = False
+    retry_after: str | float | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as it arrived. Header names are lower case; ``received_at`` is monotonic."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RecordingServer:
+    """See the module docstring. Start on construction; ``close()`` (or ``with``) stops it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._recorded: list[Recorded] = []
+        self._scripts: dict[str, list[Reply]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread.start()
+        self._released = self._run(self._make_event())
+        self._runner: web.AppRunner = self._run(self._start())
+
+    def url_for(self, path: str = "/") -> str:
+        return self.url + path
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer requests to ``path`` with ``replies`` in order; the last one repeats."""
+        if not replies:
+            raise ValueError("script() needs at least one Reply")
+        with self._lock:
+            self._scripts[path] = list(replies)
+
+    def requests(self, path: str | None = None) -> list[Recorded]:
+        """What arrived so far (to ``path`` only, if given), in arrival order."""
+        with self._lock:
+            return [r for r in self._recorded if path is None or r.path == path]
+
+    def wait_for_requests(
+        self, count: int, *, path: str | None = None, timeout_seconds: float = 10.0
+    ) -> list[Recorded]:
+        """Wait until at least ``count`` requests arrived (to ``path``); fail at the deadline."""
+        return wait_until(
+            lambda: (got if len(got := self.requests(path)) >= count else None),
+            timeout_seconds=timeout_seconds,
+            what=f"{count} request(s) to {path or 'any path'} on {self.url}",
+        )
+
+    def release(self) -> None:
+        """Let every hanging request answer (503) now and any later one at once."""
+        self._loop.call_soon_threadsafe(self._released.set)
+
+    def close(self) -> None:
+        if not self._loop.is_running():
+            return
+        self.release()
+        self._run(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=_START_SECONDS)
+        self._loop.close()
+
+    def __enter__(self) -> RecordingServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_START_SECONDS)
+
+    async def _make_event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    async def _start(self) -> web.AppRunner:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.SockSite(runner, self._sock).start()
+        return runner
+
+    def _next_reply(self, path: str) -> Reply:
+        with self._lock:
+            script = self._scripts.get(path)
+            if not script:
+                return Reply()
+            return script.pop(0) if len(script) > 1 else script[0]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        with self._lock:
+            self._recorded.append(
+                Recorded(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    body=body,
+                    received_at=time.monotonic(),
+                )
+            )
+        reply = self._next_reply(request.path)
+        if reply.hang:
+            await self._released.wait()
+            return web.Response(status=503, text="released")
+        if reply.delay_seconds:
+            await asyncio.sleep(reply.delay_seconds)
+        headers = dict(reply.headers)
+        if reply.retry_after is not None:
+            headers["Retry-After"] = str(reply.retry_after)
+        payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+        return web.Response(status=reply.status, body=payload, headers=headers)
