@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowguard.errors import FlowguardError, KafkaUnavailable
@@ -295,7 +296,7 @@ class HistoryProjection:
         try:
             async with asyncio.timeout(timeout):
                 await consumer.start()
-                partitions = await self._assign(consumer, topic)
+                partitions = await self._assign(consumer, bootstrap, topic, timeout)
                 end = await consumer.end_offsets(partitions) if until_end else None
             return await self._consume(consumer, topic, end, timeout)
         except (TimeoutError, KafkaError) as exc:
@@ -311,11 +312,12 @@ class HistoryProjection:
             bootstrap, prefix, until_end=False, request_timeout_seconds=request_timeout_seconds
         )
 
-    async def _assign(self, consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-        if topic not in await consumer.topics():
-            raise KafkaUnavailable(f"topic {topic} does not exist: run `flowguard topics create`")
+    async def _assign(
+        self, consumer: AIOKafkaConsumer, bootstrap: str, topic: str, timeout_seconds: float
+    ) -> list[TopicPartition]:
+        """Every partition of the log, each at its stored offset (or the beginning)."""
         partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
+            TopicPartition(topic, p) for p in await _partitions(bootstrap, topic, timeout_seconds)
         ]
         consumer.assign(partitions)
         stored = self.offsets()
@@ -441,6 +443,23 @@ class HistoryProjection:
         for (raw,) in rows:
             _add_to_chain(tasks, ExecutionRecord.model_validate_json(raw))
         return [ChainTask.model_validate(task) for task in tasks.values()]
+
+
+async def _partitions(bootstrap: str, topic: str, timeout_seconds: float) -> list[int]:
+    """The topic's partition ids; refuses a missing topic rather than let it be auto-created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout_seconds * 1000))
+    )
+    try:
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] == UnknownTopicOrPartitionError.errno:
+        raise KafkaUnavailable(f"topic {topic} does not exist: run `flowguard topics create`")
+    if described["error_code"]:
+        raise KafkaUnavailable(f"describing {topic}: error code {described['error_code']}")
+    return sorted(p["partition"] for p in described["partitions"])
 
 
 def _add_to_chain(tasks: dict[str, dict[str, Any]], record: ExecutionRecord) -> None:
