@@ -125,6 +125,11 @@ class TokenAuth:
     def __init__(self, principals: dict[str, Principal]) -> None:
         self._principals = principals
 
+    @property
+    def known(self) -> int:
+        """How many tokens there are (none: nobody can sign in)."""
+        return len(self._principals)
+
     def authenticate(self, header: str | None) -> Principal:
         if not header or not header.startswith("Bearer "):
             raise AuthError(401, "missing token: send 'Authorization: Bearer <token>'")

@@ -29,9 +29,9 @@ class ApiSettings(BaseSettings):
     cors_origins: tuple[str, ...] = Field(
         default=(), description="Origins allowed to call the API from a browser; none by default."
     )
-    history_path: Path = Field(
-        default=Path(".flowguard/api/history.sqlite"),
-        description="The execution-history projection (rebuilt from the log when missing).",
+    history_dir: Path = Field(
+        default=Path(".flowguard/api"),
+        description="Where the execution-history projection lives (rebuilt from the log if lost).",
     )
     test_max_events: int = Field(
         default=500_000, ge=1, description="Test Workflow reads at most this many events."
@@ -39,3 +39,7 @@ class ApiSettings(BaseSettings):
     test_max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1, description="Largest JSONL upload Test Workflow accepts."
     )
+
+    def history_file(self, prefix: str) -> Path:
+        """One projection file per topic prefix: a file never mixes two deployments' logs."""
+        return self.history_dir / f"{prefix}.history.sqlite"

@@ -1,0 +1,122 @@
+"""What the API's handlers share: the store, the history projection, a producer, the runner.
+
+One :class:`Services` per app, started and stopped by the app's lifespan. Each
+background task it starts (the projection following the log) is owned here and
+cancelled on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from fastapi import Request
+
+from flowguard.actions import ActionRunner, ActionSettings
+from flowguard.api.auth import TokenAuth, parse_tokens
+from flowguard.api.settings import ApiSettings
+from flowguard.errors import KafkaUnavailable
+from flowguard.history import HistoryProjection
+from flowguard.settings import Settings
+from flowguard.store import WorkflowStore
+
+log = logging.getLogger(__name__)
+# Back-off between attempts to follow the execution log while Kafka is unreachable.
+FOLLOW_RETRY_SECONDS = 1.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    api: ApiSettings
+    store: WorkflowStore
+    producer: AIOKafkaProducer
+    runner: ActionRunner
+    history: HistoryProjection
+    # Serializes reads of the store's consumer (refresh) between concurrent requests.
+    store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def refreshed_store(self) -> WorkflowStore:
+        """The store, read up to the history's end: what every other writer saved is seen."""
+        async with self.store_lock:
+            await self.store.refresh()
+        return self.store
+
+
+def services(request: Request) -> Services:
+    """FastAPI dependency: the app's services."""
+    found: Services = request.app.state.services
+    return found
+
+
+@asynccontextmanager
+async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Services]:
+    """Start everything the handlers need; stop it all, whatever happens, on the way out."""
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            WorkflowStore(
+                settings.kafka_bootstrap_servers,
+                settings.topic_prefix,
+                timeout=settings.kafka_timeout_seconds,
+            )
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
+        )
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        runner = await stack.enter_async_context(ActionRunner(ActionSettings()))
+        history = stack.enter_context(HistoryProjection(api.history_file(settings.topic_prefix)))
+        found = Services(
+            settings=settings,
+            api=api,
+            store=store,
+            producer=producer,
+            runner=runner,
+            history=history,
+        )
+        stack.push_async_callback(_cancel_all, found)
+        found.tasks.append(asyncio.create_task(_follow(found), name="history-follow"))
+        yield found
+
+
+async def _follow(found: Services) -> None:
+    """Keep the history projection current; a broken connection is logged and retried."""
+    settings = found.settings
+    while True:
+        try:
+            await found.history.follow(
+                settings.kafka_bootstrap_servers,
+                settings.topic_prefix,
+                request_timeout_seconds=settings.kafka_timeout_seconds,
+            )
+        except KafkaUnavailable as exc:
+            log.warning("execution history: %s; retrying in %g s", exc, FOLLOW_RETRY_SECONDS)
+        except Exception:
+            log.exception("execution history: following the log failed; retrying")
+        await asyncio.sleep(FOLLOW_RETRY_SECONDS)
+
+
+async def _cancel_all(found: Services) -> None:
+    for task in found.tasks:
+        task.cancel()
+    for task in found.tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("background task %s failed", task.get_name())
+
+
+def token_auth(api: ApiSettings) -> TokenAuth:
+    """The token table; a bad FLOWGUARD_API_TOKENS stops the start with the entry named."""
+    return TokenAuth(parse_tokens(api.tokens))

@@ -1,0 +1,65 @@
+"""The workflows list: each live workflow with what the execution history says about it."""
+
+from __future__ import annotations
+
+import time
+
+from flowguard.api.models import LastExecution, WorkflowSummary
+from flowguard.engine.documents import parse_workflow
+from flowguard.errors import WorkflowInvalid
+from flowguard.history import HistoryProjection
+from topics._base import from_iso
+from topics.workflows import WorkflowVersion
+
+HOUR = 3600
+
+
+def _sparkline(history: HistoryProjection, workflow_id: str, now: float) -> list[int]:
+    """Executions in each of the last 24 whole hours, oldest first (this hour last)."""
+    first = (int(now) // HOUR - 23) * HOUR
+    counts = [0] * 24
+    for hour, _, count in history.counts_per_hour(workflow_id, since=first, until=now + 1):
+        index = int((from_iso(hour) - first) // HOUR)
+        if 0 <= index < 24:
+            counts[index] += count
+    return counts
+
+
+def _summary(history: HistoryProjection, version: WorkflowVersion, now: float) -> WorkflowSummary:
+    definition = version.definition
+    try:
+        workflow = parse_workflow(definition, source=version.workflow_id)
+    except WorkflowInvalid:
+        # Stored before a rule tightened: still listed, shown disabled, so it can be fixed.
+        name, description, enabled, trigger = str(definition.get("name", "")), "", False, "?"
+    else:
+        name, description = workflow.name, workflow.description
+        enabled, trigger = workflow.enabled, workflow.trigger.event
+    stats = history.stats(version.workflow_id, now=now)
+    last = stats.last_execution
+    return WorkflowSummary(
+        id=version.workflow_id,
+        name=name,
+        description=description,
+        enabled=enabled,
+        version=version.workflow_version,
+        trigger=trigger,
+        saved_at=version.saved_at,
+        saved_by=version.saved_by,
+        circuit_state=last.circuit_breaker.state if last is not None else None,
+        last_execution=LastExecution(
+            execution_id=last.execution_id, outcome=last.outcome, at=last.trigger.at
+        )
+        if last is not None
+        else None,
+        executions_24h=stats.executions_24h,
+        sparkline=_sparkline(history, version.workflow_id, now),
+    )
+
+
+def summaries(history: HistoryProjection, versions: list[WorkflowVersion]) -> list[WorkflowSummary]:
+    """One summary per workflow, ordered by name (blocking: run it off the event loop)."""
+    now = time.time()
+    return sorted(
+        (_summary(history, v, now) for v in versions), key=lambda s: (s.name.lower(), s.id)
+    )

@@ -1,0 +1,345 @@
+"""Workflows: list, get, save (each save a version), enable/disable, delete, versions, diff,
+rollback, YAML import and export; templates and inline validation for the editor.
+
+Every write goes through :class:`flowguard.store.WorkflowStore` with the caller's token
+name as ``saved_by``. Definitions leave masked; a masked secret sent back unchanged keeps
+the stored one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from flowguard.api.auth import Principal, Role, require
+from flowguard.api.definitions import from_yaml, restore_secrets
+from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
+from flowguard.api.models import (
+    DefinitionInput,
+    DiffResult,
+    ImportInput,
+    ImportItem,
+    LintNote,
+    RollbackInput,
+    SaveInput,
+    SaveResult,
+    TemplateInfo,
+    ValidateResult,
+    VersionInfo,
+    WorkflowDetail,
+    WorkflowSummary,
+)
+from flowguard.api.services import Services, services
+from flowguard.api.summaries import summaries
+from flowguard.engine.documents import parse_workflow
+from flowguard.engine.lint import lint
+from flowguard.errors import WorkflowInvalid
+from flowguard.store import (
+    VersionConflict,
+    WorkflowNotFound,
+    WorkflowStore,
+    mask_definition,
+    to_yaml,
+)
+from flowguard.templates import templates
+from topics.workflows import WorkflowVersion
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
+}
+router = APIRouter(prefix="/api", responses=_ERRORS)
+
+Viewer = Annotated[Principal, Depends(require(Role.viewer))]
+Editor = Annotated[Principal, Depends(require(Role.editor))]
+Svc = Annotated[Services, Depends(services)]
+WorkflowId = Annotated[str, Query(min_length=1, max_length=128)]
+
+
+def _definition_of(body: DefinitionInput) -> dict[str, Any]:
+    if body.definition is not None:
+        return body.definition
+    docs = from_yaml(body.yaml or "", source="yaml")
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise WorkflowInvalid("yaml", [("(document)", "give exactly one workflow mapping")])
+    return dict(docs[0])
+
+
+def _detail(version: WorkflowVersion) -> WorkflowDetail:
+    masked = mask_definition(version.definition)
+    try:
+        workflow = parse_workflow(version.definition, source=version.workflow_id)
+    except WorkflowInvalid:
+        warnings: list[LintNote] = []
+        name, enabled = str(masked.get("name", version.workflow_id)), False
+    else:
+        warnings = [LintNote(field=w.field, message=w.message) for w in lint(workflow)]
+        name, enabled = workflow.name, workflow.enabled
+    return WorkflowDetail(
+        id=version.workflow_id,
+        name=name,
+        version=version.workflow_version,
+        enabled=enabled and not version.deleted,
+        definition=masked,
+        yaml=to_yaml(masked),
+        saved_at=version.saved_at,
+        saved_by=version.saved_by,
+        comment=version.comment,
+        warnings=warnings,
+    )
+
+
+def _live(store: WorkflowStore, workflow_id: str) -> WorkflowVersion:
+    found = store.current().get(workflow_id)
+    if found is None:
+        raise not_found(f"workflow {workflow_id!r}: no such workflow")
+    return found
+
+
+async def _save(
+    svc: Services,
+    who: Principal,
+    definition: dict[str, Any],
+    body: SaveInput,
+    *,
+    workflow_id: str | None,
+) -> tuple[WorkflowVersion, bool]:
+    """Create (``workflow_id`` None) or update; masked secrets sent back keep the stored ones."""
+    store = await svc.refreshed_store()
+    if workflow_id is None:
+        workflow = parse_workflow(definition, source="definition")
+        latest = store.latest(workflow.id)
+        if latest is not None and not latest.deleted:
+            raise ApiProblem(409, "exists", f"workflow {workflow.id!r} already exists; update it")
+        expected: int | None = latest.workflow_version if latest is not None else 0
+    else:
+        live = _live(store, workflow_id)
+        definition = restore_secrets(definition, live.definition)
+        workflow = parse_workflow(definition, source="definition")
+        if workflow.id != workflow_id:
+            raise WorkflowInvalid(
+                "definition", [("id", f"is {workflow.id!r}, but this is workflow {workflow_id!r}")]
+            )
+        expected = body.expected_version
+    try:
+        saved = await store.save(
+            definition, saved_by=who.name, comment=body.comment, expected_version=expected
+        )
+    except VersionConflict as exc:
+        raise ApiProblem(409, "version_conflict", str(exc)) from None
+    if saved is not None:
+        return saved, True
+    return _live(store, workflow.id), False
+
+
+@router.get("/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
+async def list_workflows(who: Viewer, svc: Svc) -> list[WorkflowSummary]:
+    """Every live workflow with its state and, once history is read, its recent executions."""
+    store = await svc.refreshed_store()
+    return await asyncio.to_thread(summaries, svc.history, list(store.current().values()))
+
+
+@router.post("/workflows", status_code=201, response_model=SaveResult, tags=["workflows"])
+async def create_workflow(body: SaveInput, who: Editor, svc: Svc) -> SaveResult:
+    """Create a workflow (its version 1, or the next one after a deletion)."""
+    saved, changed = await _save(svc, who, _definition_of(body), body, workflow_id=None)
+    return SaveResult(saved=changed, workflow=_detail(saved))
+
+
+@router.get("/workflows/{workflow_id}", response_model=WorkflowDetail, tags=["workflows"])
+async def get_workflow(workflow_id: str, who: Viewer, svc: Svc) -> WorkflowDetail:
+    return _detail(_live(await svc.refreshed_store(), workflow_id))
+
+
+@router.put("/workflows/{workflow_id}", response_model=SaveResult, tags=["workflows"])
+async def update_workflow(workflow_id: str, body: SaveInput, who: Editor, svc: Svc) -> SaveResult:
+    """Save a new version; nothing is published when it means the same as the latest."""
+    saved, changed = await _save(svc, who, _definition_of(body), body, workflow_id=workflow_id)
+    return SaveResult(saved=changed, workflow=_detail(saved))
+
+
+async def _set_enabled(svc: Services, who: Principal, workflow_id: str, on: bool) -> WorkflowDetail:
+    try:
+        version = await svc.store.set_enabled(workflow_id, on, saved_by=who.name)
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+    return _detail(version)
+
+
+@router.post("/workflows/{workflow_id}/enable", response_model=WorkflowDetail, tags=["workflows"])
+async def enable_workflow(workflow_id: str, who: Editor, svc: Svc) -> WorkflowDetail:
+    return await _set_enabled(svc, who, workflow_id, True)
+
+
+@router.post("/workflows/{workflow_id}/disable", response_model=WorkflowDetail, tags=["workflows"])
+async def disable_workflow(workflow_id: str, who: Editor, svc: Svc) -> WorkflowDetail:
+    return await _set_enabled(svc, who, workflow_id, False)
+
+
+@router.delete("/workflows/{workflow_id}", status_code=204, tags=["workflows"])
+async def delete_workflow(workflow_id: str, who: Editor, svc: Svc) -> Response:
+    """Delete: recorded as a version in the history, tombstoned for the workers."""
+    try:
+        await svc.store.delete(workflow_id, saved_by=who.name)
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+    return Response(status_code=204)
+
+
+def _versions(store: WorkflowStore, workflow_id: str) -> list[WorkflowVersion]:
+    try:
+        return store.versions(workflow_id)
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+
+
+@router.get(
+    "/workflows/{workflow_id}/versions", response_model=list[VersionInfo], tags=["versions"]
+)
+async def list_versions(workflow_id: str, who: Viewer, svc: Svc) -> list[VersionInfo]:
+    """Every version, oldest first, deletions included."""
+    return [
+        VersionInfo(
+            version=v.workflow_version,
+            saved_at=v.saved_at,
+            saved_by=v.saved_by,
+            comment=v.comment,
+            deleted=v.deleted,
+            enabled=bool(v.definition.get("enabled", True)) and not v.deleted,
+        )
+        for v in _versions(await svc.refreshed_store(), workflow_id)
+    ]
+
+
+@router.get(
+    "/workflows/{workflow_id}/versions/{version}",
+    response_model=WorkflowDetail,
+    tags=["versions"],
+)
+async def get_version(workflow_id: str, version: int, who: Viewer, svc: Svc) -> WorkflowDetail:
+    store = await svc.refreshed_store()
+    try:
+        return _detail(store.version(workflow_id, version))
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+
+
+@router.get("/workflows/{workflow_id}/diff", response_model=DiffResult, tags=["versions"])
+async def diff_versions(
+    workflow_id: str,
+    who: Viewer,
+    svc: Svc,
+    a: Annotated[int, Query(ge=1)],
+    b: Annotated[int, Query(ge=1)],
+) -> DiffResult:
+    """Unified diff of two versions' YAML, secrets masked (a changed secret is marked)."""
+    store = await svc.refreshed_store()
+    try:
+        return DiffResult(a=a, b=b, diff=store.diff(workflow_id, a, b))
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+
+
+@router.post("/workflows/{workflow_id}/rollback", response_model=SaveResult, tags=["versions"])
+async def rollback_workflow(
+    workflow_id: str, body: RollbackInput, who: Editor, svc: Svc
+) -> SaveResult:
+    """Publish an earlier version's definition as the new latest version."""
+    store = await svc.refreshed_store()
+    before = store.latest(workflow_id)
+    try:
+        saved = await store.rollback(workflow_id, body.version, saved_by=who.name)
+    except WorkflowNotFound as exc:
+        raise not_found(str(exc)) from None
+    except VersionConflict as exc:
+        raise ApiProblem(409, "version_conflict", str(exc)) from None
+    return SaveResult(saved=saved != before, workflow=_detail(saved))
+
+
+def _export(definitions: list[dict[str, Any]], who: Principal, reveal: bool) -> Response:
+    if reveal and who.role < Role.admin:
+        raise ApiProblem(403, "forbidden", "reveal_secrets needs the admin role")
+    shown = [d if reveal else mask_definition(d) for d in definitions]
+    text = "---\n".join(to_yaml(d) for d in shown)
+    return Response(text, media_type="application/yaml")
+
+
+_YAML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get("/workflows/{workflow_id}/export", response_class=Response, responses=_YAML)
+async def export_workflow(
+    workflow_id: str, who: Viewer, svc: Svc, reveal_secrets: bool = False
+) -> Response:
+    """The workflow as YAML; secrets masked unless an admin asks with ``reveal_secrets``."""
+    live = _live(await svc.refreshed_store(), workflow_id)
+    return _export([live.definition], who, reveal_secrets)
+
+
+@router.get("/export", response_class=Response, responses=_YAML, tags=["workflows"])
+async def export_all(who: Viewer, svc: Svc, reveal_secrets: bool = False) -> Response:
+    """Every live workflow as one multi-document YAML file."""
+    store = await svc.refreshed_store()
+    return _export([v.definition for v in store.current().values()], who, reveal_secrets)
+
+
+@router.post("/import", response_model=list[ImportItem], tags=["workflows"])
+async def import_yaml(body: ImportInput, who: Editor, svc: Svc) -> list[ImportItem]:
+    """Validate every workflow in the YAML first, then save the ones that changed."""
+    docs = from_yaml(body.yaml, source="yaml")
+    parsed = [parse_workflow(doc, source=f"yaml#{n}") for n, doc in enumerate(docs, start=1)]
+    if not parsed:
+        raise WorkflowInvalid("yaml", [("(document)", "no workflow found")])
+    ids = [w.id for w in parsed]
+    if len(set(ids)) != len(ids):
+        raise WorkflowInvalid("yaml", [("id", "the same workflow id appears twice")])
+    store = await svc.refreshed_store()
+    results = []
+    for doc, workflow in zip(docs, parsed, strict=True):
+        latest = store.latest(workflow.id)
+        live = latest is not None and not latest.deleted
+        stored = latest.definition if latest is not None and live else None
+        saved = await store.save(
+            restore_secrets(dict(doc), stored), saved_by=who.name, comment=body.comment
+        )
+        status = "unchanged" if saved is None else ("updated" if live else "created")
+        version = saved or _live(store, workflow.id)
+        results.append(ImportItem(id=workflow.id, status=status, version=version.workflow_version))
+    return results
+
+
+@router.post("/validate", response_model=ValidateResult, tags=["editor"])
+async def validate(body: DefinitionInput, who: Viewer) -> ValidateResult:
+    """Inline validation: field-named problems (as ``flowguard lint``), or lint warnings.
+
+    Nothing of the definition is echoed: the editor keeps the author's secrets in the page.
+    """
+    try:
+        definition = _definition_of(body)
+        workflow = parse_workflow(definition, source="definition")
+    except WorkflowInvalid as exc:
+        problems = [LintNote(field=f, message=r) for f, r in exc.problems]
+        return ValidateResult(valid=False, problems=problems)
+    return ValidateResult(
+        valid=True,
+        id=workflow.id,
+        warnings=[LintNote(field=w.field, message=w.message) for w in lint(workflow)],
+    )
+
+
+@router.get("/templates", response_model=list[TemplateInfo], tags=["editor"])
+async def list_templates(who: Viewer) -> list[TemplateInfo]:
+    """The product page's templates, as the editor starts from them."""
+    return [
+        TemplateInfo(
+            slug=t.slug,
+            name=t.name,
+            description=t.description,
+            definition=mask_definition(t.definition),
+            yaml=to_yaml(mask_definition(t.definition)),
+        )
+        for t in templates()
+    ]

@@ -1,0 +1,73 @@
+"""The real API app served by uvicorn on 127.0.0.1 in a thread, against real Kafka.
+
+Shared by the API tests and the browser tests: one :class:`Served` per test, with
+its own topic prefix, history file and tokens of each role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import SecretStr
+
+from flowguard.api.app import create_app
+from flowguard.api.settings import ApiSettings
+from flowguard.kafka_admin import create_topics
+from flowguard.settings import Settings
+from tests.helpers import wait_until
+
+TOKENS = {
+    "viewer": "viewer-token-0123456789abcdef",
+    "editor": "editor-token-0123456789abcdef",
+    "admin": "admin-token-0123456789abcdef0",
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    base_url: str
+    prefix: str
+    bootstrap: str
+    settings: Settings
+
+    def client(self, role: str | None = "editor") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+
+def _tokens() -> str:
+    return ",".join(f"{role}-user:{role}:{token}" for role, token in TOKENS.items())
+
+
+@contextmanager
+def serve(bootstrap: str, prefix: str, history_dir: Path, **api: Any) -> Iterator[Served]:
+    """Create the prefix's topics (1 partition each), start the app, stop it on exit."""
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+    asyncio.run(create_topics(bootstrap, prefix, 30, partitions=1))
+    app = create_app(
+        settings, ApiSettings(tokens=SecretStr(_tokens()), history_dir=history_dir, **api)
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: server.started or not thread.is_alive(),
+            timeout_seconds=60,
+            what="the API server to start",
+        )
+        assert server.started, "the API server stopped while starting (see the log above)"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield Served(f"http://127.0.0.1:{port}", prefix, bootstrap, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
