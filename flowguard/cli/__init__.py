@@ -9,7 +9,16 @@ import click
 from flowguard import __version__
 
 # Module name -> attribute holding the click command. Order is the order in --help.
-_COMMANDS: tuple[str, ...] = ("api", "doctor", "lint", "replay", "schema", "topics", "workflows")
+_COMMANDS: tuple[str, ...] = (
+    "api",
+    "doctor",
+    "history",
+    "lint",
+    "replay",
+    "schema",
+    "topics",
+    "workflows",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,130 @@
+"""``flowguard history``: the execution log, read back through a local projection.
+
+The log is kept forever, so reading it whole for every call grows without bound. The command
+keeps a :class:`~flowguard.history.HistoryProjection` in a cache directory instead: each call
+reads only the records added since the last one, then answers from indexed SQLite (filters,
+newest first, the latest ``seq`` of each execution). Deleting the cache loses nothing; the next
+call rebuilds it from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from flowguard.engine.workflow import ID_PATTERN, slugify
+from flowguard.errors import FlowguardError
+from flowguard.history import HistoryProjection
+from flowguard.settings import get_settings
+from topics.execution import ExecutionRecord
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TABLE = "{:<24} {:<28} {:<14} {:<44} {:<22} {}"
+DEFAULT_CACHE = Path.home() / ".cache" / "flowguard"
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``7d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise click.BadParameter(f"{text!r}: expected a number and s, m, h or d (e.g. 2h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _workflow_id(name: str) -> str:
+    return name if re.match(ID_PATTERN, name) else slugify(name)
+
+
+def _row(record: ExecutionRecord) -> str:
+    task = record.task
+    subject = f"{task.name or '?'} {task.id}" if task else (
+        record.worker.hostname if record.worker else ""
+    )  # fmt: skip
+    outcome = record.outcome + (f" ({record.reason})" if record.reason else "")
+    actions = ", ".join(f"{a.type}:{a.status}" for a in record.actions)
+    event = record.trigger.event.removeprefix("task.")
+    at = record.trigger.at[:19] + "Z"
+    return _TABLE.format(at, record.workflow.id, event, subject, outcome, actions)
+
+
+@click.command("history")
+@click.option("--workflow", help="A workflow id or name.")
+@click.option("--task", "task_id", help="A task id: its executions and the one that retried it.")
+@click.option("--outcome", type=click.Choice(["success", "failure", "skipped"]))
+@click.option("--since", "since", help="Only executions triggered in the last DURATION (2h, 7d).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CACHE,
+    show_default="~/.cache/flowguard",
+    help="Where the projection lives; delete it any time.",
+)
+def command(
+    workflow: str | None,
+    task_id: str | None,
+    outcome: str | None,
+    since: str | None,
+    limit: int,
+    fmt: str,
+    cache_dir: Path,
+) -> None:
+    """Executions from the execution log, newest first."""
+    settings = get_settings()
+    since_at = time.time() - parse_duration(since) if since else None
+    path = cache_dir / f"history-{settings.topic_prefix}.sqlite"
+    try:
+        with HistoryProjection(path) as projection:
+            asyncio.run(
+                projection.catch_up(
+                    settings.kafka_bootstrap_servers,
+                    settings.topic_prefix,
+                    request_timeout_seconds=settings.kafka_timeout_seconds,
+                )
+            )
+            records = _collect(projection, limit, workflow, task_id, outcome, since_at)
+    except FlowguardError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if fmt == "jsonl":
+        for record in records:
+            click.echo(record.to_json())
+        return
+    click.echo(_TABLE.format("TRIGGERED AT", "WORKFLOW", "TRIGGER", "TASK", "OUTCOME", "ACTIONS"))
+    for record in records:
+        click.echo(_row(record))
+
+
+def _collect(
+    projection: HistoryProjection,
+    limit: int,
+    workflow: str | None,
+    task_id: str | None,
+    outcome: str | None,
+    since: float | None,
+) -> list[ExecutionRecord]:
+    records: list[ExecutionRecord] = []
+    cursor = None
+    while len(records) < limit:
+        page = projection.query(
+            workflow=_workflow_id(workflow) if workflow else None,
+            task_id=task_id,
+            outcome=outcome,
+            since=since,
+            limit=min(1000, limit - len(records)),
+            cursor=cursor,
+        )
+        records.extend(page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return records
