@@ -14,6 +14,7 @@ import heapq
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.errors import KafkaUnavailable
 from topics.registry import EVENTS
@@ -44,7 +45,9 @@ async def read_cluster_events(
     try:
         async with asyncio.timeout(timeout_seconds):
             await consumer.start()
-            return await _read(consumer, EVENTS.name(prefix), cluster, since_ms, max_events)
+            return await _read(
+                consumer, bootstrap, EVENTS.name(prefix), cluster, since_ms, max_events
+            )
     except TimeoutError:
         raise KafkaUnavailable(
             f"reading {EVENTS.name(prefix)} took longer than {timeout_seconds:g}s"
@@ -53,12 +56,28 @@ async def read_cluster_events(
         await consumer.stop()
 
 
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partitions from the broker (a consumer's own metadata may not list them yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"]:
+        raise KafkaUnavailable(f"describing {topic}: error code {described['error_code']}")
+    return sorted(p["partition"] for p in described["partitions"])
+
+
 async def _read(
-    consumer: AIOKafkaConsumer, topic: str, cluster: str, since_ms: int, max_events: int
+    consumer: AIOKafkaConsumer,
+    bootstrap: str,
+    topic: str,
+    cluster: str,
+    since_ms: int,
+    max_events: int,
 ) -> EventWindow:
-    await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topic
-    partitions = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    tps = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
     if not tps:
         return EventWindow([], False)
     consumer.assign(tps)

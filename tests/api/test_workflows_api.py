@@ -104,7 +104,8 @@ def test_enable_disable_delete_and_import(served: Served) -> None:
         assert [i["status"] for i in second] == ["unchanged", "unchanged"]
         assert api.post("/api/workflows/a/disable").json()["enabled"] is False
         listed = {w["id"]: w for w in api.get("/api/workflows").json()}
-        assert listed["a"]["enabled"] is False and listed["b"]["enabled"] is True
+        assert listed["a"]["enabled"] is False
+        assert listed["b"]["enabled"] is True
         assert listed["a"]["sparkline"] == [0] * 24
         assert api.delete("/api/workflows/b").status_code == 204
         assert "b" not in {w["id"] for w in api.get("/api/workflows").json()}
