@@ -59,6 +59,12 @@ EXECUTION_LOG = TopicSpec(
 TRIGGERS = TopicSpec(
     "triggers", 12, retention_ms=DAY_MS, description="Internal: triggers keyed by workflow id."
 )
+SCHEDULED = TopicSpec(
+    "scheduled",
+    EVENTS.partitions,
+    retention_ms=7 * DAY_MS,
+    description="Internal: delayed retries, cancels, ticks and worker fan-out, keyed as events.",
+)
 DLQ = TopicSpec(
     "dlq", 1, retention_ms=30 * DAY_MS, description="Undecodable records with the reason."
 )
@@ -71,6 +77,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     WORKFLOW_HISTORY,
     EXECUTION_LOG,
     TRIGGERS,
+    SCHEDULED,
     DLQ,
 )
 

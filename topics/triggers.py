@@ -6,11 +6,12 @@ and the unit the replay, the Test button and the live agents all match on.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from topics._base import Record
+from topics.execution import ActionStatus, ConditionResult
 
 TriggerName = Literal[
     "task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"
@@ -72,3 +73,40 @@ class CancelExecution(Record):
     requested_by: str = Field(min_length=1, description="Who asked (API token name, or 'cli').")
     requested_at: str = Field(description="ISO 8601 UTC.")
     comment: str = ""
+
+
+class Matched(Record):
+    """A trigger that matched a workflow, repartitioned by workflow id for the breaker and deciding.
+
+    Detection (keyed by cluster and root id) matches each trigger against every workflow and
+    sends one of these per match; deciding (keyed by workflow id) counts and runs it.
+    """
+
+    kind: Literal["trigger.matched"] = "trigger.matched"
+    version: Literal[1] = 1
+    workflow_id: str
+    workflow_version: int
+    trigger: Trigger
+    conditions: tuple[ConditionResult, ...] = ()
+
+
+class ActionOutcome(Record):
+    """What became of an action after its execution was decided: delivered, failed, sent, skipped.
+
+    Sent back to the workflow's partition, where the execution's record is kept, so that one
+    place writes every version of an execution record (``seq`` 1, 2, ...).
+    """
+
+    kind: Literal["action.outcome"] = "action.outcome"
+    version: Literal[1] = 1
+    workflow_id: str
+    execution_id: str
+    action_id: str
+    status: ActionStatus
+    detail: str = ""
+    recovered: bool = Field(default=False, description="A delayed retry skipped: task recovered.")
+    at: str = Field(description="ISO 8601 UTC.")
+
+
+TriggersRecord = Annotated[Matched | ActionOutcome | CancelExecution, Field(discriminator="kind")]
+TRIGGERS_ADAPTER: TypeAdapter[TriggersRecord] = TypeAdapter(TriggersRecord)

@@ -17,6 +17,7 @@ _COMMANDS: tuple[str, ...] = (
     "replay",
     "schema",
     "topics",
+    "worker",
     "workflows",
 )
 

@@ -132,6 +132,11 @@ def template_values(
     return values
 
 
+def execution_id(published: Published, trigger: Trigger) -> str:
+    """One workflow version's execution for one trigger: the same id however often it is decided."""
+    return derive_id(published.workflow.id, published.version, trigger.trigger_id)
+
+
 def decide(
     published: Published,
     trigger: Trigger,
@@ -143,10 +148,7 @@ def decide(
 ) -> Decision:
     """Decide one execution. ``trigger.at`` is ``now``: deciding never reads a clock."""
     wf = published.workflow
-    draft = _Draft(
-        execution_id=derive_id(wf.id, published.version, trigger.trigger_id),
-        retries_made=retries_made,
-    )
+    draft = _Draft(execution_id=execution_id(published, trigger), retries_made=retries_made)
     runnable = [a for a in wf.actions if not _exhausted(a, retries_made)]
     limits = BreakerLimits(wf.breaker.max_executions, wf.breaker.window_seconds)
     if not runnable:
@@ -416,16 +418,24 @@ def resolve(
 
     Gives the execution's second record (``seq`` 1) and the command to send, if any.
     """
-    command_id = pending.command.command_id
     status = "skipped" if recovered else ("planned" if dry_run else "sent")
-    actions = tuple(
-        a.model_copy(update={"status": status, "detail": recovered or ""})
-        if a.command_id == command_id
-        else a
-        for a in pending.record.actions
-    )
-    update: dict[str, object] = {"seq": 1, "actions": actions}
+    record = settle(pending.record, pending.command.command_id, status, recovered or "")
     if recovered:
-        update |= {"outcome": "skipped", "reason": "recovered"}
-    record = pending.record.model_copy(update=update)
+        record = record.model_copy(update={"outcome": "skipped", "reason": "recovered"})
     return record, None if recovered else pending.command
+
+
+def settle(record: ExecutionRecord, action_id: str, status: str, detail: str = "") -> ExecutionRecord:
+    """The execution's next record: one action's new status, ``seq`` one higher.
+
+    The outcome follows the actions (any failed action makes it a failure) unless the execution
+    was skipped as a whole.
+    """
+    actions = tuple(
+        a.model_copy(update={"status": status, "detail": detail}) if a.action_id == action_id else a
+        for a in record.actions
+    )
+    update: dict[str, object] = {"seq": record.seq + 1, "actions": actions}
+    if record.outcome != "skipped":
+        update["outcome"] = _outcome(list(actions))
+    return record.model_copy(update=update)

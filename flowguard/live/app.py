@@ -1,0 +1,372 @@
+"""The Faust app behind ``flowguard worker``: wiring only; the stages are in detect/execute.
+
+Two agents, each on co-partitioned topics and the tables of its key:
+
+- ``detect`` reads ``<prefix>.events`` and ``<prefix>.scheduled`` (same partition count, same
+  keys: ``cluster/root_id`` for chains, ``cluster/hostname`` for workers). Tables ``chains``
+  and ``workers``. It matches each trigger against the workflow table (every process reads
+  it whole, :mod:`flowguard.live.feed`) and sends one :class:`Matched` per workflow to
+  ``<prefix>.triggers``, keyed by workflow id.
+- ``execute`` reads ``<prefix>.triggers``. Tables ``workflow_state`` (breaker, retry budgets)
+  and ``executions``. It writes every execution record to ``<prefix>.execution-log``, retry
+  commands to ``<prefix>.commands``, delayed retries back to their chain's partition on
+  ``<prefix>.scheduled``, and hands notices to the action runner, whose outcomes come back
+  as :class:`ActionOutcome` records on ``<prefix>.triggers``.
+
+Tables are only written inside an agent, for the key of the record being processed, so each
+key's changelog stays on its own partition. Wall-clock absence (heartbeats stopped, a task
+running too long, a delayed retry due) is noticed by a timer that reads the tables and sends
+a :class:`Tick` for the key; the agent then re-checks and acts. Processing is at-least-once;
+the stages make it exactly-once in effect (see their docstrings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from pydantic import ValidationError
+
+from flowguard.actions import ActionRunner
+from flowguard.actions.settings import ActionSettings
+from flowguard.engine.execute import Notice, execution_id
+from flowguard.live import detect, execute
+from flowguard.live.feed import WorkflowFeed
+from flowguard.live.settings import LiveSettings
+from topics._base import iso
+from topics.commands import RetryCommand
+from topics.dlq import DeadLetter
+from topics.events import EVENT_ADAPTER
+from topics.registry import (
+    COMMANDS,
+    DLQ,
+    EVENTS,
+    EXECUTION_LOG,
+    SCHEDULED,
+    TRIGGERS,
+    WORKFLOWS,
+)
+from topics.scheduled import (
+    SCHEDULED_ADAPTER,
+    CancelRetry,
+    ScheduledRetry,
+    Tick,
+    WorkerGone,
+)
+from topics.triggers import (
+    TRIGGERS_ADAPTER,
+    ActionOutcome,
+    CancelExecution,
+    Matched,
+)
+
+log = logging.getLogger("flowguard.live")
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Where Kafka's default partitioner puts ``key`` (the bridge and Faust both use it)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Live:
+    """The app and its state that is not in tables: the workflow feed, deadlines, the runner."""
+
+    def __init__(self, settings: LiveSettings, actions: ActionSettings | None = None) -> None:
+        self.settings = settings
+        prefix = settings.topic_prefix
+        self.app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
+            store=settings.store,
+            web_enabled=False,
+            topic_replication_factor=settings.replication_factor,
+            topic_allow_declare=True,
+            table_standby_replicas=0,
+            producer_acks=-1,
+            producer_linger_ms=settings.linger_ms,
+            broker_commit_interval=settings.commit_interval_seconds,
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=False,
+        )
+        raw: dict[str, Any] = {
+            "key_type": bytes, "value_type": bytes,
+            "key_serializer": "raw", "value_serializer": "raw",
+        }  # fmt: skip
+        self.source = self.app.topic(EVENTS.name(prefix), SCHEDULED.name(prefix), **raw)
+        self.scheduled = self.app.topic(SCHEDULED.name(prefix), **raw)
+        self.triggers = self.app.topic(TRIGGERS.name(prefix), **raw)
+        self.commands = self.app.topic(COMMANDS.name(prefix), **raw)
+        self.log_topic = self.app.topic(EXECUTION_LOG.name(prefix), **raw)
+        self.dlq = self.app.topic(DLQ.name(prefix), **raw)
+        events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
+        table: dict[str, Any] = {"key_type": str, "default": None}
+        self.chains = self.app.Table("chains", partitions=events_partitions, **table)
+        self.workers = self.app.Table("workers", partitions=events_partitions, **table)
+        self.workflow_state = self.app.Table(
+            "workflow-state", partitions=triggers_partitions, **table
+        )
+        self.executions = self.app.Table("executions", partitions=triggers_partitions, **table)
+        self.feed = WorkflowFeed(settings.kafka_bootstrap_servers, WORKFLOWS.name(prefix))
+        self.runner = ActionRunner(actions or ActionSettings())
+        self._deadlines: list[tuple[float, str]] = []
+        self._scan = True
+        self._delivering: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+        self.app.agent(self.source, name="detect")(self._detect)
+        self.app.agent(self.triggers, name="execute")(self._execute)
+        self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
+        self.app.task(self._start)
+        self.app.on_partitions_assigned.connect(self._assigned)
+
+    # lifecycle ---------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        await self.runner.start()
+        task = asyncio.create_task(self.feed.run(), name="workflow-feed")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _assigned(self, *_: Any, **__: Any) -> None:
+        self._scan = True
+
+    # detect ------------------------------------------------------------------------
+
+    async def _detect(self, stream: AsyncIterator[Any]) -> None:
+        await self.feed.ready.wait()
+        async for event in stream.events():  # type: ignore[attr-defined]
+            message = event.message
+            try:
+                if message.topic == self.source.topics[0]:
+                    await self._on_event(event.key, event.value, message.offset)
+                else:
+                    await self._on_scheduled(event.key, event.value, message.partition)
+            except (ValueError, ValidationError) as exc:
+                await self._dead_letter(message, event.value, f"cannot decode: {exc}")
+
+    def _is_offline(self, cluster: str, hostname: str) -> bool:
+        slot = self.workers.get(f"{cluster}/{hostname}")
+        return (
+            slot is not None and not slot["worker"]["online"] and bool(slot["worker"]["offline_at"])
+        )
+
+    async def _on_event(self, key: bytes | None, value: bytes, offset: int) -> None:
+        data = json.loads(value)
+        kind = data.get("kind", "") if isinstance(data, dict) else ""
+        if kind == "bridge.status":
+            return
+        event = EVENT_ADAPTER.validate_python(data)
+        index = self.feed.index
+        if kind.startswith("worker."):
+            name = f"{event.cluster}/{event.hostname}"  # type: ignore[union-attr]
+            slot, out = detect.on_worker_event(
+                self.workers.get(name), event, offset, index,  # type: ignore[arg-type]
+                self.settings.heartbeat_expiry_factor,
+            )  # fmt: skip
+            self.workers[name] = slot
+            await self._send_detected(name, out)
+            return
+        name = key.decode() if key else f"{event.cluster}/{event.task_id}"  # type: ignore[union-attr]
+        slot, out = detect.on_task_event(
+            self.chains.get(name),
+            name,
+            event,
+            offset,
+            index,
+            self._is_offline,  # type: ignore[arg-type]
+        )
+        self._store_chain(name, slot)
+        await self._send_detected(name, out)
+
+    def _store_chain(self, name: str, slot: detect.Slot | None) -> None:
+        if slot is None:
+            if self.chains.get(name) is not None:
+                del self.chains[name]
+        else:
+            self.chains[name] = slot
+
+    async def _on_scheduled(self, key: bytes | None, value: bytes, partition: int) -> None:
+        item = SCHEDULED_ADAPTER.validate_json(value)
+        index, now = self.feed.index, time.time()
+        if isinstance(item, ScheduledRetry):
+            cluster = item.command.cluster
+            slot, out = detect.on_scheduled(self.chains.get(item.chain_key), item, cluster)
+            self.chains[item.chain_key] = slot
+            await self._send_detected(item.chain_key, out)
+        elif isinstance(item, CancelRetry):
+            self._store_chain(
+                item.chain_key, detect.on_cancel(self.chains.get(item.chain_key), item)
+            )
+        elif isinstance(item, Tick):
+            if self.workers.get(item.key) is not None:
+                wslot, out = detect.on_worker_tick(
+                    self.workers.get(item.key), index, now, self.settings.heartbeat_expiry_factor
+                )
+                self.workers[item.key] = wslot
+            else:
+                slot, out = detect.on_chain_tick(self.chains.get(item.key), index, now)
+                self._store_chain(item.key, slot)
+            await self._send_detected(item.key, out)
+        elif isinstance(item, WorkerGone):
+            mine = {
+                k: v for k, v in self.chains.items()
+                if v is not None and partition_of(k.encode(), SCHEDULED.partitions) == partition
+            }  # fmt: skip
+            changed, out = detect.on_worker_gone(mine, item, index)
+            for name, slot in changed.items():
+                self.chains[name] = slot
+            await self._send_detected(f"{item.cluster}/{item.hostname}", out)
+
+    async def _send_detected(self, name: str, out: detect.Out) -> None:
+        for matched in out.matched:
+            await self.triggers.send(
+                key=matched.workflow_id.encode(), value=matched.model_dump_json().encode()
+            )
+        for gone in out.gone:
+            for partition in range(SCHEDULED.partitions):
+                await self.scheduled.send(
+                    key=name.encode(), value=gone.model_dump_json().encode(), partition=partition
+                )
+        for command in out.commands:
+            await self._send_command(command)
+        for outcome in out.outcomes:
+            await self.triggers.send(
+                key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
+            )
+        for due in out.deadlines:
+            heapq.heappush(self._deadlines, (due, name))
+
+    async def _send_command(self, command: RetryCommand) -> None:
+        await self.commands.send(
+            key=command.cluster.encode(), value=command.model_dump_json().encode()
+        )
+
+    # execute -----------------------------------------------------------------------
+
+    async def _execute(self, stream: AsyncIterator[Any]) -> None:
+        await self.feed.ready.wait()
+        async for event in stream.events():  # type: ignore[attr-defined]
+            try:
+                item = TRIGGERS_ADAPTER.validate_json(event.value)
+            except (ValueError, ValidationError) as exc:
+                await self._dead_letter(event.message, event.value, f"cannot decode: {exc}")
+                continue
+            if isinstance(item, Matched):
+                await self._on_matched(item)
+            elif isinstance(item, ActionOutcome):
+                entry, out = execute.on_outcome(self.executions.get(item.execution_id), item)
+                if entry is not None:
+                    self.executions[item.execution_id] = entry
+                await self._send_executed(item.workflow_id, out)
+            elif isinstance(item, CancelExecution):
+                entry, out = execute.on_cancel(self.executions.get(item.execution_id), item)
+                if entry is not None:
+                    self.executions[item.execution_id] = entry
+                await self._send_executed(item.workflow_id, out)
+
+    async def _on_matched(self, item: Matched) -> None:
+        published = self.feed.get(item.workflow_id)
+        if published is None or not published.workflow.enabled:
+            log.info("trigger %s: workflow %s is gone or disabled", item.trigger.trigger_id,
+                     item.workflow_id)  # fmt: skip
+            return
+        eid = execution_id(published, item.trigger)
+        slot, entry, out = execute.on_matched(
+            self.workflow_state.get(item.workflow_id), self.executions.get(eid), item, published
+        )
+        self.executions[eid] = entry
+        self.workflow_state[item.workflow_id] = slot
+        await self._send_executed(item.workflow_id, out)
+
+    async def _send_executed(self, workflow_id: str, out: execute.Out) -> None:
+        key = workflow_id.encode()
+        for record in out.records:
+            stamped = record.model_copy(update={"recorded_at": iso(time.time())})
+            await self.log_topic.send(key=key, value=stamped.to_json().encode())
+        for command in out.commands:
+            await self._send_command(command)
+        for scheduled in out.scheduled:
+            await self.scheduled.send(
+                key=scheduled.chain_key.encode(), value=scheduled.model_dump_json().encode()
+            )
+        for cancel in out.cancels:
+            await self.scheduled.send(
+                key=cancel.chain_key.encode(), value=cancel.model_dump_json().encode()
+            )
+        for notice in out.notices:
+            if notice.action_id not in self._delivering:
+                self._delivering.add(notice.action_id)
+                task = asyncio.create_task(self._deliver(workflow_id, notice))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _deliver(self, workflow_id: str, notice: Notice) -> None:
+        """Deliver off the stream (a slow endpoint never holds it); the outcome comes back."""
+        try:
+            result = await self.runner.deliver(notice)
+            status, detail = result.status, result.detail
+            if status == "skipped":  # the runner had delivered this action id already
+                status, detail = "succeeded", "delivered before"
+            outcome = ActionOutcome(
+                workflow_id=workflow_id,
+                execution_id=notice.record.execution_id,
+                action_id=notice.action_id,
+                status=status,
+                detail=detail,
+                at=iso(time.time()) or "",
+            )
+            await self.triggers.send(
+                key=workflow_id.encode(), value=outcome.model_dump_json().encode()
+            )
+        finally:
+            self._delivering.discard(notice.action_id)
+
+    # timers and dead letters ---------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Send a tick for every key whose wall-clock deadline has passed."""
+        if self._scan:
+            self._scan = False
+            self._rescan()
+        now = time.time()
+        due: set[str] = set()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            due.add(heapq.heappop(self._deadlines)[1])
+        for name in sorted(due):
+            await self.scheduled.send(
+                key=name.encode(), value=Tick(key=name).model_dump_json().encode()
+            )
+
+    def _rescan(self) -> None:
+        """After an assignment: the deadlines of every chain and worker this process holds."""
+        factor = self.settings.heartbeat_expiry_factor
+        thresholds = self.feed.index.thresholds()
+        self._deadlines = []
+        for name, slot in list(self.workers.items()):
+            if slot is not None and slot["worker"]["online"]:
+                worker = detect.worker_of(slot, "", "")
+                self._deadlines.append((worker.expires_at(factor), name))
+        for name, slot in list(self.chains.items()):
+            if slot is None:
+                continue
+            out = detect.Out()
+            detect.chain_deadlines(detect.chain_of(slot, name, ""), slot, thresholds, out)
+            self._deadlines.extend((due, name) for due in out.deadlines)
+        heapq.heapify(self._deadlines)
+
+    async def _dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
+        log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,
+                    self.dlq.topics[0], reason)  # fmt: skip
+        letter = DeadLetter.of_bytes(
+            reason[:2000], value or b"", iso(time.time()) or "",
+            source="worker", topic=message.topic, partition=message.partition,
+            offset=message.offset,
+        )  # fmt: skip
+        await self.dlq.send(key=None, value=letter.model_dump_json().encode())

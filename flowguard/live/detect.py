@@ -1,0 +1,254 @@
+"""Detection, per retry chain and per worker: the engine's task and worker state, made durable.
+
+Pure: each function takes a slot (the table value for one key, a plain dict or ``None``),
+the input, and ``now`` where wall-clock absence matters; it returns the new slot and what to
+send. The Faust agent in :mod:`flowguard.live.app` only reads and writes the tables and sends.
+
+A slot remembers the offset of the last event it applied. Faust commits offsets after the
+fact, so after a crash a few events come again; an event at or below that offset is not
+applied twice, and the matches it caused are sent again (deciding deduplicates them by
+execution id). That is what makes detection exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowguard.engine.matching import WorkflowIndex
+from flowguard.engine.tasks import Chain, apply_task_event, orphan_triggers, runtime_trigger
+from flowguard.engine.workers import WorkerState, apply_worker_event, expire_worker
+from topics._base import iso
+from topics.commands import RetryCommand
+from topics.events import TaskEvent, WorkerEvent
+from topics.scheduled import CancelRetry, ScheduledRetry, WorkerGone
+from topics.triggers import ActionOutcome, Matched, Trigger
+
+Slot = dict[str, Any]
+#: How many past offsets keep the matches they caused, for re-sending after a crash.
+EMITTED_KEPT = 8
+
+
+@dataclass(slots=True)
+class Out:
+    """What one step asks the agent to send, and the wall-clock deadlines to watch."""
+
+    matched: list[Matched] = field(default_factory=list)
+    gone: list[WorkerGone] = field(default_factory=list)
+    commands: list[RetryCommand] = field(default_factory=list)
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    deadlines: list[float] = field(default_factory=list)
+
+
+def match(index: WorkflowIndex, trigger: Trigger) -> list[Matched]:
+    return [
+        Matched(
+            workflow_id=published.workflow.id,
+            workflow_version=published.version,
+            trigger=trigger,
+            conditions=tuple(conditions),
+        )
+        for published, conditions in index.match(trigger)
+    ]
+
+
+def _remember(slot: Slot, offset: int, matched: list[Matched]) -> None:
+    slot["offset"] = offset
+    if matched:
+        emitted = slot.setdefault("emitted", {})
+        emitted[str(offset)] = [m.model_dump(mode="json") for m in matched]
+        for old in sorted(emitted, key=int)[:-EMITTED_KEPT]:
+            del emitted[old]
+
+
+def _replayed(slot: Slot | None, offset: int) -> list[Matched] | None:
+    """The matches an already-applied event caused, or ``None`` if the event is new."""
+    if slot is None or offset > slot.get("offset", -1):
+        return None
+    return [Matched.model_validate(m) for m in slot.get("emitted", {}).get(str(offset), [])]
+
+
+# chains -----------------------------------------------------------------------------
+
+
+def chain_of(slot: Slot | None, key: str, cluster: str) -> Chain:
+    if slot is not None:
+        return Chain.from_dict(slot["chain"])
+    return Chain(
+        cluster=cluster, root_id=key[len(cluster) + 1 :] if key.startswith(cluster) else key
+    )
+
+
+def chain_deadlines(chain: Chain, slot: Slot, thresholds: tuple[float, ...], out: Out) -> None:
+    for task in chain.tasks.values():
+        if task.state == "started" and task.started_at is not None:
+            out.deadlines.extend(task.started_at + t for t in thresholds if t not in task.exceeded)
+    out.deadlines.extend(p["due_at"] for p in slot.get("pending", {}).values())
+
+
+def _keep(chain: Chain, slot: Slot) -> Slot | None:
+    """The slot to store; ``None`` (forget the chain) once no rule can need it again."""
+    slot["chain"] = chain.to_dict()
+    if chain.settled() and not slot.get("pending"):
+        return None
+    return slot
+
+
+def on_task_event(
+    slot: Slot | None,
+    key: str,
+    event: TaskEvent,
+    offset: int,
+    index: WorkflowIndex,
+    is_offline: Callable[[str, str], bool],
+) -> tuple[Slot | None, Out]:
+    out = Out()
+    again = _replayed(slot, offset)
+    if again is not None:
+        out.matched = again
+        return slot, out
+    chain = chain_of(slot, key, event.cluster)
+    slot = dict(slot or {})
+    task = chain.tasks.get(event.task_id)
+    starts = task.starts if task is not None else 0
+    trigger = apply_task_event(chain, event)
+    triggers = [trigger] if trigger is not None else []
+    task = chain.tasks[event.task_id]
+    if task.starts != starts and task.worker is not None:
+        # A start reported by a worker already judged offline (its events came late).
+        if is_offline(chain.cluster, task.worker):
+            triggers += orphan_triggers(
+                chain, task.worker, at=event.timestamp, why="already offline"
+            )
+    for found in triggers:
+        out.matched += match(index, found)
+    _remember(slot, offset, out.matched)
+    chain_deadlines(chain, slot, index.thresholds(), out)
+    return _keep(chain, slot), out
+
+
+def on_chain_tick(slot: Slot | None, index: WorkflowIndex, now: float) -> tuple[Slot | None, Out]:
+    """Wall-clock absence for one chain: run-time thresholds passed, delayed retries due."""
+    out = Out()
+    if slot is None:
+        return None, out
+    chain = Chain.from_dict(slot["chain"])
+    slot = dict(slot)
+    for task_id in sorted(chain.tasks):
+        for threshold in index.thresholds():
+            trigger = runtime_trigger(chain, task_id, threshold, now=now)
+            if trigger is not None:
+                out.matched += match(index, trigger)
+    pending = dict(slot.get("pending", {}))
+    for command_id in sorted(pending, key=lambda c: (pending[c]["due_at"], c)):
+        item = ScheduledRetry.model_validate(pending[command_id])
+        if item.due_at > now:
+            continue
+        del pending[command_id]
+        recovered = chain.recovered_since(item.command.original_task_id, item.since)
+        if recovered is None:
+            out.commands.append(item.command)
+        out.outcomes.append(
+            ActionOutcome(
+                workflow_id=item.command.workflow_id,
+                execution_id=item.command.execution_id,
+                action_id=command_id,
+                status="skipped" if recovered else "sent",
+                detail=recovered or "",
+                recovered=recovered is not None,
+                at=iso(now) or "",
+            )
+        )
+    slot["pending"] = pending
+    chain_deadlines(chain, slot, index.thresholds(), out)
+    return _keep(chain, slot), out
+
+
+def on_scheduled(slot: Slot | None, item: ScheduledRetry, cluster: str) -> tuple[Slot, Out]:
+    """Hold a delayed retry on its chain until due (a second copy changes nothing)."""
+    chain = chain_of(slot, item.chain_key, cluster)
+    slot = dict(slot or {})
+    slot["chain"] = chain.to_dict()
+    pending = dict(slot.get("pending", {}))
+    pending[item.command.command_id] = item.model_dump(mode="json")
+    slot["pending"] = pending
+    return slot, Out(deadlines=[item.due_at])
+
+
+def on_cancel(slot: Slot | None, item: CancelRetry) -> Slot | None:
+    if slot is None or item.command_id not in slot.get("pending", {}):
+        return slot
+    slot = dict(slot)
+    slot["pending"] = {k: v for k, v in slot["pending"].items() if k != item.command_id}
+    return _keep(Chain.from_dict(slot["chain"]), slot)
+
+
+def on_worker_gone(
+    slots: dict[str, Slot], gone: WorkerGone, index: WorkflowIndex
+) -> tuple[dict[str, Slot], Out]:
+    """``task.orphaned`` for the tasks this partition's chains still run on a worker gone offline."""
+    out, changed = Out(), {}
+    for key in sorted(slots):
+        chain = Chain.from_dict(slots[key]["chain"])
+        if chain.cluster != gone.cluster:
+            continue
+        found = orphan_triggers(chain, gone.hostname, at=gone.at, why=gone.reason)
+        if found:
+            changed[key] = {**slots[key], "chain": chain.to_dict()}
+            for trigger in found:
+                out.matched += match(index, trigger)
+    return changed, out
+
+
+# workers ----------------------------------------------------------------------------
+
+
+def worker_of(slot: Slot | None, event_cluster: str, hostname: str) -> WorkerState:
+    if slot is not None:
+        return WorkerState.from_dict(slot["worker"])
+    return WorkerState(cluster=event_cluster, hostname=hostname)
+
+
+def _went_offline(worker: WorkerState, trigger: Trigger, index: WorkflowIndex, out: Out) -> None:
+    out.matched += match(index, trigger)
+    out.gone.append(
+        WorkerGone(
+            cluster=worker.cluster, hostname=worker.hostname, at=trigger.at, reason=trigger.reason
+        )
+    )
+
+
+def on_worker_event(
+    slot: Slot | None, event: WorkerEvent, offset: int, index: WorkflowIndex, factor: float
+) -> tuple[Slot, Out]:
+    out = Out()
+    again = _replayed(slot, offset)
+    if again is not None and slot is not None:
+        out.matched = again
+        return slot, out
+    worker = worker_of(slot, event.cluster, event.hostname)
+    slot = dict(slot or {})
+    trigger = apply_worker_event(worker, event)
+    if trigger is not None:
+        _went_offline(worker, trigger, index, out)
+    _remember(slot, offset, out.matched)
+    if worker.online:
+        out.deadlines.append(worker.expires_at(factor))
+    slot["worker"] = worker.to_dict()
+    return slot, out
+
+
+def on_worker_tick(
+    slot: Slot | None, index: WorkflowIndex, now: float, factor: float
+) -> tuple[Slot | None, Out]:
+    out = Out()
+    if slot is None:
+        return None, out
+    worker = WorkerState.from_dict(slot["worker"])
+    trigger = expire_worker(worker, now=now, factor=factor)
+    if trigger is not None:
+        _went_offline(worker, trigger, index, out)
+    elif worker.online:
+        out.deadlines.append(worker.expires_at(factor))
+    return {**slot, "worker": worker.to_dict()}, out

@@ -1,0 +1,83 @@
+"""Every worker process reads ``<prefix>.workflows`` whole: the workflow table, kept current.
+
+The compacted topic has one partition and a few thousand records at most, so each process
+reads it from the beginning and follows it (no consumer group: every process needs all of
+it), rather than through a Faust GlobalTable, whose changelog would be a second copy of the
+same topic. A change reaches the index within one fetch (well under a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from flowguard.engine.documents import parse_workflow
+from flowguard.engine.matching import Published, WorkflowIndex
+from flowguard.errors import WorkflowInvalid
+from topics.workflows import WorkflowVersion
+
+log = logging.getLogger("flowguard.live")
+
+
+class WorkflowFeed:
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.published: dict[str, Published] = {}
+        self.index = WorkflowIndex(())
+        self.ready = asyncio.Event()
+
+    def get(self, workflow_id: str) -> Published | None:
+        return self.published.get(workflow_id)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the topic: a new version, or a tombstone."""
+        workflow_id = key.decode() if key else ""
+        if value is None:
+            if self.published.pop(workflow_id, None) is not None:
+                log.info("workflow %s deleted", workflow_id)
+            return
+        try:
+            version = WorkflowVersion.model_validate(json.loads(value))
+            workflow = parse_workflow(version.definition, source=f"{self.topic}:{workflow_id}")
+        except (ValueError, ValidationError, WorkflowInvalid) as exc:
+            # The store validates before publishing; a record that still fails is kept out.
+            log.error("workflow %s on %s is invalid, ignored: %s", workflow_id, self.topic, exc)
+            return
+        self.published[workflow.id] = Published.of(workflow, version.workflow_version)
+        log.info(
+            "workflow %s version %d %s",
+            workflow.id, version.workflow_version, "enabled" if workflow.enabled else "disabled",
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                changed = False
+                for records in batches.values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+                        changed = True
+                if changed:
+                    self.index = WorkflowIndex(self.published.values())
+                if not self.ready.is_set() and await consumer.position(tp) >= end:
+                    log.info("%d workflows loaded from %s", len(self.published), self.topic)
+                    self.ready.set()
+        finally:
+            await consumer.stop()

@@ -1,0 +1,58 @@
+"""Records on ``flowguard.scheduled`` (internal), keyed and partitioned like ``flowguard.events``.
+
+The live app's detection stage owns each retry chain's state on the partition of its
+``cluster/root_id`` key. Everything that must happen *to a chain* later comes back to that
+partition through this topic, so one place changes the chain's state:
+
+- a delayed retry to hold until due, and re-check against the chain then (``retry.scheduled``);
+- a cancellation of one (``retry.cancel``, execution rollback);
+- a wall-clock tick: something in this key's state may be due (``tick``);
+- a worker gone offline, sent to *every* partition, because its tasks' chains are spread over
+  all of them (``worker.gone``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from topics._base import Record
+from topics.commands import RetryCommand
+
+
+class ScheduledRetry(Record):
+    kind: Literal["retry.scheduled"] = "retry.scheduled"
+    version: Literal[1] = 1
+    chain_key: str
+    due_at: float = Field(description="UTC epoch seconds (event time of the trigger + delay).")
+    since: float = Field(description="When the retry was decided: recovery is judged after it.")
+    command: RetryCommand
+
+
+class CancelRetry(Record):
+    kind: Literal["retry.cancel"] = "retry.cancel"
+    version: Literal[1] = 1
+    chain_key: str
+    command_id: str
+    execution_id: str
+    workflow_id: str
+
+
+class Tick(Record):
+    kind: Literal["tick"] = "tick"
+    version: Literal[1] = 1
+    key: str = Field(description="The chain or worker key to look at.")
+
+
+class WorkerGone(Record):
+    kind: Literal["worker.gone"] = "worker.gone"
+    version: Literal[1] = 1
+    cluster: str
+    hostname: str
+    at: float
+    reason: str
+
+
+Scheduled = Annotated[ScheduledRetry | CancelRetry | Tick | WorkerGone, Field(discriminator="kind")]
+SCHEDULED_ADAPTER: TypeAdapter[Scheduled] = TypeAdapter(Scheduled)
