@@ -6,8 +6,8 @@ transaction, so a restarted projection resumes exactly where it stopped, and a d
 rebuilt from the log with the same contents.
 
 An execution can have several records (``seq`` 0 at decision, 1 when delayed actions resolve,
-later ones for action statuses): the ``executions`` table keeps the latest per execution for
-lists and counts, ``records`` keeps all of them for the detail view.
+later ones for action statuses): ``records`` keeps all of them for the detail view, and
+``executions`` indexes the latest of each (its filter columns and ``seq``) for lists and counts.
 """
 
 from __future__ import annotations
@@ -50,15 +50,14 @@ CREATE TABLE IF NOT EXISTS executions (
     cluster TEXT,
     task_name TEXT,
     task_id TEXT,
-    root_id TEXT,
-    record TEXT NOT NULL
+    root_id TEXT
 );
 CREATE TABLE IF NOT EXISTS records (
     execution_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     record TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS touches (
     task_id TEXT NOT NULL,
     execution_id TEXT NOT NULL,
@@ -66,19 +65,22 @@ CREATE TABLE IF NOT EXISTS touches (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS by_time ON executions (at, execution_id, outcome);
 CREATE INDEX IF NOT EXISTS by_workflow ON executions (workflow_id, at, execution_id, outcome);
+CREATE INDEX IF NOT EXISTS by_workflow_outcome ON executions
+    (workflow_id, outcome, at, execution_id);
 CREATE INDEX IF NOT EXISTS by_outcome ON executions (outcome, at, execution_id);
-CREATE INDEX IF NOT EXISTS by_trigger ON executions (trigger_event, at, execution_id);
-CREATE INDEX IF NOT EXISTS by_cluster ON executions (cluster, at, execution_id);
 CREATE INDEX IF NOT EXISTS by_task_name ON executions (task_name, at, execution_id);
 CREATE INDEX IF NOT EXISTS by_root ON executions (root_id, at);
 """
 
 _UPSERT = """
 INSERT INTO executions (execution_id, seq, at, workflow_id, outcome, trigger_event, cluster,
-                        task_name, task_id, root_id, record)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        task_name, task_id, root_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (execution_id) DO UPDATE SET
-    seq = excluded.seq, outcome = excluded.outcome, record = excluded.record
+    seq = excluded.seq, at = excluded.at, workflow_id = excluded.workflow_id,
+    outcome = excluded.outcome, trigger_event = excluded.trigger_event,
+    cluster = excluded.cluster, task_name = excluded.task_name, task_id = excluded.task_id,
+    root_id = excluded.root_id
 WHERE excluded.seq >= executions.seq
 """
 _FILTERS = {
@@ -156,7 +158,7 @@ def _hour(bucket: int) -> str:
     return datetime.fromtimestamp(bucket * 3600, tz=UTC).strftime("%Y-%m-%dT%H:00:00Z")
 
 
-def _row(record: ExecutionRecord, raw: str) -> tuple[Any, ...]:
+def _row(record: ExecutionRecord) -> tuple[Any, ...]:
     task = record.task
     cluster = task.cluster if task else (record.worker.cluster if record.worker else None)
     return (
@@ -170,7 +172,6 @@ def _row(record: ExecutionRecord, raw: str) -> tuple[Any, ...]:
         task.name if task else None,
         task.id if task else None,
         task.root_id if task else None,
-        raw,
     )
 
 
@@ -192,10 +193,13 @@ class HistoryProjection:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db.execute("PRAGMA analysis_limit = 1000")  # keeps PRAGMA optimize cheap
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
+            # Refresh the planner's statistics so it picks the most selective index per query.
+            self._db.execute("PRAGMA optimize")
             self._db.close()
 
     def __enter__(self) -> HistoryProjection:
@@ -252,7 +256,7 @@ class HistoryProjection:
                     topic, message.partition, message.offset, exc,
                 )  # fmt: skip
                 continue
-            rows.append(_row(record, raw))
+            rows.append(_row(record))
             records.append((record.execution_id, record.seq, raw))
             touches.extend((task_id, record.execution_id) for task_id in _touched(record))
         with self._write() as db:
@@ -388,7 +392,7 @@ class HistoryProjection:
             where.append("(at, execution_id) < (?, ?)")
             params.extend(_uncursor(cursor))
         sql = (
-            "SELECT at, execution_id, record FROM executions"
+            "SELECT at, execution_id, record FROM executions JOIN records USING (execution_id, seq)"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY at DESC, execution_id DESC LIMIT ?"
         )
@@ -436,7 +440,8 @@ class HistoryProjection:
         """Every task of a retry chain, in the order they appeared, with their executions."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT record FROM executions WHERE root_id = ? ORDER BY at, execution_id",
+                "SELECT record FROM executions JOIN records USING (execution_id, seq) "
+                "WHERE root_id = ? ORDER BY at, execution_id",
                 (root_id,),
             ).fetchall()
         tasks: dict[str, dict[str, Any]] = {}
@@ -464,7 +469,8 @@ async def _partitions(bootstrap: str, topic: str, timeout_seconds: float) -> lis
 
 def _add_to_chain(tasks: dict[str, dict[str, Any]], record: ExecutionRecord) -> None:
     task = record.task
-    assert task is not None  # only task executions have a root id
+    if task is None:  # a worker trigger: no task, so no chain
+        return
     entry = tasks.setdefault(task.id, {"task_id": task.id})
     for field in ("parent_id", "name", "cluster", "worker", "exception_type", "error_message"):
         value = getattr(task, field)
