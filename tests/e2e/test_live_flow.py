@@ -1,107 +1,11 @@
 """The whole flow, real parts only: Celery worker on Redis -> bridge -> Kafka -> flowguard worker
--> commands -> bridge -> Celery, and the execution log, Slack-shaped posts to a local server."""
+-> commands -> bridge -> Celery, and the execution log."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-import redis
-from celery import Celery
-
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
+from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
-from tests.httpserver import RecordingServer
-from tests.processes import (
-    Process,
-    TopicReader,
-    bridge_process,
-    celery_worker,
-    private_redis,
-    python_env,
-    start_worker,
-)
-
-CLUSTER = "prod"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def slack() -> Iterator[RecordingServer]:
-    with RecordingServer() as server:
-        yield server
-
-
-def flowguard_worker(tmp: Path, kafka: str, prefix: str, name: str = "flowguard") -> Process:
-    env = python_env(
-        FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS=kafka,
-        FLOWGUARD_TOPIC_PREFIX=prefix,
-        FLOWGUARD_APP_ID=f"{prefix}-app",
-        FLOWGUARD_ACTIONS_ALLOW_HOSTS="127.0.0.1",
-    )
-    argv = [sys.executable, "-m", "flowguard", "worker", "--log-level", "info"]
-    return Process(name, argv, tmp / f"{name}.log", env)
-
-
-class Stack:
-    """One cluster's worker and bridge, one flowguard worker, all on real processes."""
-
-    def __init__(self, tmp: Path, broker: str, kafka: str, prefix: str) -> None:
-        self.tmp, self.broker, self.kafka, self.prefix = tmp, broker, kafka, prefix
-        asyncio.run(create_topics(kafka, prefix, 30))
-        self.celery = start_worker(celery_worker(tmp, broker))
-        self.bridge = bridge_process(
-            tmp, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=prefix,
-            commit_interval_seconds="0",
-        ).start()  # fmt: skip
-        self.flowguard = flowguard_worker(tmp, kafka, prefix).start()
-        self.log = TopicReader(kafka, f"{prefix}.execution-log")
-        self.calls = redis.Redis.from_url(broker)
-        self.client = Celery("test-client", broker=broker)
-        self.client.conf.task_send_sent_event = True
-        self.bridge.wait_for_log("consuming Celery events")
-        self.flowguard.wait_for_log("workflows loaded from", timeout=90)
-
-    def apply(self, *definitions: dict[str, Any]) -> None:
-        async def save() -> None:
-            async with WorkflowStore(self.kafka, self.prefix) as store:
-                for definition in definitions:
-                    await store.save(definition, saved_by="test")
-
-        asyncio.run(save())
-
-    def records(self, workflow: str) -> list[dict[str, Any]]:
-        return [r for r in self.log.poll() if r["workflow"]["id"] == workflow]
-
-    def runs(self, name: str) -> list[dict[str, Any]]:
-        return [c for c in recorded_calls(self.calls) if c["name"] == name]
-
-    def close(self) -> None:
-        for proc in (self.flowguard, self.bridge, self.celery):
-            proc.kill()
-
-
-@pytest.fixture
-def stack(tmp_path: Path, broker: str, kafka_bootstrap: str, topic_prefix: str) -> Iterator[Stack]:
-    running = Stack(tmp_path, broker, kafka_bootstrap, topic_prefix)
-    try:
-        yield running
-    finally:
-        running.close()
-
 
 RETRY_NETWORK = {
     "name": "Auto-retry network errors",
