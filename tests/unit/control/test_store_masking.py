@@ -1,0 +1,67 @@
+"""Secrets in stored definitions: masked wherever the author may have put one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowguard.store import _mark_changed, mask_definition, to_yaml
+
+SECRET = st.text(
+    alphabet=st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=60
+)
+
+
+def workflow(slack: str, url: str, header: str, key: str, signing: str) -> dict[str, Any]:
+    return {
+        "name": "All the secrets",
+        "trigger": {"event": "task.failed"},
+        "actions": [
+            {"type": "slack", "webhook_url": f"https://hooks.example/{slack}"},
+            {
+                "type": "webhook",
+                "url": f"https://ops.example/{url}",
+                "headers": {"Authorization": header, "X-Env": "${TOKEN}"},
+                "secret": signing,
+            },
+            {"type": "pagerduty", "routing_key": key},
+        ],
+        "circuit_breaker": {
+            "max_executions": 5,
+            "notify": {"type": "slack", "webhook_url": f"https://hooks.example/b/{slack}"},
+        },
+    }
+
+
+@given(SECRET, SECRET, SECRET, SECRET, SECRET)
+def test_no_secret_survives_masking(slack: str, url: str, header: str, key: str, sig: str) -> None:
+    definition = workflow(slack, url, header, key, sig)
+    text = to_yaml(mask_definition(definition))
+    for secret in (f"hooks.example/{slack}", f"ops.example/{url}", header, key, sig):
+        assert secret not in text
+    assert "${TOKEN}" in text  # a reference names a variable; it is not itself secret
+    assert definition == workflow(slack, url, header, key, sig)  # the input is untouched
+
+
+def test_reveal_keeps_everything() -> None:
+    definition = workflow("a" * 20, "b" * 20, "c" * 20, "d" * 20, "e" * 20)
+    assert mask_definition(definition, reveal=True) == definition
+
+
+def test_single_action_form_and_non_string_values() -> None:
+    masked = mask_definition(
+        {"name": "x", "action": {"type": "webhook", "url": "https://h.example/abcdefghijklmnop",
+                                 "secret": 12345678}}
+    )  # fmt: skip
+    assert masked["action"] == {"type": "webhook", "url": "***mnop", "secret": "***"}
+
+
+def test_a_changed_secret_that_masks_the_same_is_marked() -> None:
+    old = workflow("x" * 20 + "tail", "u" * 20, "h" * 20, "k" * 20, "s" * 20)
+    new = workflow("y" * 20 + "tail", "u" * 20, "h" * 20, "k" * 20, "s" * 20)
+    marked = _mark_changed(old, new)
+    assert marked["actions"][0]["webhook_url"] == "***tail (changed)"
+    assert marked["circuit_breaker"]["notify"]["webhook_url"] == "***tail (changed)"
+    assert marked["actions"][1]["url"] == "***uuuu"  # unchanged: no mark
