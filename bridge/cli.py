@@ -16,12 +16,6 @@ from bridge.settings import BridgeSettings
 from flowguard import __version__
 from flowguard.errors import FlowguardError
 
-_ENV = {
-    "cluster": "FLOWGUARD_CLUSTER",
-    "broker": "FLOWGUARD_BROKER",
-    "kafka_bootstrap_servers": "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS",
-}
-
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowguard-bridge")
@@ -54,16 +48,20 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             field = ".".join(str(p) for p in error["loc"])
-            hint = (
-                f" (--{field.replace('_', '-')} or {_ENV.get(field, 'FLOWGUARD_' + field.upper())})"
-            )
-            click.echo(f"error: {field}: {error['msg']}{hint}", err=True)
+            click.echo(f"error: {field}: {error['msg']} ({_where_set(field)})", err=True)
         sys.exit(2)
     try:
         asyncio.run(serve(settings))
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+def _where_set(field: str) -> str:
+    """The flag (only if there is one) and the environment variable that set ``field``."""
+    flags = [opt for param in main.params if param.name == field for opt in param.opts]
+    variable = f"FLOWGUARD_{field.upper()}"
+    return f"{flags[0]} or {variable}" if flags else variable
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ from flowguard.settings import Settings
 class BridgeSettings(BaseSettings):
     """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a malformed broker URL still holds its password.
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWGUARD_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     cluster: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
