@@ -1,0 +1,255 @@
+"""bridge/intake.py: record keys, the root memory, dead letters and --dump."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.buffer import Entry, EventBuffer
+from bridge.intake import Intake, RootMemory, record_key
+from bridge.translate import translate
+from flowguard.cli import main as flowguard_cli
+from tests import celery_events as ev
+from topics.dlq import DeadLetter
+from topics.events import EVENT_ADAPTER, BridgeStatus, Event, TaskSnapshot
+
+REPO = Path(__file__).resolve().parents[3]
+STREAMS = REPO / "tests" / "data" / "streams"
+TEMPLATES = REPO / "flowguard" / "templates"
+T0 = 1_760_000_000.0
+
+
+def event(raw: dict[str, Any], cluster: str = "prod") -> Event:
+    translated = translate(raw, cluster)
+    assert translated is not None
+    return translated
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def intake(loop: asyncio.AbstractEventLoop, dump: io.StringIO | None = None) -> Intake:
+    return Intake("prod", "fg.events", "fg.dlq", EventBuffer(1000, loop), dump)
+
+
+def drain(buffer: EventBuffer) -> list[Entry]:
+    return buffer.take_now(len(buffer))
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def test_task_events_are_keyed_by_cluster_and_root() -> None:
+    roots = RootMemory()
+    child = ev.sent("child", T0, "app.x", root_id="root", parent_id="root")
+    assert record_key(event(child), roots) == "prod/root"
+
+
+def test_later_events_of_a_child_follow_the_root_learnt_from_sent_or_received() -> None:
+    roots = RootMemory()
+    record_key(event(ev.received("child", T0, "app.x", root_id="root", parent_id="root")), roots)
+    for raw in (ev.started("child", T0 + 1), ev.failed("child", T0 + 2)):
+        assert record_key(event(raw), roots) == "prod/root"
+
+
+def test_a_task_never_seen_with_its_root_is_keyed_by_its_own_id() -> None:
+    assert record_key(event(ev.started("orphan", T0)), RootMemory()) == "prod/orphan"
+
+
+def test_worker_events_are_keyed_by_hostname() -> None:
+    roots = RootMemory()
+    for kind in ("online", "heartbeat", "offline"):
+        assert record_key(event(ev.heartbeat(T0, "celery@w7", kind=kind)), roots) == (
+            "prod/celery@w7"
+        )
+
+
+def test_bridge_status_is_keyed_by_bridge_id() -> None:
+    status = BridgeStatus(
+        cluster="prod", bridge_id="b1", timestamp=T0, interval_seconds=5, started_at=T0,
+        celery_connected=True, kafka_connected=True, events_received=0, events_published=0,
+        events_dropped=0,
+    )  # fmt: skip
+    assert record_key(status, RootMemory()) == "prod/bridge/b1"
+
+
+def test_root_memory_forgets_the_least_recently_remembered() -> None:
+    roots = RootMemory(size=2)
+    roots.remember("a", "ra")
+    roots.remember("b", "rb")
+    roots.remember("a", "ra")  # refreshed: now b is the oldest
+    roots.remember("c", "rc")
+    assert (roots.root_of("a"), roots.root_of("b"), roots.root_of("c")) == ("ra", None, "rc")
+
+
+@st.composite
+def chain_streams(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Events of a few chains (root + children), interleaved in any order Celery may deliver."""
+    raws: list[dict[str, Any]] = []
+    for c in range(draw(st.integers(1, 3))):
+        root = f"r{c}"
+        for t in range(draw(st.integers(1, 3))):
+            task = root if t == 0 else f"{root}.{t}"
+            parent = None if t == 0 else root
+            kinds = draw(st.lists(st.sampled_from(["sent", "received", "started", "failed"]),
+                                  min_size=1, max_size=5))  # fmt: skip
+            for kind in kinds:
+                if kind == "sent":
+                    raws.append(ev.sent(task, T0, "app.x", root_id=root, parent_id=parent))
+                elif kind == "received":
+                    raws.append(ev.received(task, T0, "app.x", root_id=root, parent_id=parent))
+                elif kind == "started":
+                    raws.append(ev.started(task, T0))
+                else:
+                    raws.append(ev.failed(task, T0))
+    return draw(st.permutations(raws))
+
+
+@given(chain_streams())
+def test_a_chain_lands_on_its_roots_key_once_its_root_is_known(raws: list[dict[str, Any]]) -> None:
+    """Model: an event is keyed by its root if it names one or an earlier sent/received did."""
+    roots = RootMemory()
+    known: dict[str, str] = {}
+    for raw in raws:
+        task, root = raw["uuid"], raw.get("root_id")
+        expected = root or known.get(task) or task
+        assert record_key(event(raw), roots) == f"prod/{expected}"
+        if root:
+            known[task] = root
+
+
+def test_a_recorded_chain_is_one_key(loop: asyncio.AbstractEventLoop) -> None:
+    """tests/data/streams/flaky_chain: a task retried by flowguard as child tasks of its root."""
+    taken = intake(loop)
+    for line in (STREAMS / "flaky_chain.jsonl").read_text().splitlines():
+        taken.on_event(json.loads(line))
+    keys = {e.key for e in drain(taken.buffer) if json.loads(e.value)["kind"].startswith("task.")}
+    assert keys == {b"prod/chain-1"}
+
+
+# --- counting, dead letters ------------------------------------------------------------------
+
+
+def test_events_are_translated_encoded_and_counted(loop: asyncio.AbstractEventLoop) -> None:
+    taken = intake(loop)
+    taken.on_event(ev.failed("t1", T0))
+    taken.on_event({"type": "task-progress", "uuid": "t1", "timestamp": T0})
+    (entry,) = drain(taken.buffer)
+    assert (entry.topic, entry.key, entry.kind) == ("fg.events", b"prod/t1", "task.failed")
+    assert EVENT_ADAPTER.validate_json(entry.value) == event(ev.failed("t1", T0))
+    assert (taken.received, taken.ignored, taken.invalid) == (1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"type": "task-failed", "timestamp": T0}, "task-failed without 'uuid'"),
+        ({"type": "task-failed", "uuid": "t", "timestamp": "soon"}, "timestamp"),
+        ({"uuid": "t"}, "missing 'type'"),
+    ],
+)
+def test_an_invalid_event_becomes_a_dead_letter_with_reason_and_raw(
+    loop: asyncio.AbstractEventLoop, raw: dict[str, Any], reason: str
+) -> None:
+    taken = intake(loop)
+    taken.on_event(raw)
+    taken.on_event(ev.started("t2", T0))  # the stream goes on
+    letter_entry, next_entry = drain(taken.buffer)
+    assert (letter_entry.topic, letter_entry.key, letter_entry.kind) == ("fg.dlq", b"prod", "dlq")
+    letter = DeadLetter.model_validate_json(letter_entry.value)
+    assert (letter.source, letter.cluster) == ("bridge", "prod")
+    assert reason in letter.reason
+    assert json.loads(letter.raw) == raw
+    assert letter.at.endswith("Z")
+    assert next_entry.kind == "task.started"
+    assert (taken.invalid, taken.received) == (1, 1)
+
+
+def test_a_raw_message_that_is_not_json_still_reaches_the_dlq_whole(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    taken = intake(loop)
+    taken.on_invalid("not a Celery event (ValueError: x)", b"\x00garbage")
+    (entry,) = drain(taken.buffer)
+    letter = DeadLetter.model_validate_json(entry.value)
+    assert json.loads(letter.raw) == repr(b"\x00garbage"), "raw is always JSON text"
+    assert letter.reason == "not a Celery event (ValueError: x)"
+
+
+# --- --dump ----------------------------------------------------------------------------------
+
+
+def snapshot(task_id: str) -> TaskSnapshot:
+    return TaskSnapshot(
+        cluster="prod", task_id=task_id, timestamp=T0, hostname="celery@w1",
+        name="app.slow", args="(1,)", kwargs="{}", state="active",
+    )  # fmt: skip
+
+
+def replay_cli(workflows: Path, events: Path) -> tuple[str, str]:
+    result = CliRunner().invoke(
+        flowguard_cli, ["replay", "--workflows", str(workflows), "--events", str(events)]
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("stream", ["basic", "worker_sigkill", "celery_retry", "flaky_chain"])
+def test_dump_replays_exactly_like_the_recording(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, stream: str
+) -> None:
+    """What --dump writes is what `flowguard replay` reads: same executions as the recording."""
+    recording = STREAMS / f"{stream}.jsonl"
+    dump = io.StringIO()
+    taken = intake(loop, dump)
+    lines = recording.read_text().splitlines()
+    for line in lines:
+        taken.on_event(json.loads(line))
+    dumped = tmp_path / "dump.jsonl"
+    dumped.write_text(dump.getvalue())
+    assert [json.loads(line) for line in dumped.read_text().splitlines()] == [
+        json.loads(line) for line in lines
+    ]
+    expected_out, expected_err = replay_cli(TEMPLATES, recording)
+    out, err = replay_cli(TEMPLATES, dumped)
+    assert out == expected_out
+    assert err == expected_err
+    assert "0 malformed" in err
+
+
+def test_dump_keeps_snapshots_as_normalized_events_replay_reads(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    dump = io.StringIO()
+    taken = intake(loop, dump)
+    taken.on_event(ev.heartbeat(T0))
+    taken.on_snapshot([snapshot("s1"), snapshot("s2")])
+    dumped = tmp_path / "dump.jsonl"
+    dumped.write_text(dump.getvalue())
+    _, err = replay_cli(TEMPLATES, dumped)
+    assert "3 lines, 3 events, 0 ignored, 0 malformed" in err
+    assert [e.kind for e in drain(taken.buffer)] == [
+        "worker.heartbeat", "task.snapshot", "task.snapshot"
+    ]  # fmt: skip
+    assert taken.received == 3
+
+
+def test_dump_writes_values_json_cannot_hold_as_their_repr(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    dump = io.StringIO()
+    intake(loop, dump).on_event({**ev.started("t1", T0), "extra": {1, 2}})
+    assert json.loads(dump.getvalue())["extra"] == "{1, 2}"

@@ -1,0 +1,141 @@
+"""bridge/settings.py and the errors of ``flowguard-bridge`` when a setting is wrong."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from bridge.cli import main
+from bridge.settings import BridgeSettings
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's or CI's FLOWGUARD_* variables must not leak into these settings."""
+    for name in list(os.environ):
+        if name.startswith("FLOWGUARD_"):
+            monkeypatch.delenv(name)
+
+
+def settings(**given: Any) -> BridgeSettings:
+    values: dict[str, Any] = {"cluster": "prod", "broker": "redis://localhost:6379/0", **given}
+    return BridgeSettings(**values)
+
+
+def test_defaults() -> None:
+    s = settings()
+    assert (s.kafka_compression, s.buffer_size, s.batch_size, s.commands, s.dump) == (
+        "none", 100_000, 2000, True, None
+    )  # fmt: skip
+    assert s.topic_prefix == "flowguard"
+
+
+def test_environment_variables_set_the_same_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWGUARD_CLUSTER", "eu-1")
+    monkeypatch.setenv("FLOWGUARD_BROKER", "amqp://guest:guest@rabbit:5672//")
+    monkeypatch.setenv("FLOWGUARD_BUFFER_SIZE", "50")
+    monkeypatch.setenv("FLOWGUARD_KAFKA_COMPRESSION", "gzip")
+    s = BridgeSettings()
+    assert (s.cluster, s.buffer_size, s.kafka_compression) == ("eu-1", 50, "gzip")
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "reason"),
+    [
+        ({"cluster": ""}, "cluster", "at least 1 character"),
+        ({"cluster": "prod cluster"}, "cluster", "should match pattern"),
+        ({"broker": "localhost:6379"}, "broker", "expected a URL such as redis://"),
+        ({"dedup_url": "localhost"}, "dedup_url", "expected a URL"),
+        ({"buffer_size": 0}, "buffer_size", "greater than or equal to 1"),
+        ({"kafka_compression": "brotli"}, "kafka_compression", "'none', 'gzip'"),
+        ({"status_interval_seconds": 0}, "status_interval_seconds", "greater than 0"),
+    ],
+)
+def test_a_bad_value_names_the_field_and_the_reason(
+    given: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        settings(**given)
+    (error,) = info.value.errors()
+    assert error["loc"] == (field,)
+    assert reason in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("broker", "shown"),
+    [
+        (f"redis://:{SECRET}@cache:6379/0", "redis://:**@cache:6379/0"),
+        (f"amqp://user:{SECRET}@rabbit:5672//", "amqp://user:**@rabbit:5672//"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+    ],
+)
+def test_the_broker_is_shown_masked_and_never_in_repr(broker: str, shown: str) -> None:
+    s = settings(broker=broker, dedup_url=f"redis://:{SECRET}@dedup:6379/1")
+    assert s.broker_display == shown
+    assert SECRET not in repr(s)
+    assert SECRET not in str(s.model_dump())
+
+
+def test_a_bad_broker_url_is_not_echoed() -> None:
+    with pytest.raises(ValidationError) as info:
+        settings(broker=f"{SECRET}@nowhere")
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("broker", "dedup_url", "expected"),
+    [
+        ("redis://cache:6379/0", None, "redis://cache:6379/0"),
+        ("rediss://:pw@cache:6380/2", None, "rediss://:pw@cache:6380/2"),
+        ("amqp://rabbit//", None, None),
+        ("amqp://rabbit//", "redis://dedup:6379/3", "redis://dedup:6379/3"),
+        ("redis://cache:6379/0", "redis://dedup:6379/3", "redis://dedup:6379/3"),
+    ],
+)
+def test_command_ids_live_in_the_dedup_url_else_a_redis_broker(
+    broker: str, dedup_url: str | None, expected: str | None
+) -> None:
+    assert settings(broker=broker, dedup_url=dedup_url).dedup_redis_url() == expected
+
+
+# --- flowguard-bridge: errors name the field, and the flag or variable that sets it ------------
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, args, env=env)
+    return result.exit_code, result.stderr
+
+
+def test_missing_settings_name_their_flag_and_variable() -> None:
+    code, err = run_cli([])
+    assert code == 2
+    assert "error: cluster: Field required (--cluster or FLOWGUARD_CLUSTER)" in err
+    assert "error: broker: Field required (--broker or FLOWGUARD_BROKER)" in err
+
+
+def test_a_bad_flag_value_names_the_flag() -> None:
+    code, err = run_cli(["--cluster", "prod", "--broker", "redis://x", "--buffer-size", "0"])
+    assert code == 2
+    assert err.startswith("error: buffer_size: Input should be greater than or equal to 1")
+    assert "(--buffer-size or FLOWGUARD_BUFFER_SIZE)" in err
+
+
+def test_a_setting_without_a_flag_names_only_its_variable() -> None:
+    env = {"FLOWGUARD_STATUS_INTERVAL_SECONDS": "-1"}
+    code, err = run_cli(["--cluster", "prod", "--broker", "redis://x"], env)
+    assert code == 2
+    assert "error: status_interval_seconds: Input should be greater than 0" in err
+    assert err.rstrip().endswith("(FLOWGUARD_STATUS_INTERVAL_SECONDS)")
+
+
+def test_a_bad_broker_flag_is_refused_without_echoing_it() -> None:
+    code, err = run_cli(["--cluster", "prod", "--broker", f"{SECRET}@host"])
+    assert code == 2
+    assert "error: broker: Value error, expected a URL such as redis://" in err
+    assert SECRET not in err
