@@ -67,6 +67,7 @@ class Stack:
         self.flowguard = flowguard_worker(tmp, kafka, prefix).start()
         self.extra: list[Process] = []
         self.log = TopicReader(kafka, f"{prefix}.execution-log")
+        self.events = TopicReader(kafka, f"{prefix}.events")
         self.calls = redis.Redis.from_url(broker)
         self.client = Celery("test-client", broker=broker)
         self.client.conf.task_send_sent_event = True

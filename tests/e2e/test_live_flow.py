@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 from flowguard.demo.celery_app import recorded_calls
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
+from tests.httpserver import RecordingServer
+from tests.processes import celery_worker, start_worker
+from topics._base import from_iso
 
 RETRY_NETWORK = {
     "name": "Auto-retry network errors",
@@ -56,3 +63,183 @@ def test_a_transient_failure_is_retried_after_its_delay_and_succeeds(stack: Stac
         timeout_seconds=10, what="the retry recorded",
     )  # fmt: skip
     assert len(stack.runs("demo.tasks.flaky_network")) == 2
+
+
+def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest record of each execution (records repeat with a higher seq as actions settle)."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        known = found.get(record["execution_id"])
+        if known is None or record["seq"] >= known["seq"]:
+            found[record["execution_id"]] = record
+    return found
+
+
+def slack_workflow(
+    name: str,
+    url: str,
+    trigger: dict[str, Any],
+    message: str = "{workflow_name}: {task_name}",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "trigger": trigger,
+        "action": {"type": "slack", "webhook_url": url, "message": message},
+        **extra,
+    }
+
+
+def test_retries_stop_at_max_attempts_and_the_third_failure_escalates_to_slack(
+    stack: Stack, slack: RecordingServer
+) -> None:
+    stack.apply(
+        {
+            "name": "Retry payments",
+            "trigger": {"event": "task.failed", "conditions": {"task_name_pattern": "demo.*"}},
+            "actions": [{"type": "retry", "delay_seconds": 0, "max_attempts": 2}],
+        },
+        {
+            "name": "Escalate after 3 failures",
+            "trigger": {"event": "task.failed", "conditions": {"failure_count_threshold": 3}},
+            "action": {
+                "type": "slack",
+                "webhook_url": slack.url_for("/oncall"),
+                "message": "Task {task_name} failed {failure_count} times.",
+            },
+        },
+    )
+    stack.client.send_task("demo.tasks.always_fails", ("c-7",), task_id="t-doomed")
+
+    [post] = slack.wait_for_requests(1, path="/oncall", timeout_seconds=60)
+    assert post.json()["text"] == "Task demo.tasks.always_fails failed 3 times."
+    runs = stack.runs("demo.tasks.always_fails")
+    assert len(runs) == 3
+    assert {r["root_id"] for r in runs} == {"t-doomed"}
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        retries = latest(stack.records("retry-payments"))
+        escalations = latest(stack.records("escalate-after-3-failures"))
+        done = len(retries) == 3 and any(
+            a["status"] == "succeeded" for r in escalations.values() for a in r["actions"]
+        )
+        return {**retries, **escalations} if done else None
+
+    executions = wait_until(settled, timeout_seconds=30, what="3 retry executions, 1 escalation")
+    retries = sorted(
+        (r for r in executions.values() if r["workflow"]["id"] == "retry-payments"),
+        key=lambda r: r["task"]["failure_count"],
+    )
+    assert [r["outcome"] for r in retries] == ["success", "success", "skipped"]
+    assert retries[2]["reason"] == "max_attempts_reached"
+    assert [r["actions"][0]["attempt"] for r in retries[:2]] == [1, 2]
+    [escalation] = [r for r in executions.values() if r["workflow"]["id"] != "retry-payments"]
+    assert escalation["task"]["failure_count"] == 3
+    assert escalation["actions"][0]["status"] == "succeeded"
+    assert slack.url_for("/oncall") not in json.dumps(list(executions.values()))
+
+
+def test_a_sigkilled_workers_running_task_is_orphaned_and_retried_once(stack: Stack) -> None:
+    stack.apply(
+        {
+            "name": "Recover orphaned tasks",
+            "trigger": {"event": "task.orphaned"},
+            "action": {"type": "retry", "delay_seconds": 0, "max_attempts": 1},
+        }
+    )
+    stack.client.send_task("demo.tasks.slow", (20,), task_id="t-orphan")
+    # Known to have started: Celery reports task-started; a task killed before that is not
+    # an orphan but a task never reported running (its message is redelivered by Redis).
+    wait_until(
+        lambda: any(
+            e.get("kind") == "task.started" and e["task_id"] == "t-orphan"
+            for e in stack.events.poll()
+        ),
+        timeout_seconds=30, what="t-orphan's task.started in Kafka",
+    )  # fmt: skip
+    stack.celery.kill()
+    killed_at = time.time()
+    rescuer = start_worker(celery_worker(stack.tmp, stack.broker, name="w2"))
+    stack.extra.append(rescuer)
+
+    [record] = wait_until(
+        lambda: list(latest(stack.records("recover-orphaned-tasks")).values()),
+        timeout_seconds=30, what="the orphan's execution",
+    )  # fmt: skip
+    assert record["trigger"]["event"] == "task.orphaned"
+    assert record["task"]["id"] == "t-orphan"
+    # Heartbeat expiry (2 x Celery's 2 s interval) plus 2 s.
+    assert from_iso(record["recorded_at"]) - killed_at < 4 + 2
+    retry_id = record["actions"][0]["retry_task_id"]
+    runs = wait_until(
+        lambda: [r for r in stack.runs("demo.tasks.slow") if r["task_id"] == retry_id],
+        timeout_seconds=30, what="the orphan's retry to start on the other worker",
+    )  # fmt: skip
+    assert runs[0]["hostname"] == "w2@flowguard"
+    assert runs[0]["args"] == [20]
+    assert [r["task_id"] for r in stack.runs("demo.tasks.slow")] == ["t-orphan", retry_id]
+
+
+def test_execution_time_exceeded_and_worker_offline_fire_once(
+    stack: Stack, slack: RecordingServer
+) -> None:
+    stack.apply(
+        slack_workflow(
+            "Too slow", slack.url_for("/slow"),
+            {"event": "task.execution_time_exceeded", "threshold_seconds": 2},
+        ),
+        slack_workflow(
+            "Worker gone", slack.url_for("/gone"), {"event": "worker.offline"},
+            message="{workflow_name}: {worker}",
+        ),
+    )  # fmt: skip
+    stack.client.send_task("demo.tasks.slow", (4,), task_id="t-slow")
+    [post] = slack.wait_for_requests(1, path="/slow", timeout_seconds=30)
+    assert post.json()["text"] == "Too slow: demo.tasks.slow"
+    wait_until(
+        lambda: any(
+            e.get("kind") == "task.succeeded" and e["task_id"] == "t-slow"
+            for e in stack.events.poll()
+        ),
+        timeout_seconds=30, what="t-slow to finish",
+    )  # fmt: skip
+
+    assert stack.celery.stop() is not None  # warm shutdown: worker-offline
+    [gone] = slack.wait_for_requests(1, path="/gone", timeout_seconds=30)
+    assert gone.json()["text"] == "Worker gone: w1@flowguard"
+    offline = wait_until(
+        lambda: list(latest(stack.records("worker-gone")).values()),
+        timeout_seconds=30, what="the worker.offline execution",
+    )  # fmt: skip
+    assert [r["worker"]["hostname"] for r in offline] == ["w1@flowguard"]
+    assert len(latest(stack.records("too-slow"))) == 1
+    assert len(slack.requests(path="/slow")) == 1
+
+
+def test_the_breaker_runs_50_of_60_failures_in_a_minute_and_notifies_once(
+    stack: Stack, slack: RecordingServer
+) -> None:
+    stack.apply(
+        slack_workflow(
+            "Payment failures", slack.url_for("/payments"),
+            {"event": "task.failed", "conditions": {"task_name_pattern": "*.always_fails"}},
+            circuit_breaker={"max_executions": 50, "time_window_seconds": 60},
+        )
+    )  # fmt: skip
+    for n in range(60):
+        stack.client.send_task("demo.tasks.always_fails", (f"c-{n}",), task_id=f"t-pay-{n}")
+
+    def all_decided() -> dict[str, dict[str, Any]] | None:
+        found = latest(stack.records("payment-failures"))
+        return found if len(found) == 60 else None
+
+    executions = wait_until(all_decided, timeout_seconds=90, what="60 executions")
+    outcomes = [r["outcome"] for r in executions.values()]
+    assert outcomes.count("skipped") == 10
+    assert {r["reason"] for r in executions.values() if r["outcome"] == "skipped"} == {
+        "circuit_open"
+    }
+    posts = slack.wait_for_requests(51, path="/payments", timeout_seconds=60)
+    opened = [p for p in posts if p.json()["text"].startswith("Circuit opened")]
+    assert len(opened) == 1
+    assert len(posts) == 51

@@ -1,0 +1,342 @@
+"""The live app under crashes, restarts and workflow changes, end to end with real parts only.
+
+- Two ``flowguard worker`` processes share the group; the one deciding the workflow is
+  SIGKILLed mid-stream: the other takes over and every trigger is executed exactly once.
+- A worker SIGKILLed and replaced while a 30 s delayed retry waits: the retry still goes
+  out once, on time.
+- A workflow saved while failures stream in takes effect within 1 s.
+
+A SIGKILLed consumer leaves the group only when its session times out. Faust's default is
+60 s, longer than the delayed retry these tests wait on, so the group here runs with Faust's
+own ``BROKER_SESSION_TIMEOUT`` at the broker's minimum (6 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from flowguard.demo.celery_app import recorded_calls
+from flowguard.live.app import partition_of
+from flowguard.store import WorkflowStore
+from tests.e2e.conftest import Stack
+from tests.helpers import wait_until
+from tests.processes import Process, TopicReader
+from topics._base import from_iso
+from topics.registry import COMMAND_RESULTS, EVENTS, TRIGGERS
+
+FLAKY = "demo.tasks.flaky_network"
+SESSION_TIMEOUT_SECONDS = 6
+
+
+def retry_workflow(workflow_id: str, delay_seconds: float, max_attempts: int = 3) -> dict[str, Any]:
+    return {
+        "id": workflow_id,
+        "name": f"Retry network errors ({workflow_id})",
+        "trigger": {
+            "event": "task.failed",
+            "conditions": {
+                "task_name_pattern": "demo.tasks.flaky_*",
+                "error_pattern": "Connection*",
+            },
+        },
+        "actions": [
+            {"type": "retry", "delay_seconds": delay_seconds, "max_attempts": max_attempts}
+        ],
+        "circuit_breaker": {"max_executions": 1000, "time_window_seconds": 60},
+    }
+
+
+@pytest.fixture
+def group(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Stack:
+    """The stack, its flowguard workers leaving the group 6 s after a SIGKILL (not Faust's 60 s)."""
+    monkeypatch.setenv("BROKER_SESSION_TIMEOUT", str(SESSION_TIMEOUT_SECONDS))
+    monkeypatch.setenv("BROKER_HEARTBEAT_INTERVAL", "1")
+    stack: Stack = request.getfixturevalue("stack")
+    return stack
+
+
+# -- reading what the processes did -------------------------------------------------------------
+
+_ASSIGNED = "Setting newly assigned partitions"
+
+
+def assigned(proc: Process, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` in the process's latest assignment (Faust logs it as a table)."""
+    text = proc.log()
+    start = text.rfind(_ASSIGNED)
+    if start < 0:
+        return None
+    row = re.search(rf"\|\s*{re.escape(topic)}\s*\|\s*\{{([^}}]*)\}}", text[start:])
+    if row is None:
+        return set()
+    partitions: set[int] = set()
+    for part in row.group(1).split(","):
+        low, _, high = part.strip().partition("-")
+        partitions.update(range(int(low), int(high or low) + 1))
+    return partitions
+
+
+def ready(proc: Process) -> bool:
+    """Recovered after its latest assignment and processing again."""
+    text = proc.log()
+    return 0 <= text.rfind(_ASSIGNED) < text.rfind("Worker ready")
+
+
+def executions_by_task(records: list[dict[str, Any]]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        found[record["task"]["id"]].add(record["execution_id"])
+    return found
+
+
+def sent(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Execution id -> its record whose retry went out."""
+    return {
+        r["execution_id"]: r
+        for r in records
+        if r["actions"] and r["actions"][0]["status"] == "sent"
+    }
+
+
+def task_events(reader: TopicReader, kind: str) -> dict[str, dict[str, Any]]:
+    """Task id -> its latest event of ``kind`` on ``<prefix>.events``."""
+    return {e["task_id"]: e for e in reader.poll() if e.get("kind") == kind}
+
+
+class FailureStream:
+    """Sends one task every ``interval_seconds`` from a thread, until stopped or ``limit``."""
+
+    def __init__(
+        self, client: Celery, make: Any, *, interval_seconds: float, limit: int | None = None
+    ) -> None:
+        self.client, self.make = client, make
+        self.interval_seconds, self.limit = interval_seconds, limit
+        self.sent: list[tuple[str, float]] = []  # (task id, wall clock when sent)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failure-stream", daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set() and (self.limit is None or n < self.limit):
+            task_id, name, args, kwargs = self.make(n)
+            self.client.send_task(name, args, kwargs, task_id=task_id)
+            self.sent.append((task_id, time.time()))
+            n += 1
+            self._stop.wait(self.interval_seconds)  # pacing: the stream's rate, not a sync point
+
+    def __enter__(self) -> FailureStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [task_id for task_id, _ in self.sent]
+
+
+# -- 1. failover under load -----------------------------------------------------------------------
+
+
+def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
+    group: Stack,
+) -> None:
+    stack, first = group, group.flowguard
+    second = stack.another_flowguard("flowguard-b")
+    triggers = TRIGGERS.name(stack.prefix)
+    everything = set(range(TRIGGERS.partitions))
+
+    def split() -> tuple[set[int], set[int]] | None:
+        mine, theirs = assigned(first, triggers), assigned(second, triggers)
+        if not (mine and theirs and ready(first) and ready(second)):
+            return None
+        return (mine, theirs) if not mine & theirs and mine | theirs == everything else None
+
+    mine, _ = wait_until(split, timeout_seconds=60, what="the two workers to split the partitions")
+    # The workflow's triggers partition is on the worker about to die: its deciding stage, its
+    # breaker and executions tables, move to the survivor.
+    workflow_id = next(
+        f"failover-{i}"
+        for i in range(1000)
+        if partition_of(f"failover-{i}".encode(), TRIGGERS.partitions) in mine
+    )
+    stack.apply(retry_workflow(workflow_id, delay_seconds=1))
+    for proc in (first, second):
+        proc.wait_for_log(f"workflow {workflow_id} version 1 enabled", timeout=10)
+
+    def failing(n: int) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
+        return f"t-{n:03d}", FLAKY, (n,), {"fail_times": 1, "key": f"failover-{n}"}
+
+    with FailureStream(stack.client, failing, interval_seconds=0.05, limit=40) as stream:
+        decided = wait_until(
+            lambda: (r := stack.records(workflow_id)) and len({x["execution_id"] for x in r}) >= 8
+            and r,
+            timeout_seconds=30, what="the first executions",
+        )  # fmt: skip
+        first.kill()
+    originals = stream.task_ids
+    assert len(originals) == 40
+    assert len(sent(decided)) < 40, "the worker was killed after the stream had been handled"
+
+    def retried() -> dict[str, list[dict[str, Any]]] | None:
+        runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for call in recorded_calls(stack.calls):
+            runs[call["root_id"] or call["task_id"]].append(call)
+        return runs if all(len(runs[t]) >= 2 for t in originals) else None
+
+    runs = wait_until(retried, timeout_seconds=60, what="a retry of every task to run")
+    records = stack.log.wait_for(
+        lambda _: (r := stack.records(workflow_id)) and len(sent(r)) >= 40 and r,
+        timeout=30, what="a sent record for every execution",
+    )  # fmt: skip
+    by_task = executions_by_task(records)
+    assert sorted(by_task) == sorted(originals)
+    assert {t: len(ids) for t, ids in by_task.items() if len(ids) != 1} == {}
+    assert len(sent(records)) == 40
+    # The real Celery worker ran each task twice: the failure, and one retry.
+    for task_id in originals:
+        assert [c["task_id"] == task_id for c in runs[task_id]] == [True, False], task_id
+    retry_ids = {r["actions"][0]["retry_task_id"] for r in sent(records).values()}
+    assert retry_ids == {runs[t][1]["task_id"] for t in originals}
+    results = TopicReader(stack.kafka, COMMAND_RESULTS.name(stack.prefix)).poll()
+    done = Counter(r["command_id"] for r in results if r["status"] == "done")
+    assert len(done) == 40
+    assert max(done.values()) == 1
+    # The survivor took over every partition.
+    assert assigned(second, triggers) == everything
+
+
+# -- 2. restart while a delayed retry waits -------------------------------------------------------
+
+
+def test_a_delayed_retry_survives_a_restart_and_goes_out_once_on_time(group: Stack) -> None:
+    stack = group
+    stack.apply(retry_workflow("delayed-30", delay_seconds=30, max_attempts=1))
+    stack.client.send_task(FLAKY, (7,), {"fail_times": 1, "key": "restart"}, task_id="t-restart")
+    [decided] = stack.log.wait_for(
+        lambda _: stack.records("delayed-30"), timeout=30, what="the retry to be scheduled"
+    )
+    [action] = decided["actions"]
+    assert action["status"] == "scheduled"
+    due = from_iso(decided["trigger"]["at"]) + 30
+    assert from_iso(action["due_at"]) == pytest.approx(due, abs=0.001)
+
+    stack.flowguard.kill()
+    assert time.time() < due - 20, "the retry was not pending when the worker died"
+    stack.another_flowguard("flowguard-restarted")
+
+    wait_until(
+        lambda: len(stack.runs(FLAKY)) >= 2, timeout_seconds=due - time.time() + 15,
+        what="the delayed retry to run",
+    )  # fmt: skip
+    original, retry = stack.runs(FLAKY)
+    assert (original["task_id"], retry["root_id"]) == ("t-restart", "t-restart")
+    events = TopicReader(stack.kafka, EVENTS.name(stack.prefix))
+    started = events.wait_for(
+        lambda _: task_events(events, "task.started").get(retry["task_id"]),
+        timeout=10, what="the retry's task.started event",
+    )  # fmt: skip
+    failed = task_events(events, "task.failed")["t-restart"]
+    assert failed["timestamp"] == pytest.approx(from_iso(decided["trigger"]["at"]), abs=0.001)
+    late = started["timestamp"] - due
+    assert -0.2 <= late <= 2.0, f"the retry ran {late:+.2f}s from its due time"
+
+    # Once: one execution, one sent record, one command carried out, one retry run.
+    records = stack.log.wait_for(
+        lambda _: (r := stack.records("delayed-30")) and sent(r) and r,
+        timeout=10, what="the sent record",
+    )  # fmt: skip
+    assert {r["execution_id"] for r in records} == {decided["execution_id"]}
+    assert [r["actions"][0]["retry_task_id"] for r in sent(records).values()] == [retry["task_id"]]
+    results = TopicReader(stack.kafka, COMMAND_RESULTS.name(stack.prefix)).wait_for(
+        lambda r: r, timeout=10, what="the command result"
+    )
+    assert [r["status"] for r in results if r["status"] == "done"] == ["done"]
+    succeeded = events.wait_for(
+        lambda _: task_events(events, "task.succeeded").get(retry["task_id"]),
+        timeout=10, what="the retry to succeed",
+    )  # fmt: skip
+    assert succeeded
+    assert len(stack.runs(FLAKY)) == 2
+
+
+# -- 3. a workflow applied while the stream runs -------------------------------------------------
+
+
+def always_failing_workflow(workflow_id: str) -> dict[str, Any]:
+    """Matches every failure of the stream; its retry is an hour out, so nothing is re-run."""
+    return {
+        "id": workflow_id,
+        "name": workflow_id,
+        "trigger": {
+            "event": "task.failed",
+            "conditions": {"task_name_pattern": "demo.tasks.always_fails"},
+        },
+        "actions": [{"type": "retry", "delay_seconds": 3600, "max_attempts": 1}],
+        "circuit_breaker": {"max_executions": 1000, "time_window_seconds": 60},
+    }
+
+
+def save_timed(stack: Stack, definition: dict[str, Any]) -> float:
+    """Save through the store; the wall clock when ``save()`` returned."""
+
+    async def save() -> float:
+        async with WorkflowStore(stack.kafka, stack.prefix) as store:
+            assert await store.save(definition, saved_by="test") is not None
+            return time.time()
+
+    return asyncio.run(save())
+
+
+def test_a_workflow_applied_while_failures_stream_takes_effect_within_a_second(
+    stack: Stack,
+) -> None:
+    stack.apply(always_failing_workflow("already-there"))
+    stack.flowguard.wait_for_log("workflow already-there version 1 enabled", timeout=10)
+
+    def failing(n: int) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
+        return f"f-{n:03d}", "demo.tasks.always_fails", (f"c{n}",), {}
+
+    with FailureStream(stack.client, failing, interval_seconds=0.1) as stream:
+        # The stream runs through the app: the workflow already there executes on it.
+        stack.log.wait_for(
+            lambda _: len(stack.records("already-there")) >= 5, timeout=30,
+            what="the stream to reach the execution log",
+        )  # fmt: skip
+        saved_at = save_timed(stack, always_failing_workflow("applied-live"))
+        wait_until(
+            lambda: stream.sent and stream.sent[-1][1] > saved_at + 2.5, timeout_seconds=10,
+            what="the stream to go on 2.5 s past the save",
+        )  # fmt: skip
+    events = TopicReader(stack.kafka, EVENTS.name(stack.prefix))
+    failures = events.wait_for(
+        lambda _: (f := task_events(events, "task.failed")).keys() >= set(stream.task_ids)
+        and f,
+        timeout=20, what="every failure of the stream on the events topic",
+    )  # fmt: skip
+    failed_at = {t: failures[t]["timestamp"] for t in stream.task_ids}
+    after = sorted((at, t) for t, at in failed_at.items() if at > saved_at)
+    assert len(after) >= 20
+    must = {t for at, t in after if at >= saved_at + 1.0}
+    records = stack.log.wait_for(
+        lambda _: (r := stack.records("applied-live"))
+        and {x["task"]["id"] for x in r} >= must and r,
+        timeout=20, what="an execution for every failure 1 s or more after the save",
+    )  # fmt: skip
+    executed = {r["task"]["id"] for r in records}
+    first = next(at for at, t in after if t in executed)
+    missed = [at for at, t in after if t not in executed]
+    assert first - saved_at < 1.0, f"first failure executed {first - saved_at:.2f}s after the save"
+    assert not missed or max(missed) - saved_at < 1.0
+    # Every failure of the new workflow's that is later than its first execution ran too.
+    assert {t for at, t in after if at >= first} <= executed
