@@ -63,6 +63,26 @@ CREATE TABLE IF NOT EXISTS touches (
     execution_id TEXT NOT NULL,
     PRIMARY KEY (task_id, execution_id)
 ) WITHOUT ROWID;
+-- Executions per hour, workflow and outcome, kept by triggers in the same transaction as the
+-- rows: the charts read a few hundred counters instead of scanning a day of executions.
+CREATE TABLE IF NOT EXISTS hourly (
+    hour INTEGER NOT NULL,
+    workflow_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, workflow_id, outcome)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS count_new AFTER INSERT ON executions BEGIN
+    INSERT INTO hourly VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.workflow_id, NEW.outcome, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_changed AFTER UPDATE OF at, workflow_id, outcome
+ON executions BEGIN
+    UPDATE hourly SET n = n - 1 WHERE hour = CAST(OLD.at / 3600 AS INTEGER)
+        AND workflow_id = OLD.workflow_id AND outcome = OLD.outcome;
+    INSERT INTO hourly VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.workflow_id, NEW.outcome, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
 CREATE INDEX IF NOT EXISTS by_time ON executions (at, execution_id, outcome);
 CREATE INDEX IF NOT EXISTS by_workflow ON executions (workflow_id, at, execution_id, outcome);
 CREATE INDEX IF NOT EXISTS by_workflow_outcome ON executions
@@ -413,14 +433,17 @@ class HistoryProjection:
     def counts_per_hour(
         self, workflow: str | None = None, *, since: float, until: float
     ) -> list[tuple[str, str, int]]:
-        """(hour as ISO ``...T14:00:00Z``, outcome, executions) for the charts, oldest first."""
+        """(hour as ISO ``...T14:00:00Z``, outcome, executions) for the charts, oldest first.
+
+        Counts are per whole hour: every hour that overlaps ``[since, until)``.
+        """
         sql = (
-            "SELECT CAST(at / 3600 AS INTEGER) AS hour, outcome, count(*) FROM executions "
-            "WHERE at >= ? AND at < ?"
+            "SELECT hour, outcome, sum(n) FROM hourly WHERE hour >= ? AND hour < ?"
             + (" AND workflow_id = ?" if workflow is not None else "")
-            + " GROUP BY hour, outcome ORDER BY hour, outcome"
+            + " GROUP BY hour, outcome HAVING sum(n) > 0 ORDER BY hour, outcome"
         )
-        params: list[Any] = [since, until, *([workflow] if workflow is not None else [])]
+        first, end = int(since // 3600), -int(-until // 3600)
+        params: list[Any] = [first, end, *([workflow] if workflow is not None else [])]
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [(_hour(hour), outcome, count) for hour, outcome, count in rows]

@@ -209,3 +209,26 @@ def test_a_file_is_bound_to_one_topic(tmp_path: Path) -> None:
         p._bind("a.execution-log")
         with pytest.raises(HistoryError, match=r"built from a\.execution-log"):
             p._bind("b.execution-log")
+
+
+def test_hourly_counters_match_the_rows_after_outcomes_change(
+    projection: HistoryProjection,
+) -> None:
+    """The triggers' counters equal a GROUP BY over the executions, seq updates included."""
+    projection.apply("t", [message(record(i, at=T0 + 97 * i), i) for i in range(300)])
+    later = [record(i, seq=1, outcome="skipped", at=T0 + 97 * i) for i in range(0, 300, 7)]
+    projection.apply("t", [message(r, 300 + n) for n, r in enumerate(later)])
+    rows = projection._db.execute(
+        "SELECT CAST(at / 3600 AS INTEGER), outcome, count(*) FROM executions "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    counted = projection.counts_per_hour(since=0, until=4e9)
+    assert [(h[:13], o, n) for h, o, n in counted] == [
+        (_hour_prefix(hour), outcome, n) for hour, outcome, n in rows
+    ]
+
+
+def _hour_prefix(hour: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(hour * 3600, tz=UTC).strftime("%Y-%m-%dT%H")
