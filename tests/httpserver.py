@@ -38,7 +38,11 @@ _START_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer. ``hang`` never answers until :meth:`RecordingServer.release`."""
+    """One scripted answer. ``hang`` never answers until :meth:`RecordingServer.release`.
+
+    ``echo`` answers with the request itself (line, headers, body) instead of ``body``:
+    the worst case for code that records response excerpts.
+    """
 
     status: int = 200
     body: bytes | str = b"ok"
@@ -46,6 +50,7 @@ class Reply:
     delay_seconds: float = 0.0
     hang: bool = False
     retry_after: str | float | None = None
+    echo: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class RecordingServer:
     ) -> list[Recorded]:
         """Wait until at least ``count`` requests arrived (to ``path``); fail at the deadline."""
         return wait_until(
-            lambda: (got if len(got := self.requests(path)) >= count else None),
+            lambda: got if len(got := self.requests(path)) >= count else None,
             timeout_seconds=timeout_seconds,
             what=f"{count} request(s) to {path or 'any path'} on {self.url}",
         )
@@ -152,18 +157,16 @@ class RecordingServer:
             return script.pop(0) if len(script) > 1 else script[0]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        recorded = Recorded(
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.read(),
+            received_at=time.monotonic(),
+        )
         with self._lock:
-            self._recorded.append(
-                Recorded(
-                    method=request.method,
-                    path=request.path,
-                    query=request.query_string,
-                    headers={k.lower(): v for k, v in request.headers.items()},
-                    body=body,
-                    received_at=time.monotonic(),
-                )
-            )
+            self._recorded.append(recorded)
         reply = self._next_reply(request.path)
         if reply.hang:
             await self._released.wait()
@@ -174,4 +177,13 @@ class RecordingServer:
         if reply.retry_after is not None:
             headers["Retry-After"] = str(reply.retry_after)
         payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+        if reply.echo:
+            payload = _echo(request, recorded)
         return web.Response(status=reply.status, body=payload, headers=headers)
+
+
+def _echo(request: web.Request, recorded: Recorded) -> bytes:
+    head = f"{request.method} {request.path_qs}\n" + "".join(
+        f"{name}: {value}\n" for name, value in recorded.headers.items()
+    )
+    return head.encode() + b"\n" + recorded.body

@@ -72,6 +72,9 @@ class AllowList:
         return address is not None and self.address_allowed(address)
 
     def address_allowed(self, address: IPAddress) -> bool:
+        """Inside an allowed network (an IPv4-mapped IPv6 address counts as its IPv4 address)."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         return any(address in net for net in self.networks if net.version == address.version)
 
 
@@ -127,7 +130,7 @@ def check_address(host: str, address: IPAddress, allow: AllowList) -> None:
         return
     if problem != "cloud metadata" and allow.host_allowed(host):
         return
-    where = "" if host.strip("[]") == str(address) else f" (resolves to {address})"
+    where = "" if _as_address(host.strip("[]")) == address else f" (resolves to {address})"
     raise Refused(
         f"refused {host}{where}: {problem} address; allow it with FLOWGUARD_ACTIONS_ALLOW_HOSTS"
     )

@@ -12,9 +12,11 @@ action without ``type`` whose keys are all retry settings is a retry
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -83,13 +85,133 @@ def _regex(text: str) -> str:
 
 
 def _url(secret: SecretStr) -> SecretStr:
-    """An http(s) URL with a host, or an ``${ENV}`` reference. The value never enters the error."""
+    """An http(s) URL with a valid host, or ``${ENV}``. The value never enters the error.
+
+    Only the shape is checked here; whether the host may be reached (HTTPS, no
+    internal addresses) is the runner's decision, made on the resolved address.
+    """
     value = secret.get_secret_value()
-    if is_env_ref(value):
+    if _env_ref_or_refuse(value):
         return secret
-    if not re.match(r"^https?://[^/\s:@]+(:\d+)?(/\S*)?$", value, re.IGNORECASE):
+    problem = _url_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("url_invalid", "{reason}", {"reason": problem})
+    return secret
+
+
+def _env_ref_or_refuse(value: str) -> bool:
+    """True for ``${NAME}``; a value that starts like one but is not is refused, not sent as is."""
+    if is_env_ref(value):
+        return True
+    if value.startswith("${"):
         raise PydanticCustomError(
-            "url_invalid", "must be an http:// or https:// URL with a host, or ${ENV_VAR}"
+            "env_ref_invalid",
+            "looks like an environment reference but is not ${NAME} (letters, digits, _)",
+        )
+    return False
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _url_problem(value: str) -> str | None:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        return "must be a URL without spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "must be an http:// or https:// URL with a valid host and port (1-65535)"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host, or ${ENV_VAR}"
+    if "@" in parts.netloc:
+        return "credentials in the URL are not allowed: send them in headers (as ${ENV_VAR})"
+    if port == 0:
+        return "port must be 1-65535"
+    return _host_problem(parts.hostname)
+
+
+def _host_problem(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii").rstrip(".")
+    except UnicodeError:
+        return "host is not a valid host name"
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        return "host is not a valid host name"
+    return None
+
+
+# Headers flowguard sets itself (or HTTP framing owns): a workflow may not override them.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "idempotency-key",
+        "flowguard-signature",
+        "flowguard-timestamp",
+        "flowguard-sample",
+    }
+)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    """Valid names, none of ours, values that fit on one line. Names may be shown, values not."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise PydanticCustomError(
+                "header_invalid", "'{name}' is not a valid HTTP header name", {"name": name}
+            )
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith("proxy-"):
+            raise PydanticCustomError(
+                "header_reserved",
+                "header {name} is set by flowguard or by HTTP itself and cannot be given",
+                {"name": name},
+            )
+        text = value.get_secret_value()
+        if any(c in text for c in "\r\n\0"):
+            raise PydanticCustomError(
+                "header_invalid", "header {name}: the value must be one line", {"name": name}
+            )
+        _env_ref_or_refuse(text)
+    return headers
+
+
+def _routing_key(secret: SecretStr) -> SecretStr:
+    if _env_ref_or_refuse(secret.get_secret_value()):
+        return secret
+    if not re.fullmatch(r"[A-Za-z0-9]{32}", secret.get_secret_value()):
+        raise PydanticCustomError(
+            "routing_key_invalid",
+            "must be a 32-character Events API v2 integration key, or ${ENV_VAR}",
+        )
+    return secret
+
+
+MIN_SIGNING_SECRET_CHARS = 16
+
+
+def _signing_secret(secret: SecretStr) -> SecretStr:
+    if _env_ref_or_refuse(secret.get_secret_value()):
+        return secret
+    if len(secret.get_secret_value()) < MIN_SIGNING_SECRET_CHARS:
+        raise PydanticCustomError(
+            "secret_too_short",
+            "a signing secret needs at least {n} characters, or ${ENV_VAR}",
+            {"n": MIN_SIGNING_SECRET_CHARS},
         )
     return secret
 
@@ -98,6 +220,10 @@ TemplateText = Annotated[str, AfterValidator(_template)]
 Regex = Annotated[str, Field(min_length=1), AfterValidator(_regex)]
 Glob = Annotated[str, Field(min_length=1)]
 SecretUrl = Annotated[SecretStr, AfterValidator(_url)]
+Headers = Annotated[dict[str, SecretStr], AfterValidator(_headers)]
+RoutingKey = Annotated[SecretStr, AfterValidator(_routing_key)]
+SigningSecret = Annotated[SecretStr, AfterValidator(_signing_secret)]
+SlackName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^\S+$")]
 
 
 class _Model(BaseModel):
@@ -174,10 +300,10 @@ class _Notify(_Model):
 class SlackAction(_Notify):
     type: Literal["slack"] = "slack"
     webhook_url: SecretUrl
-    message: TemplateText = DEFAULT_SLACK_MESSAGE
-    channel: str | None = None
-    username: str | None = None
-    icon_emoji: str | None = None
+    message: Annotated[TemplateText, Field(min_length=1)] = DEFAULT_SLACK_MESSAGE
+    channel: SlackName | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=80)
+    icon_emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+'-]+:$")
     blocks: bool = Field(default=False, description="Add a Block Kit layout with task context.")
 
 
@@ -185,17 +311,17 @@ class WebhookAction(_Notify):
     type: Literal["webhook"] = "webhook"
     url: SecretUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retries: int = Field(default=3, ge=0, le=20)
-    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+    secret: SigningSecret | None = Field(default=None, description="HMAC-SHA256 signing secret.")
 
 
 class PagerDutyAction(_Notify):
     type: Literal["pagerduty"] = "pagerduty"
-    routing_key: SecretStr
+    routing_key: RoutingKey
     severity: Literal["critical", "error", "warning", "info"] = "error"
-    summary: TemplateText = DEFAULT_PAGERDUTY_SUMMARY
+    summary: Annotated[TemplateText, Field(min_length=1)] = DEFAULT_PAGERDUTY_SUMMARY
 
 
 NotifyAction = Annotated[SlackAction | WebhookAction | PagerDutyAction, Field(discriminator="type")]

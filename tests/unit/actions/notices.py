@@ -45,7 +45,9 @@ def record(execution_id: str | None = None) -> ExecutionRecord:
             error_message="gateway <!channel> unreachable",
             failure_count=5,
         ),
-        circuit_breaker=BreakerRef(state="closed", count=1, max_executions=100, window_seconds=3600),
+        circuit_breaker=BreakerRef(
+            state="closed", count=1, max_executions=100, window_seconds=3600
+        ),
         outcome="success",
     )
 

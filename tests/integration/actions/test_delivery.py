@@ -1,0 +1,173 @@
+"""Delivering to real local HTTP servers: success, rate limits, retries, bounds, timeouts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+from tests.httpserver import RecordingServer, Reply
+from tests.integration.actions.runner_helpers import deliver, settings
+from tests.unit.actions.notices import ROUTING_KEY, notice
+
+
+def test_webhook_delivers_the_versioned_payload(http_server: RecordingServer) -> None:
+    sent = notice({"type": "webhook", "url": http_server.url_for("/hook")})
+    [done] = deliver([sent])
+    assert (done.result.status, done.result.detail) == ("succeeded", "HTTP 200")
+    [request] = http_server.requests("/hook")
+    body = request.json()
+    assert request.method == "POST"
+    assert request.headers["idempotency-key"] == sent.action_id
+    assert request.headers["content-type"] == "application/json"
+    assert body["schema"] == "flowguard.webhook/1"
+    assert body["execution"]["execution_id"] == sent.record.execution_id
+    assert body["execution"]["schema"] == "flowguard.execution/1"
+    assert body["task"]["name"] == "payments.process_card"
+    assert body["sample"] is False
+    assert "flowguard-signature" not in request.headers
+
+
+def test_slack_posts_text_and_block_kit_context(http_server: RecordingServer) -> None:
+    sent = notice(
+        {
+            "type": "slack",
+            "webhook_url": http_server.url_for("/slack"),
+            "channel": "#payments",
+            "blocks": True,
+        },
+        text="Task payments.process_card failed",
+    )
+    [done] = deliver([sent], config=settings(ui_url="https://flowguard.example"))
+    assert done.result.status == "succeeded"
+    body = http_server.requests("/slack")[0].json()
+    assert body["text"] == "Task payments.process_card failed"
+    assert body["channel"] == "#payments"
+    fields = " ".join(f["text"] for f in body["blocks"][1]["fields"])
+    assert "payments.process_card" in fields
+    assert "celery@pay-1" in fields
+    # Task data cannot ping the channel: Slack's control characters are escaped.
+    assert "&lt;!channel&gt;" in fields
+    assert "<!channel>" not in fields
+    button = body["blocks"][2]["elements"][0]
+    assert button["url"] == f"https://flowguard.example/executions/{sent.record.execution_id}"
+
+
+def test_pagerduty_triggers_with_the_chain_dedup_key(http_server: RecordingServer) -> None:
+    sent = notice({"type": "pagerduty", "routing_key": ROUTING_KEY, "severity": "critical"})
+    http_server.script("/v2/enqueue", Reply(202, body='{"status":"success"}'))
+    config = settings(pagerduty_url=http_server.url_for("/v2/enqueue"))
+    [done] = deliver([sent], config=config)
+    assert (done.result.status, done.result.detail) == ("succeeded", "HTTP 202")
+    event = http_server.requests("/v2/enqueue")[0].json()
+    assert event["routing_key"] == ROUTING_KEY
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"] == "payments-alert/eu/task-1"
+    assert event["payload"]["severity"] == "critical"
+    assert event["payload"]["source"] == "celery@pay-1"
+
+
+def test_429_waits_the_advertised_retry_after(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(429, retry_after=1), Reply(200))
+    [done] = deliver([notice({"type": "webhook", "url": http_server.url_for("/hook")})])
+    assert (done.result.status, done.result.detail) == ("succeeded", "HTTP 200 on attempt 2 of 4")
+    first, second = http_server.requests("/hook")
+    assert second.received_at - first.received_at >= 1.0
+
+
+def test_503_is_retried_then_given_up_within_the_bound(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(503, body="upstream down"))
+    action = {"type": "webhook", "url": http_server.url_for("/hook"), "retries": 20}
+    [done] = deliver([notice(action)], config=settings(max_total_seconds=1.0))
+    assert done.result.status == "failed"
+    assert done.result.detail.startswith("HTTP 503: upstream down; gave up")
+    assert "1s bound" in done.result.detail
+    assert done.seconds < 1.5
+    assert len(http_server.requests("/hook")) >= 3
+
+
+def test_retries_stop_at_the_action_s_count(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(500))
+    [done] = deliver(
+        [notice({"type": "webhook", "url": http_server.url_for("/hook"), "retries": 2})]
+    )
+    assert done.result.detail == "HTTP 500: ok (gave up after 3 attempts)"
+    assert len(http_server.requests("/hook")) == 3
+
+
+def test_4xx_is_final_and_recorded_as_a_short_excerpt(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(400, body="bad " + "x" * 5_000_000))
+    [done] = deliver([notice({"type": "webhook", "url": http_server.url_for("/hook")})])
+    assert done.result.status == "failed"
+    assert done.result.detail.startswith("HTTP 400: bad xxx")
+    assert len(done.result.detail) < 250
+    assert len(http_server.requests("/hook")) == 1
+
+
+def test_a_hanging_endpoint_times_out(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(hang=True))
+    action = {"type": "webhook", "url": http_server.url_for("/hook"), "timeout_seconds": 0.3}
+    [done] = deliver([notice({**action, "retries": 1})])
+    assert done.result.status == "failed"
+    assert done.result.detail == ("timed out (waiting for the response) (gave up after 2 attempts)")
+    assert 0.6 <= done.seconds < 1.5
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    with RecordingServer() as gone:
+        url = gone.url_for("/hook")
+    [done] = deliver([notice({"type": "webhook", "url": url, "retries": 1})])
+    assert done.result.status == "failed"
+    assert "ConnectError" in done.result.detail
+    assert "gave up after 2 attempts" in done.result.detail
+
+
+def test_the_receiver_verifies_the_signature(http_server: RecordingServer) -> None:
+    secret = "whsec-0123456789abcdef"
+    action = {"type": "webhook", "url": http_server.url_for("/hook"), "secret": secret}
+    deliver([notice(action)])
+    [request] = http_server.requests("/hook")
+    assert verify(secret.encode(), request.headers, request.body)
+    assert not verify(b"another-secret-entirely", request.headers, request.body)
+    assert not verify(secret.encode(), request.headers, request.body + b" ")
+
+
+def verify(secret: bytes, headers: dict[str, str] | object, body: bytes) -> bool:
+    """The receiver's side, as docs/actions.md shows it."""
+    assert isinstance(headers, dict)
+    timestamp = headers["flowguard-timestamp"]
+    expected = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - int(timestamp)) <= 300
+    return fresh and hmac.compare_digest(f"v1={expected}", headers["flowguard-signature"])
+
+
+def test_a_redirect_is_not_followed(http_servers: Callable[[], RecordingServer]) -> None:
+    origin, elsewhere = http_servers(), http_servers()
+    origin.script("/hook", Reply(302, headers={"Location": elsewhere.url_for("/stolen")}))
+    [done] = deliver([notice({"type": "webhook", "url": origin.url_for("/hook")})])
+    assert done.result.status == "failed"
+    assert done.result.detail.startswith("HTTP 302")
+    assert elsewhere.requests() == []
+
+
+def test_a_sample_is_marked_and_tried_once(http_server: RecordingServer) -> None:
+    http_server.script("/hook", Reply(503))
+    sent = notice({"type": "webhook", "url": http_server.url_for("/hook")})
+    [done] = deliver([sent], sample=True)
+    assert done.result.status == "failed"
+    assert done.result.detail.startswith("sample: HTTP 503")
+    [request] = http_server.requests("/hook")
+    assert request.headers["flowguard-sample"] == "true"
+    assert request.headers["idempotency-key"] == f"{sent.action_id}/sample"
+    assert request.json()["sample"] is True
+
+
+def test_a_sample_never_uses_up_the_real_delivery(http_server: RecordingServer) -> None:
+    sent = notice({"type": "slack", "webhook_url": http_server.url_for("/slack")})
+    samples = deliver([sent, sent], sample=True)
+    [real] = deliver([sent])
+    assert [t.result.status for t in [*samples, real]] == ["succeeded"] * 3
+    texts = [r.json()["text"] for r in http_server.requests("/slack")]
+    assert [t.startswith("[flowguard test]") for t in texts] == [True, True, False]
+    assert texts[2] == "Task failed"
