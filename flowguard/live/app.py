@@ -43,7 +43,7 @@ from flowguard.live.settings import LiveSettings
 from topics._base import iso
 from topics.commands import RetryCommand
 from topics.dlq import DeadLetter
-from topics.events import EVENT_ADAPTER
+from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
 from topics.registry import (
     COMMANDS,
     DLQ,
@@ -72,7 +72,7 @@ log = logging.getLogger("flowguard.live")
 
 def partition_of(key: bytes, partitions: int) -> int:
     """Where Kafka's default partitioner puts ``key`` (the bridge and Faust both use it)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Live:
@@ -120,8 +120,8 @@ class Live:
         self._delivering: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
-        self.app.agent(self.source, name="detect")(self._detect)
-        self.app.agent(self.triggers, name="execute")(self._execute)
+        self.app.agent(self.source, name="detect")(self._detect)  # type: ignore[arg-type]
+        self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.task(self._start)
         self.app.on_partitions_assigned.connect(self._assigned)
@@ -159,30 +159,25 @@ class Live:
 
     async def _on_event(self, key: bytes | None, value: bytes, offset: int) -> None:
         data = json.loads(value)
-        kind = data.get("kind", "") if isinstance(data, dict) else ""
-        if kind == "bridge.status":
+        if isinstance(data, dict) and data.get("kind") == "bridge.status":
             return
         event = EVENT_ADAPTER.validate_python(data)
         index = self.feed.index
-        if kind.startswith("worker."):
-            name = f"{event.cluster}/{event.hostname}"  # type: ignore[union-attr]
-            slot, out = detect.on_worker_event(
-                self.workers.get(name), event, offset, index,  # type: ignore[arg-type]
+        if isinstance(event, WORKER_EVENT_TYPES):
+            name = f"{event.cluster}/{event.hostname}"
+            wslot, out = detect.on_worker_event(
+                self.workers.get(name), event, offset, index,
                 self.settings.heartbeat_expiry_factor,
             )  # fmt: skip
-            self.workers[name] = slot
-            await self._send_detected(name, out)
+            self.workers[name] = wslot
+        elif isinstance(event, TASK_EVENT_TYPES):
+            name = key.decode() if key else f"{event.cluster}/{event.task_id}"
+            slot, out = detect.on_task_event(
+                self.chains.get(name), name, event, offset, index, self._is_offline
+            )
+            self._store_chain(name, slot)
+        else:
             return
-        name = key.decode() if key else f"{event.cluster}/{event.task_id}"  # type: ignore[union-attr]
-        slot, out = detect.on_task_event(
-            self.chains.get(name),
-            name,
-            event,
-            offset,
-            index,
-            self._is_offline,  # type: ignore[arg-type]
-        )
-        self._store_chain(name, slot)
         await self._send_detected(name, out)
 
     def _store_chain(self, name: str, slot: detect.Slot | None) -> None:
@@ -205,14 +200,15 @@ class Live:
                 item.chain_key, detect.on_cancel(self.chains.get(item.chain_key), item)
             )
         elif isinstance(item, Tick):
-            if self.workers.get(item.key) is not None:
-                wslot, out = detect.on_worker_tick(
-                    self.workers.get(item.key), index, now, self.settings.heartbeat_expiry_factor
+            worker = self.workers.get(item.key)
+            if worker is not None:
+                worker, out = detect.on_worker_tick(
+                    worker, index, now, self.settings.heartbeat_expiry_factor
                 )
-                self.workers[item.key] = wslot
+                self.workers[item.key] = worker
             else:
-                slot, out = detect.on_chain_tick(self.chains.get(item.key), index, now)
-                self._store_chain(item.key, slot)
+                chain, out = detect.on_chain_tick(self.chains.get(item.key), index, now)
+                self._store_chain(item.key, chain)
             await self._send_detected(item.key, out)
         elif isinstance(item, WorkerGone):
             mine = {

@@ -115,12 +115,9 @@ def on_task_event(
     trigger = apply_task_event(chain, event)
     triggers = [trigger] if trigger is not None else []
     task = chain.tasks[event.task_id]
-    if task.starts != starts and task.worker is not None:
-        # A start reported by a worker already judged offline (its events came late).
-        if is_offline(chain.cluster, task.worker):
-            triggers += orphan_triggers(
-                chain, task.worker, at=event.timestamp, why="already offline"
-            )
+    # A start reported by a worker already judged offline (its events came late).
+    if task.starts != starts and task.worker and is_offline(chain.cluster, task.worker):
+        triggers += orphan_triggers(chain, task.worker, at=event.timestamp, why="already offline")
     for found in triggers:
         out.matched += match(index, found)
     _remember(slot, offset, out.matched)
@@ -187,7 +184,7 @@ def on_cancel(slot: Slot | None, item: CancelRetry) -> Slot | None:
 def on_worker_gone(
     slots: dict[str, Slot], gone: WorkerGone, index: WorkflowIndex
 ) -> tuple[dict[str, Slot], Out]:
-    """``task.orphaned`` for the tasks this partition's chains still run on a worker gone offline."""
+    """``task.orphaned`` for what this partition's chains still run on a worker gone offline."""
     out, changed = Out(), {}
     for key in sorted(slots):
         chain = Chain.from_dict(slots[key]["chain"])
