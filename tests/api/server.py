@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -24,6 +24,7 @@ from flowguard.kafka_admin import create_topics
 from flowguard.settings import Settings
 from tests.helpers import wait_until
 
+T = TypeVar("T")
 TOKENS = {
     "viewer": "viewer-token-0123456789abcdef",
     "editor": "editor-token-0123456789abcdef",
@@ -43,6 +44,25 @@ class Served:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
 
 
+def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: works where a loop already runs (Playwright)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(asyncio.run(coroutine))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="in-thread")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
 def _tokens() -> str:
     return ",".join(f"{role}-user:{role}:{token}" for role, token in TOKENS.items())
 
@@ -51,7 +71,7 @@ def _tokens() -> str:
 def serve(bootstrap: str, prefix: str, history_dir: Path, **api: Any) -> Iterator[Served]:
     """Create the prefix's topics (1 partition each), start the app, stop it on exit."""
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
-    asyncio.run(create_topics(bootstrap, prefix, 30, partitions=1))
+    in_thread(create_topics(bootstrap, prefix, 30, partitions=1))
     app = create_app(
         settings, ApiSettings(tokens=SecretStr(_tokens()), history_dir=history_dir, **api)
     )

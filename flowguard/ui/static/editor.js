@@ -1,0 +1,277 @@
+// Create / edit a workflow: a form and a YAML view kept in sync, validated as you type.
+// The definition object is the one source of truth; secrets typed here stay in the page
+// (the YAML is made here with js-yaml, the server never echoes a definition back).
+"use strict";
+const TRIGGERS = ["task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"];
+const CONDITIONS = [
+  ["task_name_pattern", "text", "Task name pattern (glob)"], ["queue", "text", "Queue"],
+  ["error_pattern", "text", "Error pattern (regex)"],
+  ["failure_count_threshold", "number", "Failure count threshold"],
+  ["cluster", "text", "Cluster (glob)"], ["worker_pattern", "text", "Worker (glob)"],
+];
+const ACTION_FIELDS = {
+  retry: [["delay_seconds", "number", "Delay (s)"], ["max_attempts", "number", "Max attempts"],
+    ["exponential_backoff", "checkbox", "Exponential backoff"],
+    ["backoff_multiplier", "number", "Backoff multiplier"], ["max_delay_seconds", "number", "Max delay (s)"]],
+  slack: [["webhook_url", "text", "Webhook URL (secret)"], ["message", "textarea", "Message template"],
+    ["channel", "text", "Channel"]],
+  webhook: [["url", "text", "URL (secret)"], ["method", "select", "Method", ["POST", "PUT", "PATCH"]],
+    ["headers", "headers", "Headers (Name: value per line, secret)"],
+    ["timeout_seconds", "number", "Timeout (s)"], ["retries", "number", "Retries"],
+    ["secret", "text", "Signing secret"]],
+  pagerduty: [["routing_key", "text", "Routing key (secret)"],
+    ["severity", "select", "Severity", ["critical", "error", "warning", "info"]],
+    ["summary", "textarea", "Summary template"]],
+};
+const NEW_ACTION = {
+  retry: { type: "retry", delay_seconds: 60, max_attempts: 3 },
+  slack: { type: "slack", webhook_url: "", message: "Task {task_name} failed: {error_message}" },
+  webhook: { type: "webhook", url: "" },
+  pagerduty: { type: "pagerduty", routing_key: "" },
+};
+
+const state = { def: null, workflowId: null, version: null };
+let validateTimer = null;
+
+function normalize(def) {
+  const copy = JSON.parse(JSON.stringify(def || {}));
+  if (copy.action && !copy.actions) { copy.actions = [copy.action]; delete copy.action; }
+  copy.actions = (copy.actions || []).map((a) => (a.type ? a : { type: "retry", ...a }));
+  copy.trigger = copy.trigger || { event: "task.failed" };
+  copy.trigger.conditions = copy.trigger.conditions || {};
+  return copy;
+}
+
+// The definition as saved: empty conditions and breaker left out.
+function cleaned() {
+  const def = JSON.parse(JSON.stringify(state.def));
+  if (!Object.keys(def.trigger.conditions).length) delete def.trigger.conditions;
+  if (def.circuit_breaker && !Object.keys(def.circuit_breaker).length) delete def.circuit_breaker;
+  return def;
+}
+
+function getPath(path) { return path.split(".").reduce((o, k) => (o == null ? o : o[k]), state.def); }
+function setPath(path, value) {
+  const keys = path.split(".");
+  let node = state.def;
+  for (const key of keys.slice(0, -1)) { node[key] = node[key] || {}; node = node[key]; }
+  const last = keys[keys.length - 1];
+  if (value === "" || value === null || value === undefined) delete node[last]; else node[last] = value;
+}
+
+function headersText(headers) {
+  return Object.entries(headers || {}).map(([k, v]) => `${k}: ${v}`).join("\n");
+}
+function parseHeaders(text) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    const at = line.indexOf(":");
+    if (at > 0) out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return Object.keys(out).length ? out : "";
+}
+
+function input(path, kind, label, options) {
+  const value = getPath(path);
+  let control;
+  const onChange = (e) => {
+    const t = e.target;
+    let v = t.value;
+    if (kind === "number") v = t.value === "" ? "" : Number(t.value);
+    if (kind === "checkbox") v = t.checked;
+    if (kind === "headers") v = parseHeaders(t.value);
+    setPath(path, v);
+    changed(path);
+  };
+  if (kind === "textarea" || kind === "headers") {
+    control = FG.el("textarea", { rows: 3, oninput: onChange, "data-path": path },
+      kind === "headers" ? headersText(value) : value ?? "");
+  } else if (kind === "select") {
+    control = FG.el("select", { onchange: onChange, "data-path": path },
+      FG.el("option", { value: "" }, "(default)"),
+      options.map((o) => FG.el("option", { value: o, selected: o === value }, o)));
+  } else if (kind === "checkbox") {
+    control = FG.el("input", { type: "checkbox", checked: !!value, onchange: onChange, "data-path": path });
+  } else {
+    control = FG.el("input", { type: kind, value: value ?? "", oninput: onChange, "data-path": path,
+      step: kind === "number" ? "any" : undefined });
+  }
+  return FG.el("div", {}, FG.el("label", {}, label), control);
+}
+
+function actionBox(action, index) {
+  const fields = ACTION_FIELDS[action.type] || [];
+  const box = FG.el("div", { class: "action", "data-testid": `action-${index}` },
+    FG.el("div", { class: "row" },
+      FG.el("b", {}, `Action ${index + 1}: `),
+      FG.el("select", { "data-path": `actions.${index}.type`, onchange: (e) => {
+        state.def.actions[index] = { ...NEW_ACTION[e.target.value] };
+        renderForm(); changed();
+      } }, Object.keys(NEW_ACTION).map((t) => FG.el("option", { value: t, selected: t === action.type }, t))),
+      FG.el("button", { type: "button", class: "secondary", onclick: () => {
+        state.def.actions.splice(index, 1); renderForm(); changed();
+      } }, "Remove")),
+    FG.el("div", { class: "grid" }, fields.map(([name, kind, label, options]) =>
+      input(`actions.${index}.${name}`, kind, label, options))));
+  const template = action.type === "slack" ? "message" : action.type === "pagerduty" ? "summary" : null;
+  if (template) {
+    box.append(FG.el("label", {}, "Live preview (example failure)"),
+      FG.el("div", { class: "preview", "data-preview": `actions.${index}.${template}` }));
+  }
+  return box;
+}
+
+function renderForm() {
+  const def = state.def;
+  const form = document.getElementById("form");
+  FG.fill(form, 
+    FG.el("div", { class: "grid" }, input("name", "text", "Name"), input("description", "text", "Description")),
+    FG.el("h2", {}, "Trigger"),
+    FG.el("div", { class: "grid" },
+      input("trigger.event", "select", "Event", TRIGGERS),
+      def.trigger.event === "task.execution_time_exceeded"
+        ? input("trigger.threshold_seconds", "number", "Threshold (s)") : null),
+    FG.el("h2", {}, "Conditions (all must hold)"),
+    FG.el("div", { class: "grid" }, CONDITIONS.map(([name, kind, label]) =>
+      input(`trigger.conditions.${name}`, kind, label))),
+    FG.el("h2", {}, "Actions"),
+    FG.el("div", {}, def.actions.map(actionBox)),
+    FG.el("div", { class: "row" }, Object.keys(NEW_ACTION).map((t) => FG.el("button", {
+      type: "button", class: "secondary", onclick: () => {
+        def.actions.push({ ...NEW_ACTION[t] }); renderForm(); changed();
+      } }, `+ ${t}`))),
+    FG.el("h2", {}, "Circuit breaker"),
+    FG.el("div", { class: "grid" },
+      input("circuit_breaker.max_executions", "number", "Max executions"),
+      input("circuit_breaker.time_window_hours", "number", "Time window (hours)")));
+}
+
+function renderYaml() {
+  const area = document.getElementById("yaml");
+  if (document.activeElement !== area) area.value = jsyaml.dump(cleaned(), { noRefs: true });
+}
+
+function changed() {
+  renderYaml();
+  clearTimeout(validateTimer);
+  validateTimer = setTimeout(validate, 250);
+}
+
+async function preview() {
+  for (const node of document.querySelectorAll("[data-preview]")) {
+    const template = getPath(node.dataset.preview);
+    if (!template) { node.textContent = "(default message)"; continue; }
+    const answer = await FG.api("POST", "/api/preview", { template });
+    node.textContent = answer.text ?? `✗ ${answer.problem}`;
+  }
+}
+
+async function validate() {
+  const result = await FG.api("POST", "/api/validate", { definition: cleaned() });
+  for (const node of document.querySelectorAll(".invalid")) node.classList.remove("invalid");
+  const box = document.getElementById("validation");
+  FG.fill(box);
+  if (!result.valid) {
+    box.append(FG.el("ul", { class: "problems", "data-testid": "problems" },
+      result.problems.map((p) => FG.el("li", {}, `${p.field}: ${p.message}`))));
+    for (const p of result.problems) {
+      const node = document.querySelector(`[data-path="${p.field}"]`)
+        || document.querySelector(`[data-path^="${p.field}."]`);
+      if (node) node.classList.add("invalid");
+    }
+  } else {
+    box.append(FG.el("p", { class: "muted", "data-testid": "valid" }, `✓ valid (id ${result.id})`));
+    if (result.warnings.length) {
+      box.append(FG.el("ul", { class: "warnings" },
+        result.warnings.map((w) => FG.el("li", {}, `${w.field}: ${w.message}`))));
+    }
+  }
+  document.getElementById("save").disabled = !result.valid;
+  document.getElementById("save-enable").disabled = !result.valid;
+  await preview();
+}
+
+function yamlEdited(event) {
+  const status = document.getElementById("yaml-status");
+  try {
+    const parsed = jsyaml.load(event.target.value);
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not a mapping");
+    state.def = normalize(parsed);
+    status.textContent = "";
+    renderForm();
+    clearTimeout(validateTimer);
+    validateTimer = setTimeout(validate, 250);
+  } catch (error) {
+    status.textContent = `YAML: ${error.message.split("\n")[0]}`;
+  }
+}
+
+async function save(enable) {
+  const definition = cleaned();
+  if (enable) definition.enabled = true;
+  const body = { definition, comment: document.getElementById("comment").value };
+  const box = document.getElementById("validation");
+  try {
+    const result = state.workflowId
+      ? await FG.api("PUT", `/api/workflows/${state.workflowId}`, { ...body, expected_version: state.version })
+      : await FG.api("POST", "/api/workflows", body);
+    location.href = `/ui/workflows/${result.workflow.id}?saved=${result.workflow.version}`;
+  } catch (error) {
+    FG.fill(box, FG.problemList(error));
+  }
+}
+
+function editorPage(title) {
+  return [
+    FG.el("h1", {}, title),
+    FG.el("div", { class: "split" },
+      FG.el("div", { class: "card", id: "form", "data-testid": "form" }),
+      FG.el("div", { class: "card" },
+        FG.el("h2", {}, "YAML"),
+        FG.el("textarea", { id: "yaml", rows: 30, "data-testid": "yaml", oninput: yamlEdited }),
+        FG.el("p", { id: "yaml-status", class: "problems" }),
+        FG.el("div", { id: "validation" }),
+        FG.el("label", {}, "Comment (kept with the version)"),
+        FG.el("input", { id: "comment", style: "width:100%" }),
+        FG.el("div", { class: "row" },
+          FG.el("button", { id: "save", type: "button", class: "secondary", onclick: () => save(false) }, "Save"),
+          FG.el("button", { id: "save-enable", type: "button", onclick: () => save(true) }, "Save and Enable")))),
+  ];
+}
+
+function start(def, title) {
+  state.def = normalize(def);
+  FG.fill(document.getElementById("main"), ...editorPage(title));
+  renderForm();
+  changed();
+}
+
+async function pickTemplate() {
+  const templates = await FG.api("GET", "/api/templates");
+  const main = document.getElementById("main");
+  FG.fill(main, FG.el("h1", {}, "Create Workflow"),
+    FG.el("p", { class: "muted" }, "Start from one of the product page's templates, or blank."),
+    FG.el("div", { class: "grid" },
+      templates.map((t) => FG.el("div", { class: "card", "data-template": t.slug },
+        FG.el("h2", {}, t.name), FG.el("pre", {}, t.yaml),
+        FG.el("button", { type: "button", onclick: () => start(t.definition, `New: ${t.name}`) },
+          "Use this template"))),
+      FG.el("div", { class: "card", "data-template": "blank" }, FG.el("h2", {}, "Blank"),
+        FG.el("button", { type: "button", onclick: () => start({
+          name: "", trigger: { event: "task.failed" }, actions: [{ ...NEW_ACTION.retry }],
+        }, "New workflow") }, "Start blank"))));
+}
+
+(async () => {
+  const me = await FG.header();
+  if (!me) return;
+  const match = location.pathname.match(/^\/ui\/workflows\/([^/]+)\/edit$/);
+  if (match) {
+    const detail = await FG.api("GET", `/api/workflows/${match[1]}`);
+    state.workflowId = detail.id;
+    state.version = detail.version;
+    start(detail.definition, `Edit: ${detail.name} (v${detail.version})`);
+  } else {
+    await pickTemplate();
+  }
+})();

@@ -1,0 +1,177 @@
+// One workflow: settings, versions (diff, rollback), Test Workflow, Execution History.
+"use strict";
+const workflowId = decodeURIComponent(location.pathname.split("/")[3]);
+let me = null;
+const W = (path) => `/api/workflows/${encodeURIComponent(workflowId)}${path}`;
+
+async function settingsTab(box) {
+  const w = await FG.api("GET", W(""));
+  const canWrite = me.role !== "viewer";
+  const act = async (method, path, body) => {
+    try { await FG.api(method, W(path), body); location.reload(); } catch (e) { box.append(FG.problemList(e)); }
+  };
+  FG.fill(box, 
+    FG.el("div", { class: "row" },
+      FG.badge(w.enabled ? "enabled" : "disabled", w.enabled ? "on" : "off"),
+      FG.el("span", { class: "muted" }, `version ${w.version}, saved ${FG.when(w.saved_at)} by ${w.saved_by}`),
+      canWrite ? FG.el("a", { class: "button", href: `/ui/workflows/${w.id}/edit` }, "Edit") : null,
+      canWrite ? FG.el("button", { class: "secondary", onclick: () => act("POST", w.enabled ? "/disable" : "/enable") },
+        w.enabled ? "Disable" : "Enable") : null,
+      FG.el("a", { class: "button secondary", href: "#", onclick: async (e) => {
+        e.preventDefault();
+        const text = await FG.api("GET", W("/export"));
+        box.append(FG.el("pre", {}, text));
+      } }, "Export YAML"),
+      canWrite ? FG.el("button", { class: "danger", onclick: async () => {
+        if (confirm(`Delete ${w.name}? Its versions stay in the history.`)) {
+          await FG.api("DELETE", W("")); location.href = "/ui/";
+        }
+      } }, "Delete") : null),
+    w.warnings.length ? FG.el("ul", { class: "warnings" },
+      w.warnings.map((x) => FG.el("li", {}, `${x.field}: ${x.message}`))) : null,
+    FG.el("pre", { "data-testid": "definition" }, w.yaml));
+}
+
+function diffView(text) {
+  return FG.el("pre", { class: "diff", "data-testid": "diff" }, text.split("\n").map((line) =>
+    FG.el("div", { class: line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "" }, line)));
+}
+
+async function versionsTab(box) {
+  const versions = await FG.api("GET", W("/versions"));
+  const latest = versions[versions.length - 1].version;
+  const diffBox = FG.el("div");
+  const pick = (name, value) => FG.el("select", { name },
+    versions.map((v) => FG.el("option", { value: v.version, selected: v.version === value }, `v${v.version}`)));
+  const a = pick("a", Math.max(1, latest - 1));
+  const b = pick("b", latest);
+  FG.fill(box, 
+    FG.el("table", { "data-testid": "versions" },
+      FG.el("thead", {}, FG.el("tr", {}, ["Version", "Saved", "By", "Comment", ""].map((h) => FG.el("th", {}, h)))),
+      FG.el("tbody", {}, versions.slice().reverse().map((v) => FG.el("tr", { "data-version": v.version },
+        FG.el("td", {}, `v${v.version}`, v.version === latest ? " (latest)" : "", v.deleted ? " deleted" : ""),
+        FG.el("td", {}, FG.when(v.saved_at)), FG.el("td", {}, v.saved_by), FG.el("td", {}, v.comment),
+        FG.el("td", {}, me.role !== "viewer" && v.version !== latest && !v.deleted
+          ? FG.el("button", { class: "secondary", onclick: async () => {
+            await FG.api("POST", W("/rollback"), { version: v.version });
+            FG.toast(`Rolled back to v${v.version}`);
+            location.hash = "versions"; location.reload();
+          } }, `Roll back to v${v.version}`) : null))))),
+    FG.el("div", { class: "row" }, "Diff ", a, " → ", b,
+      FG.el("button", { class: "secondary", onclick: async () => {
+        const d = await FG.api("GET", W(`/diff?a=${a.value}&b=${b.value}`));
+        FG.fill(diffBox, diffView(d.diff || "(no difference)"));
+      } }, "Show diff")),
+    diffBox);
+}
+
+function testTab(box) {
+  const results = FG.el("div", { "data-testid": "test-results" });
+  const jsonl = FG.el("textarea", { rows: 6, placeholder: "JSON lines of Celery events" });
+  const file = FG.el("input", { type: "file", accept: ".jsonl,.json,.txt", onchange: async () => {
+    jsonl.value = await file.files[0].text();
+  } });
+  const cluster = FG.el("input", { value: "default" });
+  const hours = FG.el("input", { type: "number", value: "", placeholder: "hours", min: "0", step: "any" });
+  const samples = FG.el("input", { type: "checkbox" });
+  const run = async () => {
+    const body = { workflow_id: workflowId, cluster: cluster.value, send_samples: samples.checked };
+    if (hours.value) body.hours = Number(hours.value); else body.events_jsonl = jsonl.value;
+    FG.fill(results, FG.el("p", { class: "muted" }, "Running…"));
+    try {
+      const r = await FG.api("POST", "/api/test", body);
+      FG.fill(results, 
+        FG.el("p", {}, `${r.source}: ${r.stats.events} events, ${r.stats.triggers} triggers, ` +
+          `${r.records.length} execution records (dry run)`),
+        r.samples.length ? FG.el("p", {}, "Samples: ", r.samples.map((s) => `${s.type} ${s.status} ${s.detail}`).join("; ")) : null,
+        FG.el("table", {}, FG.el("thead", {}, FG.el("tr", {}, ["Trigger", "At", "Task / worker", "Fired?", "Why"].map((h) => FG.el("th", {}, h)))),
+          FG.el("tbody", {}, r.verdicts.map((v) => FG.el("tr", {},
+            FG.el("td", {}, v.event), FG.el("td", {}, FG.when(v.at)), FG.el("td", {}, v.subject),
+            FG.el("td", {}, FG.badge(v.fired ? "fired" : "no", v.fired ? "success" : "skipped")),
+            FG.el("td", {}, v.reason))))),
+        FG.el("h2", {}, "Records"),
+        ...r.records.map((rec) => FG.el("details", { class: "card" },
+          FG.el("summary", {}, `${rec.trigger.event} ${rec.task ? rec.task.name : ""} → `,
+            FG.badge(rec.outcome), ` ${rec.actions.map((a) => `${a.type}:${a.status}`).join(", ")}`),
+          FG.recordDetail(rec))));
+    } catch (e) { FG.fill(results, FG.problemList(e)); }
+  };
+  FG.fill(box, FG.el("div", { class: "card" },
+    FG.el("p", { class: "muted" }, "A dry run through the engine: nothing is retried. Upload recorded events, or read a cluster's last hours from Kafka."),
+    FG.el("label", {}, "Events (JSONL)"), file, jsonl,
+    FG.el("div", { class: "grid" },
+      FG.el("div", {}, FG.el("label", {}, "Cluster"), cluster),
+      FG.el("div", {}, FG.el("label", {}, "…or the last N hours from Kafka"), hours),
+      FG.el("div", {}, FG.el("label", {}, "Send a sample notification (marked as a test)"), samples)),
+    FG.el("p", {}, FG.el("button", { onclick: run, "data-testid": "run-test" }, "Run test"))), results);
+}
+
+async function historyTab(box) {
+  const filters = FG.el("form", { class: "row card" });
+  const field = (name, label, options) => FG.el("div", {}, FG.el("label", {}, label), options
+    ? FG.el("select", { name }, FG.el("option", { value: "" }, "any"), options.map((o) => FG.el("option", { value: o }, o)))
+    : FG.el("input", { name, size: 14 }));
+  filters.append(field("outcome", "Outcome", ["success", "failure", "skipped"]),
+    field("trigger", "Trigger", ["task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"]),
+    field("cluster", "Cluster"), field("task_name", "Task name"), field("task_id", "Task id"),
+    field("since", "Since (ISO)"), field("until", "Until (ISO)"),
+    FG.el("button", {}, "Filter"));
+  const chart = FG.el("div", { class: "card", "data-testid": "chart" });
+  const table = FG.el("div", { "data-testid": "history" });
+  const pager = FG.el("div", { class: "row" });
+  const cursors = [null];
+  const load = async () => {
+    const params = new URLSearchParams({ workflow: workflowId, limit: "25" });
+    for (const [k, v] of new FormData(filters)) if (v) params.set(k, v);
+    const counts = await FG.api("GET", `/api/executions/counts?workflow=${encodeURIComponent(workflowId)}`);
+    FG.fill(chart, FG.el("b", {}, "Executions per hour, last 24 h"), FG.chart(counts));
+    const cursor = cursors[cursors.length - 1];
+    if (cursor) params.set("cursor", cursor);
+    let page;
+    try { page = await FG.api("GET", `/api/executions?${params}`); } catch (e) {
+      FG.fill(table, FG.problemList(e)); return;
+    }
+    FG.fill(table, page.items.length ? FG.el("div", {}, page.items.map((r) => FG.el("details", { class: "card", "data-execution": r.execution_id },
+      FG.el("summary", {}, FG.when(r.trigger.at), " ", r.trigger.event, " ",
+        r.task ? r.task.name : (r.worker ? r.worker.hostname : ""), " → ", FG.badge(r.outcome),
+        ` ${r.actions.map((a) => `${a.type}:${a.status}`).join(", ")}`),
+      FG.recordDetail(r),
+      me.role !== "viewer" && r.actions.some((a) => a.status === "scheduled")
+        ? FG.el("button", { class: "danger", onclick: async () => {
+          await FG.api("POST", `/api/executions/${encodeURIComponent(r.execution_id)}/cancel`, {});
+          FG.toast("Cancellation requested");
+        } }, "Cancel pending retry") : null)))
+      : FG.el("p", { class: "muted" }, "No executions match."));
+    FG.fill(pager, 
+      FG.el("button", { class: "secondary", disabled: cursors.length === 1, onclick: () => { cursors.pop(); load(); } }, "Newer"),
+      FG.el("button", { class: "secondary", disabled: !page.next_cursor, onclick: () => { cursors.push(page.next_cursor); load(); } }, "Older"));
+  };
+  filters.addEventListener("submit", (e) => { e.preventDefault(); cursors.length = 1; load(); });
+  FG.fill(box, filters, chart, table, pager);
+  await load();
+}
+
+(async () => {
+  me = await FG.header();
+  if (!me) return;
+  const detail = await FG.api("GET", W("")).catch(() => null);
+  const main = document.getElementById("main");
+  const box = FG.el("div", { id: "tab" });
+  const tabs = { settings: settingsTab, versions: versionsTab, test: testTab, history: historyTab };
+  const labels = { settings: "Settings", versions: "Versions", test: "Test Workflow", history: "Execution History" };
+  const bar = FG.el("div", { class: "tabs" });
+  const show = async (name) => {
+    for (const b of bar.children) b.classList.toggle("active", b.dataset.tab === name);
+    location.hash = name;
+    await tabs[name](box);
+  };
+  for (const name of Object.keys(tabs)) {
+    bar.append(FG.el("button", { "data-tab": name, onclick: () => show(name) }, labels[name]));
+  }
+  FG.fill(main, FG.el("h1", {}, detail ? detail.name : workflowId,
+    FG.el("span", { class: "muted" }, ` ${workflowId}`)), bar, box);
+  const saved = new URLSearchParams(location.search).get("saved");
+  if (saved) FG.toast(`Saved version ${saved}`);
+  const first = location.hash.slice(1);
+  await show(tabs[first] ? first : "settings");
+})();

@@ -1,0 +1,60 @@
+"""Real headless Chromium (Debian's, never a downloaded one) driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.api.server import TOKENS, Served, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser(kafka_bootstrap: str) -> Iterator[Browser]:
+    # Kafka first: its fixture calls asyncio.run, which Playwright's running loop would refuse.
+    if not CHROMIUM.exists():
+        pytest.fail("no /usr/bin/chromium: apt-get install -y chromium", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def served(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Served]:
+    with serve(kafka_bootstrap, topic_prefix, tmp_path / "history") as found:
+        yield found
+
+
+def sign_in(page: Page, served: Served, role: str = "editor") -> None:
+    page.goto(f"{served.base_url}/ui/login")
+    page.fill("#token", TOKENS[role])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{served.base_url}/ui/")
+    page.get_by_test_id("who").wait_for()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

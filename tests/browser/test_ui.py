@@ -1,0 +1,131 @@
+"""The UI in real headless Chromium against the real API and Kafka; screenshots for the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from playwright.sync_api import Page, expect
+
+from tests.api.server import Served, in_thread
+from tests.browser.conftest import SCREENSHOTS, sign_in
+from tests.helpers import wait_until
+from topics.execution import ExecutionRecord
+
+pytestmark = pytest.mark.integration
+STREAM = Path(__file__).resolve().parents[2] / "tests" / "data" / "streams" / "flaky_chain.jsonl"
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def _produce(served: Served, records: list[ExecutionRecord]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=served.bootstrap)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                f"{served.prefix}.execution-log",
+                record.to_json().encode(),
+                key=record.workflow.id.encode(),
+            )
+    finally:
+        await producer.stop()
+
+
+def test_template_save_enable_test_history_versions_rollback(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    expect(page.get_by_text("No workflows yet")).to_be_visible()
+    page.get_by_role("link", name="Create Workflow").first.click()
+    template = page.locator("[data-template=auto-retry-network-errors]")
+    shot(page, "create-pick-template")
+    template.get_by_role("button").click()
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    yaml_text = page.get_by_test_id("yaml").input_value()
+    assert "error_pattern: ConnectionError|Timeout|ConnectionRefusedError" in yaml_text
+    shot(page, "editor")
+    # The form and the YAML view stay in sync, both ways.
+    page.fill("[data-path='actions.0.max_attempts']", "5")
+    assert "max_attempts: 5" in page.get_by_test_id("yaml").input_value()
+    shot(page, "editor")
+    page.click("#save-enable")
+    page.wait_for_url("**/ui/workflows/auto-retry-network-errors?saved=1")
+    expect(page.get_by_test_id("definition")).to_contain_text("max_attempts: 5")
+    shot(page, "workflow-settings")
+
+    # Edit: a second version, then the diff and a rollback to the first.
+    page.get_by_role("link", name="Edit", exact=True).click()
+    page.fill("[data-path='circuit_breaker.max_executions']", "20")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    page.click("#save")
+    page.wait_for_url("**?saved=2")
+    page.click("[data-tab=versions]")
+    page.get_by_role("button", name="Show diff").click()
+    expect(page.get_by_test_id("diff")).to_contain_text("+  max_executions: 20")
+    shot(page, "workflow-versions")
+    page.get_by_role("button", name="Roll back to v1").click()
+    expect(page.locator("[data-version='3']")).to_contain_text("rollback to version 1")
+
+    # Test Workflow over a recorded stream.
+    page.click("[data-tab=test]")
+    page.locator("textarea").fill(STREAM.read_text())
+    page.get_by_test_id("run-test").click()
+    expect(page.get_by_test_id("test-results")).to_contain_text("execution records (dry run)")
+    expect(page.get_by_test_id("test-results")).to_contain_text("fired")
+    shot(page, "workflow-test")
+
+    # Execution History: records on the log show up, expand, and link to the retry chain.
+    result = page.evaluate(
+        """async (stream) => FG.api("POST", "/api/test",
+            {workflow_id: "auto-retry-network-errors", events_jsonl: stream})""",
+        STREAM.read_text(),
+    )
+    records = [ExecutionRecord.model_validate(r) for r in result["records"]]
+    assert records
+    in_thread(_produce(served, records))
+    page.click("[data-tab=history]")
+
+    def listed() -> bool:
+        page.get_by_role("button", name="Filter").click()
+        return page.locator("[data-execution]").count() > 0
+
+    wait_until(listed, timeout_seconds=30, what="executions in the history tab")
+    page.locator("[data-execution] summary").first.click()
+    expect(page.locator("[data-execution] .record").first).to_contain_text("Circuit breaker")
+    shot(page, "workflow-history")
+    page.locator("[data-execution] .record a").first.click()
+    expect(page.get_by_test_id("chain")).to_contain_text("Auto-retry network errors")
+    shot(page, "task-chain")
+
+    page.goto(f"{served.base_url}/ui/")
+    row = page.locator("[data-workflow=auto-retry-network-errors]")
+    expect(row).to_contain_text("enabled")
+    expect(row).to_contain_text("v3")
+    shot(page, "workflows")
+
+
+def test_inline_validation_names_the_field(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=blank]").get_by_role("button").click()
+    page.fill("[data-path=name]", "Bad regex")
+    page.fill("[data-path='trigger.conditions.error_pattern']", "(")
+    expect(page.get_by_test_id("problems")).to_contain_text(
+        "trigger.conditions.error_pattern: not a valid regular expression"
+    )
+    expect(page.locator("#save-enable")).to_be_disabled()
+    expect(page.locator("[data-path='trigger.conditions.error_pattern']")).to_have_class("invalid")
+    # Typing YAML updates the form.
+    page.get_by_test_id("yaml").fill(
+        "name: From yaml\ntrigger: {event: task.orphaned}\naction: {type: retry}\n"
+    )
+    expect(page.locator("[data-path=name]")).to_have_value("From yaml")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+
+
+def test_viewer_sees_no_write_controls(page: Page, served: Served) -> None:
+    sign_in(page, served, "viewer")
+    expect(page.get_by_text("Create Workflow")).to_have_count(0)
