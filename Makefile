@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP)
 install: setup
 
-# Redis and Kafka from deploy/, flowguard's topics on that Kafka, doctor, and a replay.
+# Redis and Kafka from deploy/, flowguard's topics, doctor, then the whole flow: a Celery app
+# with failing tasks, its bridge, a flowguard worker with the page's templates, the API/UI.
 demo: setup
 	deploy/redis/start
 	@bootstrap=$$(deploy/kafka/start | tail -n 1) && \
 	export FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS=$$bootstrap && \
 	$(VENV)/bin/flowguard topics create && \
-	$(VENV)/bin/flowguard doctor
+	$(VENV)/bin/flowguard doctor && \
+	$(PY) -m flowguard.demo.run start
 	@echo "--- the product page's templates replayed over real recorded Celery failures:"
 	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/basic.jsonl --format table
 	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/worker_sigkill.jsonl --format table
@@ -42,6 +44,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 stop:
+	-$(PY) -m flowguard.demo.run stop
 	deploy/kafka/stop
 	deploy/redis/stop
 
