@@ -140,6 +140,11 @@ class FailureStream:
         self._stop.set()
         self._thread.join(10)
 
+    def finish(self, timeout_seconds: float) -> None:
+        """Wait for a stream with a ``limit`` to have sent all of it."""
+        self._thread.join(timeout_seconds)
+        assert not self._thread.is_alive(), f"the stream did not finish in {timeout_seconds:g}s"
+
     @property
     def task_ids(self) -> list[str]:
         return [task_id for task_id, _ in self.sent]
@@ -177,13 +182,14 @@ def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     def failing(n: int) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
         return f"t-{n:03d}", FLAKY, (n,), {"fail_times": 1, "key": f"failover-{n}"}
 
+    def some_decided() -> list[dict[str, Any]] | None:
+        records = stack.records(workflow_id)
+        return records if len({r["execution_id"] for r in records}) >= 8 else None
+
     with FailureStream(stack.client, failing, interval_seconds=0.05, limit=40) as stream:
-        decided = wait_until(
-            lambda: (r := stack.records(workflow_id)) and len({x["execution_id"] for x in r}) >= 8
-            and r,
-            timeout_seconds=30, what="the first executions",
-        )  # fmt: skip
+        decided = wait_until(some_decided, timeout_seconds=30, what="the first executions")
         first.kill()
+        stream.finish(30)
     originals = stream.task_ids
     assert len(originals) == 40
     assert len(sent(decided)) < 40, "the worker was killed after the stream had been handled"
