@@ -1,0 +1,554 @@
+"""Benchmark of the live app: ``flowguard worker`` as a real process on a real Kafka.
+
+1. Throughput. ``--events`` normalized events (task sent, received, started, then succeeded or
+   failed, 5% failures; keyed ``cluster/root_id`` as the bridge keys them) are produced to
+   ``<prefix>.events`` first. A bare aiokafka consumer reads them all and decodes each one
+   (``json.loads`` + ``EVENT_ADAPTER`` validation), before and after the worker (best kept);
+   then one worker reads the same topic with 100 workflows that retry every failure. Each
+   partition's stream starts and ends with a failing marker task: the worker's rate is the
+   events between the first start marker's execution record and the last end marker's
+   (``recorded_at``, the worker's own clock), so its start-up is not counted. It is done when
+   the group's committed offsets reach the end of ``<prefix>.events`` and every failure has
+   its execution record (both checked).
+2. Latency. A worker that is up (a probe failure got its retry command) gets ``--rate``
+   events/s (5% failures, a heartbeat every 2 s) for ``--seconds``; each failure's latency is
+   from just before it is handed to the producer to its retry command arriving at a consumer
+   of ``<prefix>.commands`` (delay_seconds 0): p50, p99, max.
+3. Memory. ``--tracked`` tasks that are sent, received and started but never finish (so no
+   chain settles) are fed to a fresh worker in four steps; its RSS is read after each step
+   (group caught up), and a line through the points extrapolates to 1M tracked tasks.
+
+Every run uses its own topic prefix and app id and deletes its topics at the end.
+
+    python bench/live.py                                          # full run, about 10 minutes
+    python bench/live.py --events 50000 --seconds 5 --tracked 20000   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+
+from bridge.intake import RootMemory, encode, record_key  # noqa: E402
+from flowguard.kafka_admin import create_topics, list_topics  # noqa: E402
+from flowguard.live.app import partition_of  # noqa: E402
+from flowguard.store import WorkflowStore  # noqa: E402
+from topics._base import from_iso  # noqa: E402
+from topics.events import (  # noqa: E402
+    EVENT_ADAPTER,
+    Event,
+    TaskFailed,
+    TaskReceived,
+    TaskSent,
+    TaskStarted,
+    TaskSucceeded,
+    WorkerHeartbeat,
+)
+from topics.registry import COMMANDS, EVENTS, EXECUTION_LOG, WORKFLOW_HISTORY, WORKFLOWS  # noqa: E402
+
+CLUSTER = "bench"
+FAILURE_RATE = 0.05
+#: 99 workflows name one task exactly, one matches by glob: every failure matches exactly one.
+NAMES = [f"app.tasks.t{i:02d}" for i in range(99)] + ["app.tasks.g1"]
+Item = tuple[bytes, bytes]
+
+
+def workflow(i: int, name: str) -> dict[str, Any]:
+    pattern = "app.tasks.g*" if name.startswith("app.tasks.g") else name
+    return {
+        "name": f"retry {i:02d}",
+        "trigger": {
+            "event": "task.failed",
+            "conditions": {"task_name_pattern": pattern, "error_pattern": "ConnectionError*"},
+        },
+        "actions": [{"type": "retry", "delay_seconds": 0, "max_attempts": 3}],
+        "circuit_breaker": {"max_executions": 1_000_000, "time_window_hours": 1},
+    }
+
+
+# events -------------------------------------------------------------------------------------
+
+
+def task(task_id: str, name: str, ts: float, end: str | None) -> list[Event]:
+    """One task's events: sent, received, started, then ``end`` (failed/succeeded) or nothing."""
+    queued = {"cluster": CLUSTER, "task_id": task_id, "name": name, "args": f"({ts!r}, 'x')",
+              "kwargs": "{}", "root_id": task_id, "retries": 0}  # fmt: skip
+    at = {"cluster": CLUSTER, "task_id": task_id, "hostname": "celery@w1"}
+    events: list[Event] = [
+        TaskSent(**queued, timestamp=ts, hostname="gen1@api", queue="celery", routing_key="celery"),
+        TaskReceived(**queued, timestamp=ts + 0.001, hostname="celery@w1"),
+        TaskStarted(**at, timestamp=ts + 0.002, pid=4242),
+    ]
+    if end == "failed":
+        events.append(
+            TaskFailed(**at, timestamp=ts + 0.05, exception="ConnectionError('refused')",
+                       traceback="Traceback (most recent call last):\nConnectionError: refused\n")
+        )  # fmt: skip
+    elif end == "succeeded":
+        events.append(TaskSucceeded(**at, timestamp=ts + 0.05, result="None", runtime=0.048))
+    return events
+
+
+@dataclass
+class Stream:
+    """Events as Kafka records, keyed like the bridge keys them; the failures it holds."""
+
+    items: list[Item] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    roots: RootMemory = field(default_factory=RootMemory)
+
+    def add(self, events: list[Event]) -> None:
+        for event in events:
+            self.items.append((record_key(event, self.roots).encode(), encode(event)))
+            if isinstance(event, TaskFailed):
+                self.failures.append(event.task_id)
+
+
+def markers(tag: str, ts: float) -> list[str]:
+    """One task id per partition of the events topic: a failing task there marks a stream end."""
+    found: dict[int, str] = {}
+    for j in range(100_000):
+        task_id = f"{tag}-{j}"
+        found.setdefault(partition_of(f"{CLUSTER}/{task_id}".encode(), EVENTS.partitions), task_id)
+        if len(found) == EVENTS.partitions:
+            return [found[p] for p in sorted(found)]
+    raise RuntimeError("no task id for some partition")
+
+
+def backlog(events: int, seed: int = 7) -> tuple[Stream, list[str], list[str]]:
+    """About ``events`` events, every partition opened and closed by a failing marker task."""
+    rng, stream, t0 = random.Random(seed), Stream(), time.time()
+    starts, ends = markers("start", t0), markers("end", t0)
+    for task_id in starts:
+        stream.add(task(task_id, NAMES[0], t0, "failed"))
+    index = 0
+    while len(stream.items) < events - 4 * EVENTS.partitions:
+        end = "failed" if rng.random() < FAILURE_RATE else "succeeded"
+        stream.add(task(f"{index:08x}-4a9e-9c1d", rng.choice(NAMES), t0 + index * 0.001, end))
+        index += 1
+    for task_id in ends:
+        stream.add(task(task_id, NAMES[-1], t0 + index * 0.001, "failed"))
+    return stream, starts, ends
+
+
+# Kafka --------------------------------------------------------------------------------------
+
+
+async def setup(bootstrap: str, prefix: str) -> None:
+    await create_topics(bootstrap, prefix, 30)
+    wanted = {WORKFLOWS.name(prefix), WORKFLOW_HISTORY.name(prefix)}
+
+    async def listed() -> bool:
+        return wanted <= set(await list_topics(bootstrap, 10))
+
+    await until(listed, 30, "new topics in the metadata")
+    async with WorkflowStore(bootstrap, prefix) as store:
+        for i, name in enumerate(NAMES):
+            await store.save(workflow(i, name), saved_by="bench")
+
+
+async def teardown(bootstrap: str, prefix: str) -> None:
+    """Delete this run's topics: the prefix's own and the app's changelogs (``<prefix>-app-*``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+async def produce(producer: AIOKafkaProducer, topic: str, items: list[Item]) -> None:
+    for key, value in items:
+        await producer.send(topic, value, key=key)
+    await producer.flush()
+
+
+def new_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
+        max_batch_size=256 * 1024,
+    )  # fmt: skip
+
+
+class Tail:
+    """Reads every partition of a topic from the beginning, as records arrive."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=100, max_partition_fetch_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+
+    async def __aenter__(self) -> Tail:
+        await self.consumer.start()
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_beginning(*self.partitions)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+    async def values(self, timeout_ms: int = 200) -> list[bytes]:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+        return [m.value for batch in batches.values() for m in batch if m.value is not None]
+
+
+async def caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """The group's committed offsets on ``topic`` are at its end offsets (nothing left)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [TopicPartition(topic, p) for p in range(EVENTS.partitions)]
+        ends = await consumer.end_offsets(partitions)
+        done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
+        return all(done.get(tp, 0) >= end for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def until(probe: Any, timeout_seconds: float, what: str, pause: float = 0.2) -> None:
+    """Wait for an async condition with a deadline (the pause only paces the probe)."""
+    deadline = time.monotonic() + timeout_seconds
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout_seconds:g} s")
+        await asyncio.sleep(pause)
+
+
+# the worker process -------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Worker:
+    """``python -m flowguard worker`` on the run's prefix, its log in a file."""
+
+    def __init__(self, bootstrap: str, prefix: str, log: Path) -> None:
+        self.app_id, self.log = f"{prefix}-app", log
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT),
+                    "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "FLOWGUARD_TOPIC_PREFIX": prefix, "FLOWGUARD_APP_ID": self.app_id}  # fmt: skip
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Worker:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "flowguard", "worker", stdout=out, stderr=out,
+                env=self.env, cwd=ROOT,
+            )  # fmt: skip
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise RuntimeError(f"flowguard worker exited; see {self.log}")
+        return rss_mb(self.proc.pid)
+
+
+# 1. throughput -----------------------------------------------------------------------------
+
+
+async def bare(bootstrap: str, topic: str, expected: int) -> float:
+    """The baseline: every partition read to the end, each value json-decoded and validated."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        started, seen = time.perf_counter(), 0
+        while seen < expected:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for message in batch:
+                    EVENT_ADAPTER.validate_python(json.loads(message.value or b""))
+                    seen += 1
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def executions(log: Tail, records: dict[str, dict[str, Any]]) -> int:
+    """Read new execution records into ``records`` (seq 0, by task id); how many there are."""
+    for value in await log.values():
+        record = json.loads(value)
+        if record["seq"] == 0 and record["task"]:
+            records.setdefault(record["task"]["id"], record)
+    return len(records)
+
+
+async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
+    prefix = f"bench-live-{uuid.uuid4().hex[:8]}"
+    try:
+        await setup(bootstrap, prefix)
+        stream, starts, ends = backlog(events)
+        topic = EVENTS.name(prefix)
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            await produce(producer, topic, stream.items)
+        finally:
+            await producer.stop()
+        total = len(stream.items)
+        bare_rate = await bare(bootstrap, topic, total)
+        records: dict[str, dict[str, Any]] = {}
+        log_partitions = EXECUTION_LOG.partitions
+        async with (
+            Worker(bootstrap, prefix, tmp / "throughput.log") as worker,
+            Tail(bootstrap, EXECUTION_LOG.name(prefix), log_partitions) as log,
+        ):
+            launched = time.time()
+
+            async def done() -> bool:
+                if await executions(log, records) < len(stream.failures):
+                    return False
+                return await caught_up(bootstrap, worker.app_id, topic)
+
+            await until(done, max(180.0, total / 300), "end of the backlog")
+        bare_rate = max(bare_rate, await bare(bootstrap, topic, total))
+        first = min(from_iso(records[t]["recorded_at"]) for t in starts)
+        last = max(from_iso(records[t]["recorded_at"]) for t in ends)
+        return {"events": total, "failures": len(stream.failures), "bare": bare_rate,
+                "worker": total / (last - first), "seconds": last - first,
+                "startup": first - launched}  # fmt: skip
+    finally:
+        await teardown(bootstrap, prefix)
+
+
+# 2. latency --------------------------------------------------------------------------------
+
+
+@dataclass
+class Paced:
+    """A live stream at a steady rate: when each failure was handed to the producer."""
+
+    rate: int
+    sent: dict[str, float] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(5))
+    roots: RootMemory = field(default_factory=RootMemory)
+    index: int = 0
+
+    def events(self) -> Iterator[Event]:
+        while True:
+            now = time.time()
+            if self.index % 250 == 0:  # 500 tasks/s: a heartbeat about every 0.5 s
+                yield WorkerHeartbeat(
+                    cluster=CLUSTER, hostname="celery@w1", timestamp=now, freq=2.0, active=1
+                )
+            end = "failed" if self.rng.random() < FAILURE_RATE else "succeeded"
+            yield from task(f"live-{self.index:08x}", self.rng.choice(NAMES), now, end)
+            self.index += 1
+
+    async def run(self, producer: AIOKafkaProducer, topic: str, seconds: float) -> int:
+        """Produce for ``seconds`` in 10 ms slices; returns how many events were produced."""
+        loop, events, count = asyncio.get_running_loop(), self.events(), 0
+        started = loop.time()
+        while (elapsed := loop.time() - started) < seconds:
+            while count < elapsed * self.rate:
+                event = next(events)
+                if isinstance(event, TaskFailed):
+                    self.sent[event.task_id] = time.time()
+                key = record_key(event, self.roots).encode()
+                await producer.send(topic, encode(event), key=key)
+                count += 1
+            await asyncio.sleep(0.01)  # pacing, not synchronization
+        return count
+
+
+async def read_commands(commands: Tail, arrived: dict[str, float]) -> None:
+    while True:
+        values = await commands.values(timeout_ms=100)
+        now = time.time()
+        for value in values:
+            arrived.setdefault(json.loads(value)["original_task_id"], now)
+
+
+async def latency(bootstrap: str, rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    prefix = f"bench-live-{uuid.uuid4().hex[:8]}"
+    try:
+        await setup(bootstrap, prefix)
+        topic, arrived = EVENTS.name(prefix), dict[str, float]()
+        producer = new_producer(bootstrap)
+        await producer.start()
+        async with (
+            Worker(bootstrap, prefix, tmp / "latency.log"),
+            Tail(bootstrap, COMMANDS.name(prefix), COMMANDS.partitions) as commands,
+        ):
+            reader = asyncio.create_task(read_commands(commands, arrived))
+            try:
+                probe = Stream()
+                probe.add(task("probe", NAMES[0], time.time(), "failed"))
+                await produce(producer, topic, probe.items)
+
+                async def up() -> bool:
+                    return "probe" in arrived
+
+                await until(up, 180, "retry command for the probe")
+                await Paced(rate).run(producer, topic, 2.0)  # warm-up, not measured
+                paced = Paced(rate, index=10**7)
+                produced = await paced.run(producer, topic, seconds)
+                await producer.flush()
+
+                async def all_in() -> bool:
+                    return all(t in arrived for t in paced.sent)
+
+                await until(all_in, 60, "retry commands for every failure")
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                await producer.stop()
+        ms = sorted((arrived[t] - at) * 1000 for t, at in paced.sent.items())
+        return {"rate": produced / seconds, "failures": len(ms), "p50": statistics.median(ms),
+                "p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))], "max": ms[-1]}  # fmt: skip
+    finally:
+        await teardown(bootstrap, prefix)
+
+
+# 3. memory ---------------------------------------------------------------------------------
+
+
+async def memory(bootstrap: str, tracked: int, tmp: Path, steps: int = 4) -> dict[str, Any]:
+    prefix = f"bench-live-{uuid.uuid4().hex[:8]}"
+    try:
+        await setup(bootstrap, prefix)
+        topic, points = EVENTS.name(prefix), list[tuple[int, float]]()
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            async with Worker(bootstrap, prefix, tmp / "memory.log") as worker:
+                app_id = worker.app_id
+
+                async def idle() -> bool:
+                    return await caught_up(bootstrap, app_id, topic)
+
+                stream, t0 = Stream(), time.time()
+                stream.add(task("probe", NAMES[0], t0, "succeeded"))
+                await produce(producer, topic, stream.items)
+                await until(idle, 180, "the worker to read the probe")
+                points.append((0, worker.rss_mb()))
+                for step in range(steps):
+                    stream = Stream()
+                    for i in range(step * tracked // steps, (step + 1) * tracked // steps):
+                        stream.add(task(f"held-{i:08x}", NAMES[i % 100], t0 + i * 1e-4, None))
+                    await produce(producer, topic, stream.items)
+                    await until(idle, max(180.0, tracked / 500), "the group to catch up")
+                    points.append(((step + 1) * tracked // steps, worker.rss_mb()))
+        finally:
+            await producer.stop()
+        slope, intercept = fit(points)
+        return {"points": points, "per_task_bytes": slope * 1024 * 1024,
+                "at_1m": intercept + slope * 1_000_000}  # fmt: skip
+    finally:
+        await teardown(bootstrap, prefix)
+
+
+def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares line through (tasks, MB): MB per task, and MB at none."""
+    xs, ys = [float(x) for x, _ in points], [y for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    return slope, my - slope * mx
+
+
+# report ------------------------------------------------------------------------------------
+
+
+def table(args: argparse.Namespace, t: dict[str, Any], lat: dict[str, Any],
+          mem: dict[str, Any]) -> str:  # fmt: skip
+    rows = ["| measure | figure | ratio / goal |", "|---|---:|---:|"]
+    if t:
+        rows += [
+            f"| bare aiokafka consumer, json + EVENT_ADAPTER ({t['events']:,} events) "
+            f"| {t['bare']:,.0f} events/s | 1.00 |",
+            f"| `flowguard worker`, 100 workflows, {t['failures']:,} failures retried "
+            f"| {t['worker']:,.0f} events/s | {t['worker'] / t['bare']:.2f} (goal ≥ 0.5) |",
+        ]
+    if lat:
+        rows += [
+            f"| failure → retry command at {lat['rate']:,.0f} events/s for {args.seconds:g} s "
+            f"({lat['failures']} failures): p50 | {lat['p50']:.1f} ms | |",
+            f"| same: p99 / max | {lat['p99']:.1f} ms / {lat['max']:.1f} ms | p99 goal < 100 ms |",
+        ]
+    if mem:
+        for tasks, mb in mem["points"]:
+            rows.append(f"| worker RSS, {tasks:,} tracked tasks | {mb:,.0f} MB | |")
+        measured = mem["points"][-1][0]
+        how = "measured" if measured >= 1_000_000 else f"extrapolated from {measured:,}"
+        rows.append(
+            f"| worker RSS, 1,000,000 tracked tasks ({how}, {mem['per_task_bytes']:,.0f} B/task) "
+            f"| {mem['at_1m']:,.0f} MB | |"
+        )
+    return "\n".join(rows)
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(args.logs or name)
+        t = await throughput(args.bootstrap, args.events, tmp) if args.events else {}
+        if t:
+            print(f"throughput: worker start-up {t['startup']:.1f} s, backlog {t['seconds']:.1f} s")
+        lat = await latency(args.bootstrap, args.rate, args.seconds, tmp) if args.seconds else {}
+        mem = await memory(args.bootstrap, args.tracked, tmp) if args.tracked else {}
+    cores = os.cpu_count()
+    print(f"python {platform.python_version()}, {cores} cores, Kafka at {args.bootstrap}\n")
+    print(table(args, t, lat, mem))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000, help="throughput backlog; 0 skips")
+    parser.add_argument("--seconds", type=float, default=20, help="latency run; 0 skips")
+    parser.add_argument("--rate", type=int, default=2_000, help="latency run, events/s")
+    parser.add_argument("--tracked", type=int, default=100_000, help="memory run; 0 skips")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--logs", help="keep the workers' logs in this directory")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
