@@ -11,7 +11,7 @@ from flowguard.demo.celery_app import recorded_calls
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
-from tests.processes import celery_worker, start_worker
+from tests.processes import TopicReader, celery_worker, produce, start_worker
 from topics._base import from_iso
 
 RETRY_NETWORK = {
@@ -26,6 +26,8 @@ RETRY_NETWORK = {
 
 def test_a_transient_failure_is_retried_after_its_delay_and_succeeds(stack: Stack) -> None:
     stack.apply(RETRY_NETWORK)
+    # A record nobody can decode goes to the DLQ with the reason; the stream goes on.
+    produce(stack.kafka, f"{stack.prefix}.events", [(b"prod/x", b'{"kind": "task.failed"')])
     stack.client.send_task(
         "demo.tasks.flaky_network", (42,), {"fail_times": 1, "key": "e2e-1"},
         queue="email", task_id="t-flaky",
@@ -63,6 +65,10 @@ def test_a_transient_failure_is_retried_after_its_delay_and_succeeds(stack: Stac
         timeout_seconds=10, what="the retry recorded",
     )  # fmt: skip
     assert len(stack.runs("demo.tasks.flaky_network")) == 2
+    [letter] = TopicReader(stack.kafka, f"{stack.prefix}.dlq").poll()
+    assert letter["reason"].startswith("cannot decode: ")
+    assert letter["raw"] == '{"kind": "task.failed"'
+    assert letter["topic"] == f"{stack.prefix}.events"
 
 
 def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
