@@ -38,7 +38,7 @@ def command(host: str | None, port: int | None) -> None:
     if not app.state.auth.known:
         click.echo(
             "error: FLOWGUARD_API_TOKENS is empty: nobody could sign in. Set it, e.g.\n"
-            "  FLOWGUARD_API_TOKENS=\"me:admin:$(openssl rand -hex 16)\"",
+            '  FLOWGUARD_API_TOKENS="me:admin:$(openssl rand -hex 16)"',
             err=True,
         )
         sys.exit(2)
