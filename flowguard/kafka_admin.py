@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from flowguard.errors import KafkaUnavailable
@@ -160,3 +161,43 @@ def _created(bootstrap: str, topic_errors: list[dict[str, Any]]) -> list[str]:
             reason = result.get("error_message") or f"error code {code}"
             raise KafkaUnavailable(f"Kafka at {bootstrap} refused {result['topic']}: {reason}")
     return created
+
+
+async def topic_differences(bootstrap: str, prefix: str, timeout_seconds: float) -> list[str]:
+    """How existing registry topics differ from their spec: partitions and configs, one line each.
+
+    A topic created by hand or by an older flowguard keeps its settings; the live app needs
+    ``events`` and ``scheduled`` co-partitioned and ``workflows`` compacted, so say so.
+    """
+    client = _new_admin(bootstrap, timeout_seconds)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.start()
+            existing = set(await client.list_topics())
+            specs = [s for s in ALL_TOPICS if s.name(prefix) in existing]
+            if not specs:
+                return []
+            names = [s.name(prefix) for s in specs]
+            described = {t["topic"]: t for t in await client.describe_topics(names)}
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+            configs: dict[str, dict[str, str]] = {}
+            for response in await client.describe_configs(resources):
+                for _code, _msg, _type, name, entries in response.resources:
+                    configs[name] = {entry[0]: entry[1] for entry in entries}
+    except _UNAVAILABLE as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+        ) from exc
+    finally:
+        await _close(client, bootstrap, timeout_seconds)
+    found = []
+    for spec in specs:
+        name = spec.name(prefix)
+        partitions = len(described.get(name, {}).get("partitions", []))
+        if partitions != spec.partitions:
+            found.append(f"{name}: {partitions} partitions, the registry says {spec.partitions}")
+        for key, value in spec.config().items():
+            actual = configs.get(name, {}).get(key)
+            if actual != value:
+                found.append(f"{name}: {key} is {actual}, the registry says {value}")
+    return found

@@ -8,7 +8,7 @@ import sys
 import click
 
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics
+from flowguard.kafka_admin import create_topics, topic_differences
 from flowguard.settings import get_settings
 
 
@@ -19,16 +19,16 @@ def command() -> None:
 
 @command.command("create")
 def create() -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent); report those that differ."""
     settings = get_settings()
+    where = (
+        settings.kafka_bootstrap_servers,
+        settings.topic_prefix,
+        settings.kafka_timeout_seconds,
+    )
     try:
-        created = asyncio.run(
-            create_topics(
-                settings.kafka_bootstrap_servers,
-                settings.topic_prefix,
-                settings.kafka_timeout_seconds,
-            )
-        )
+        created = asyncio.run(create_topics(*where))
+        differences = asyncio.run(topic_differences(*where))
     except KafkaUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -36,3 +36,5 @@ def create() -> None:
         click.echo(f"created {name}")
     if not created:
         click.echo("all topics exist")
+    for line in differences:
+        click.echo(f"warn {line}", err=True)
