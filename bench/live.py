@@ -51,7 +51,6 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
 from flowguard.kafka_admin import create_topics, list_topics  # noqa: E402
-from flowguard.live.app import partition_of  # noqa: E402
 from flowguard.store import WorkflowStore  # noqa: E402
 from topics._base import from_iso  # noqa: E402
 from topics.events import (  # noqa: E402
@@ -124,31 +123,15 @@ class Stream:
                 self.failures.append(event.task_id)
 
 
-def markers(tag: str, ts: float) -> list[str]:
-    """One task id per partition of the events topic: a failing task there marks a stream end."""
-    found: dict[int, str] = {}
-    for j in range(100_000):
-        task_id = f"{tag}-{j}"
-        found.setdefault(partition_of(f"{CLUSTER}/{task_id}".encode(), EVENTS.partitions), task_id)
-        if len(found) == EVENTS.partitions:
-            return [found[p] for p in sorted(found)]
-    raise RuntimeError("no task id for some partition")
-
-
-def backlog(events: int, seed: int = 7) -> tuple[Stream, list[str], list[str]]:
-    """About ``events`` events, every partition opened and closed by a failing marker task."""
+def backlog(events: int, seed: int = 7) -> Stream:
+    """About ``events`` events of tasks that finish (5% fail), as a bridge would have sent them."""
     rng, stream, t0 = random.Random(seed), Stream(), time.time()
-    starts, ends = markers("start", t0), markers("end", t0)
-    for task_id in starts:
-        stream.add(task(task_id, NAMES[0], t0, "failed"))
     index = 0
-    while len(stream.items) < events - 4 * EVENTS.partitions:
+    while len(stream.items) < events:
         end = "failed" if rng.random() < FAILURE_RATE else "succeeded"
         stream.add(task(f"{index:08x}-4a9e-9c1d", rng.choice(NAMES), t0 + index * 0.001, end))
         index += 1
-    for task_id in ends:
-        stream.add(task(task_id, NAMES[-1], t0 + index * 0.001, "failed"))
-    return stream, starts, ends
+    return stream
 
 
 # Kafka --------------------------------------------------------------------------------------
@@ -286,44 +269,78 @@ class Worker:
             raise RuntimeError(f"flowguard worker exited; see {self.log}")
         return rss_mb(self.proc.pid)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 # 1. throughput -----------------------------------------------------------------------------
 
 
-async def bare(bootstrap: str, topic: str, expected: int) -> float:
-    """The baseline: every partition read to the end, each value json-decoded and validated."""
+async def bare(bootstrap: str, topic: str, expected: int) -> tuple[float, float]:
+    """The baseline: every partition read to the end, each value json-decoded and validated.
+
+    Returns events/s and CPU µs per event (this process does nothing else meanwhile).
+    """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
     try:
-        started, seen = time.perf_counter(), 0
+        started, cpu, seen = time.perf_counter(), time.process_time(), 0
         while seen < expected:
             for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
                 for message in batch:
                     EVENT_ADAPTER.validate_python(json.loads(message.value or b""))
                     seen += 1
-        return seen / (time.perf_counter() - started)
+        cpu_us = (time.process_time() - cpu) * 1e6 / seen
+        return seen / (time.perf_counter() - started), cpu_us
     finally:
         await consumer.stop()
 
 
-async def executions(log: Tail, records: dict[str, dict[str, Any]]) -> int:
-    """Read new execution records into ``records`` (seq 0, by task id); how many there are."""
+async def recorded(log: Tail, times: list[float]) -> int:
+    """Add the ``recorded_at`` of new seq-0 execution records to ``times``; how many so far."""
     for value in await log.values():
         record = json.loads(value)
-        if record["seq"] == 0 and record["task"]:
-            records.setdefault(record["task"]["id"], record)
-    return len(records)
+        if record["seq"] == 0:
+            times.append(from_iso(record["recorded_at"]))
+    return len(times)
+
+
+async def span(bootstrap: str, topic: str, partitions: int) -> tuple[float, float]:
+    """The first and last record timestamps of a topic (its writer's clock, CreateTime)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        firsts, lasts = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        stamps: list[float] = []
+        for tp in (tp for tp in tps if lasts[tp] > firsts[tp]):
+            consumer.assign([tp])
+            for offset in (firsts[tp], lasts[tp] - 1):
+                consumer.seek(tp, offset)
+                stamps.append((await asyncio.wait_for(consumer.getone(tp), 10)).timestamp / 1e3)
+        return min(stamps), max(stamps)
+    finally:
+        await consumer.stop()
+
+
+def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    """The worker's CPU seconds at wall time ``when``, from the samples taken while waiting."""
+    before = [cpu for at, cpu in samples if at <= when]
+    return before[-1] if before else samples[0][1]
 
 
 async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
+    """A backlog through the worker, from its first table write to its last execution record."""
     prefix = f"bench-live-{uuid.uuid4().hex[:8]}"
     try:
         await setup(bootstrap, prefix)
-        stream, starts, ends = backlog(events)
-        topic = EVENTS.name(prefix)
+        stream, topic = backlog(events), EVENTS.name(prefix)
         producer = new_producer(bootstrap)
         await producer.start()
         try:
@@ -331,27 +348,29 @@ async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
         finally:
             await producer.stop()
         total = len(stream.items)
-        bare_rate = await bare(bootstrap, topic, total)
-        records: dict[str, dict[str, Any]] = {}
-        log_partitions = EXECUTION_LOG.partitions
+        bare_rate, bare_cpu = await bare(bootstrap, topic, total)
+        times: list[float] = []
+        samples: list[tuple[float, float]] = []
         async with (
             Worker(bootstrap, prefix, tmp / "throughput.log") as worker,
-            Tail(bootstrap, EXECUTION_LOG.name(prefix), log_partitions) as log,
+            Tail(bootstrap, EXECUTION_LOG.name(prefix), EXECUTION_LOG.partitions) as log,
         ):
-            launched = time.time()
 
             async def done() -> bool:
-                if await executions(log, records) < len(stream.failures):
+                samples.append((time.time(), worker.cpu_seconds()))
+                if await recorded(log, times) < len(stream.failures):
                     return False
                 return await caught_up(bootstrap, worker.app_id, topic)
 
-            await until(done, max(180.0, total / 300), "end of the backlog")
-        bare_rate = max(bare_rate, await bare(bootstrap, topic, total))
-        first = min(from_iso(records[t]["recorded_at"]) for t in starts)
-        last = max(from_iso(records[t]["recorded_at"]) for t in ends)
-        return {"events": total, "failures": len(stream.failures), "bare": bare_rate,
-                "worker": total / (last - first), "seconds": last - first,
-                "startup": first - launched}  # fmt: skip
+            await until(done, max(180.0, total / 200), "the end of the backlog", pause=0.1)
+            first, last = await span(bootstrap, f"{worker.app_id}-chains-changelog", 12)
+        again = await bare(bootstrap, topic, total)
+        last = max(last, *times)
+        cpu = cpu_at(samples, last) - cpu_at(samples, first)
+        return {"events": total, "failures": len(stream.failures), "seconds": last - first,
+                "bare": max(bare_rate, again[0]), "bare_cpu": min(bare_cpu, again[1]),
+                "worker": total / (last - first), "first_record": min(times) - first,
+                "worker_cpu": cpu / total * 1e6}  # fmt: skip
     finally:
         await teardown(bootstrap, prefix)
 
@@ -500,11 +519,13 @@ def table(args: argparse.Namespace, t: dict[str, Any], lat: dict[str, Any],
           mem: dict[str, Any]) -> str:  # fmt: skip
     rows = ["| measure | figure | ratio / goal |", "|---|---:|---:|"]
     if t:
+        cpu_ratio = t["bare_cpu"] / t["worker_cpu"]
         rows += [
-            f"| bare aiokafka consumer, json + EVENT_ADAPTER ({t['events']:,} events) "
-            f"| {t['bare']:,.0f} events/s | 1.00 |",
+            f"| bare aiokafka consumer, json + EVENT_ADAPTER, {t['events']:,} events "
+            f"| {t['bare']:,.0f} events/s; {t['bare_cpu']:.0f} µs CPU/event | 1.00 |",
             f"| `flowguard worker`, 100 workflows, {t['failures']:,} failures retried "
-            f"| {t['worker']:,.0f} events/s | {t['worker'] / t['bare']:.2f} (goal ≥ 0.5) |",
+            f"| {t['worker']:,.0f} events/s; {t['worker_cpu']:.0f} µs CPU/event "
+            f"| {t['worker'] / t['bare']:.2f} wall, {cpu_ratio:.2f} CPU (goal ≥ 0.5) |",
         ]
     if lat:
         rows += [
@@ -529,7 +550,10 @@ async def run(args: argparse.Namespace) -> None:
         tmp = Path(args.logs or name)
         t = await throughput(args.bootstrap, args.events, tmp) if args.events else {}
         if t:
-            print(f"throughput: worker start-up {t['startup']:.1f} s, backlog {t['seconds']:.1f} s")
+            print(
+                f"backlog: {t['seconds']:.1f} s; "
+                f"first execution record after {t['first_record']:.1f} s"
+            )
         lat = await latency(args.bootstrap, args.rate, args.seconds, tmp) if args.seconds else {}
         mem = await memory(args.bootstrap, args.tracked, tmp) if args.tracked else {}
     cores = os.cpu_count()
