@@ -1,0 +1,66 @@
+"""Test Workflow's sample notification goes through the real action runner, marked as a test,
+to a real local HTTP server; the template preview renders with an example failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.server import Served, serve
+from tests.httpserver import RecordingServer
+
+pytestmark = pytest.mark.integration
+STREAM = Path(__file__).resolve().parents[2] / "tests" / "data" / "streams" / "basic.jsonl"
+
+
+@pytest.fixture
+def slack() -> Iterator[RecordingServer]:
+    with RecordingServer() as server:
+        yield server
+
+
+@pytest.fixture
+def served_local(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Served]:
+    # The runner refuses loopback addresses unless allowed: the test's Slack is on 127.0.0.1.
+    monkeypatch.setenv("FLOWGUARD_ACTIONS_ALLOW_HOSTS", "127.0.0.1")
+    with serve(kafka_bootstrap, topic_prefix, tmp_path / "history") as found:
+        yield found
+
+
+def test_send_samples_posts_one_marked_message_per_notification(
+    served_local: Served, slack: RecordingServer
+) -> None:
+    url = slack.url_for("/hook")
+    draft = {
+        "name": "Payments to Slack",
+        "trigger": {"event": "task.failed", "conditions": {"task_name_pattern": "payments.*"}},
+        "action": {"type": "slack", "webhook_url": url, "message": "{task_name}: {error_message}"},
+    }
+    with served_local.client("editor") as api:
+        answer = api.post(
+            "/api/test",
+            json={"definition": draft, "events_jsonl": STREAM.read_text(), "send_samples": True},
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["records"], "basic.jsonl has a failing payment"
+    assert [s["status"] for s in body["samples"]] == ["succeeded"]
+    assert body["samples"][0]["action_id"].startswith("sample/")
+    [post] = slack.wait_for_requests(1, path="/hook", timeout_seconds=30)
+    text = post.json()["text"]
+    assert "payments.process_payment" in text
+    assert "test" in text.lower()
+    assert url not in answer.text
+
+
+def test_preview_renders_or_names_the_unknown_variable(served_local: Served) -> None:
+    with served_local.client("viewer") as api:
+        good = api.post("/api/preview", json={"template": "{task_name} on {cluster}"}).json()
+        bad = api.post("/api/preview", json={"template": "{nope}"}).json()
+    assert good["text"] == "myapp.tasks.send_email on example-cluster"
+    assert bad["text"] is None
+    assert "unknown variable {nope}" in bad["problem"]
