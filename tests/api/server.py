@@ -20,9 +20,10 @@ from pydantic import SecretStr
 
 from flowguard.api.app import create_app
 from flowguard.api.settings import ApiSettings
-from flowguard.kafka_admin import create_topics
+from flowguard.kafka_admin import create_topics, list_topics
 from flowguard.settings import Settings
 from tests.helpers import wait_until
+from topics.registry import ALL_TOPICS
 
 T = TypeVar("T")
 TOKENS = {
@@ -72,6 +73,13 @@ def serve(bootstrap: str, prefix: str, history_dir: Path, **api: Any) -> Iterato
     """Create the prefix's topics (1 partition each), start the app, stop it on exit."""
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
     in_thread(create_topics(bootstrap, prefix, 30, partitions=1))
+    # A created topic can take a moment to be listed; the store refuses to start without it.
+    wanted = {f"{prefix}.{spec.suffix}" for spec in ALL_TOPICS}
+    wait_until(
+        lambda: wanted <= set(in_thread(list_topics(bootstrap, 10))),
+        timeout_seconds=30,
+        what=f"{prefix}'s topics to be listed",
+    )
     app = create_app(
         settings, ApiSettings(tokens=SecretStr(_tokens()), history_dir=history_dir, **api)
     )
