@@ -82,7 +82,10 @@ const FG = {
   // Stacked bars of executions per hour by outcome: rows are {hour, outcome, count}.
   chart(rows) {
     const ns = "http://www.w3.org/2000/svg";
-    const hours = [...new Set(rows.map((r) => r.hour))].sort();
+    // Always the last 24 hours, oldest first, so one busy hour is one bar, not the whole chart.
+    const now = Math.floor(Date.now() / 3600e3) * 3600e3;
+    const hours = [...Array(24).keys()].map(
+      (i) => new Date(now - (23 - i) * 3600e3).toISOString().replace(".000Z", "Z"));
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("class", "chart"); svg.setAttribute("width", "100%"); svg.setAttribute("height", "120");
     svg.setAttribute("viewBox", `0 0 ${Math.max(hours.length, 1) * 12} 100`);
