@@ -24,9 +24,11 @@ ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(kafka_bootstrap: str) -> Iterator[Browser]:
     # Kafka first: its fixture calls asyncio.run, which Playwright's running loop would refuse.
+    # Per module, not per session: while Playwright's sync API runs, its event loop is the
+    # thread's running loop, and every later test's asyncio.run() would be refused.
     if not CHROMIUM.exists():
         pytest.fail("no /usr/bin/chromium: apt-get install -y chromium", pytrace=False)
     with sync_playwright() as playwright:
