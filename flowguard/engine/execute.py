@@ -425,7 +425,9 @@ def resolve(
     return record, None if recovered else pending.command
 
 
-def settle(record: ExecutionRecord, action_id: str, status: str, detail: str = "") -> ExecutionRecord:
+def settle(
+    record: ExecutionRecord, action_id: str, status: str, detail: str = ""
+) -> ExecutionRecord:
     """The execution's next record: one action's new status, ``seq`` one higher.
 
     The outcome follows the actions (any failed action makes it a failure) unless the execution

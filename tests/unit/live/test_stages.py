@@ -52,7 +52,8 @@ def test_a_failure_matches_and_a_replayed_event_resends_the_same_match_without_r
     slot, out = fail_once(index)
     [matched] = out.matched
     assert matched.workflow_id == "retry"
-    assert matched.trigger.task is not None and matched.trigger.task.failure_count == 1
+    assert matched.trigger.task is not None
+    assert matched.trigger.task.failure_count == 1
 
     again_slot, again = detect.on_task_event(
         slot, KEY, event("task.failed", 3.0, exception="ConnectionError('x')"), 2, index,
