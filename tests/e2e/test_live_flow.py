@@ -108,17 +108,30 @@ def test_retries_stop_at_max_attempts_and_the_third_failure_escalates_to_slack(
         {
             "name": "Escalate after 3 failures",
             "trigger": {"event": "task.failed", "conditions": {"failure_count_threshold": 3}},
-            "action": {
-                "type": "slack",
-                "webhook_url": slack.url_for("/oncall"),
-                "message": "Task {task_name} failed {failure_count} times.",
-            },
+            "actions": [
+                {
+                    "type": "slack",
+                    "webhook_url": slack.url_for("/oncall"),
+                    "message": "Task {task_name} failed {failure_count} times.",
+                },
+                {
+                    "type": "webhook",
+                    "url": slack.url_for("/incidents"),
+                    "headers": {"Authorization": "Bearer e2e-incident-token"},
+                    "secret": "e2e-signing-secret-0123456789",
+                },
+            ],
         },
     )
     stack.client.send_task("demo.tasks.always_fails", ("c-7",), task_id="t-doomed")
 
     [post] = slack.wait_for_requests(1, path="/oncall", timeout_seconds=60)
     assert post.json()["text"] == "Task demo.tasks.always_fails failed 3 times."
+    [hook] = slack.wait_for_requests(1, path="/incidents", timeout_seconds=30)
+    assert hook.headers["authorization"] == "Bearer e2e-incident-token"
+    body = hook.json()
+    assert body["schema"] == "flowguard.webhook/1"
+    assert hook.headers["idempotency-key"].startswith(body["execution"]["execution_id"])
     runs = stack.runs("demo.tasks.always_fails")
     assert len(runs) == 3
     assert {r["root_id"] for r in runs} == {"t-doomed"}
@@ -127,7 +140,7 @@ def test_retries_stop_at_max_attempts_and_the_third_failure_escalates_to_slack(
         retries = latest(stack.records("retry-payments"))
         escalations = latest(stack.records("escalate-after-3-failures"))
         done = len(retries) == 3 and any(
-            a["status"] == "succeeded" for r in escalations.values() for a in r["actions"]
+            all(a["status"] == "succeeded" for a in r["actions"]) for r in escalations.values()
         )
         return {**retries, **escalations} if done else None
 
@@ -141,8 +154,10 @@ def test_retries_stop_at_max_attempts_and_the_third_failure_escalates_to_slack(
     assert [r["actions"][0]["attempt"] for r in retries[:2]] == [1, 2]
     [escalation] = [r for r in executions.values() if r["workflow"]["id"] != "retry-payments"]
     assert escalation["task"]["failure_count"] == 3
-    assert escalation["actions"][0]["status"] == "succeeded"
-    assert slack.url_for("/oncall") not in json.dumps(list(executions.values()))
+    assert [a["status"] for a in escalation["actions"]] == ["succeeded", "succeeded"]
+    logged = json.dumps(stack.log.poll())
+    for secret in ("/oncall", "/incidents", "e2e-incident-token", "e2e-signing-secret"):
+        assert secret not in logged
 
 
 def test_a_sigkilled_workers_running_task_is_orphaned_and_retried_once(stack: Stack) -> None:
