@@ -14,6 +14,7 @@ rule, so every process agrees on each workflow's versions.
 from __future__ import annotations
 
 import asyncio
+import copy
 import difflib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ def mask_definition(definition: Mapping[str, Any], *, reveal: bool = False) -> d
     The definition is the only place a literal secret lives; anything shown to a person or
     sent over the API goes through here. ``${ENV}`` references are not secret and stay.
     """
-    copied: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(definition)))
+    copied: dict[str, Any] = copy.deepcopy(dict(definition))
     if reveal:
         return copied
     for _, holder, key in _secret_paths(copied):

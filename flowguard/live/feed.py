@@ -48,6 +48,12 @@ class WorkflowFeed:
             # The store validates before publishing; a record that still fails is kept out.
             log.error("workflow %s on %s is invalid, ignored: %s", workflow_id, self.topic, exc)
             return
+        held = self.published.get(workflow.id)
+        if held is not None and held.version > version.workflow_version:
+            # Two writers' records can land out of order on the compacted topic: keep the newer.
+            log.warning("workflow %s version %d after version %d: ignored", workflow.id,
+                        version.workflow_version, held.version)  # fmt: skip
+            return
         self.published[workflow.id] = Published.of(workflow, version.workflow_version)
         log.info(
             "workflow %s version %d %s",
