@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 import click
+from pydantic import ValidationError
 
+from flowguard.actions import ActionRunner, ActionSettings
+from flowguard.api.samples import sample_notices
 from flowguard.engine.core import Explanation
+from flowguard.engine.execute import Notice
 from flowguard.engine.matching import Published
-from flowguard.errors import WorkflowInvalid
+from flowguard.errors import ConfigError, WorkflowInvalid
 from flowguard.replay import ReplayStats, replay
 from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
@@ -42,14 +48,36 @@ _TABLE = "{:<27} {:<28} {:<30} {:<36} {:<8} {}"
 @click.option(
     "--explain", is_flag=True, help="On stderr, why each workflow did not fire per trigger."
 )
+@click.option(
+    "--send-samples",
+    is_flag=True,
+    help=(
+        "Also send one sample notification per notifying workflow (its first execution), "
+        "marked as a test and never retried; FLOWGUARD_ACTIONS_* settings apply."
+    ),
+)
 def command(
-    workflows_path: Path, events_file: IO[bytes], cluster: str, fmt: str, explain: bool
+    workflows_path: Path,
+    events_file: IO[bytes],
+    cluster: str,
+    fmt: str,
+    explain: bool,
+    send_samples: bool,
 ) -> None:
-    """Replay recorded events through workflows as a dry run: nothing is executed."""
+    """Replay recorded events through workflows as a dry run: nothing is executed.
+
+    With ``--send-samples`` the notifications are really sent, once per workflow,
+    clearly marked as tests; the records printed stay those of the dry run. Exit
+    1 if a sample failed.
+    """
     try:
         loaded = load_workflows(workflows_path)
+        action_settings = ActionSettings() if send_samples else None
     except WorkflowInvalid as exc:
         click.echo(f"error: invalid workflow\n{exc}", err=True)
+        sys.exit(2)
+    except (ConfigError, ValidationError) as exc:
+        click.echo(f"error: invalid FLOWGUARD_ACTIONS_* setting\n{exc}", err=True)
         sys.exit(2)
     published = [Published.of(item.workflow) for item in loaded]
     stats = ReplayStats()
@@ -66,10 +94,37 @@ def command(
         out.write(
             _TABLE.format("trigger at", "workflow", "trigger", "task", "outcome", "actions") + "\n"
         )
+    samples: dict[str, list[Notice]] = {}
+    by_id = {p.workflow.id: p for p in published}
     for record in records:
         out.write((record.to_json() if fmt == "jsonl" else _row(record)) + "\n")
+        if action_settings is not None and record.workflow.id not in samples:
+            notices = sample_notices(by_id[record.workflow.id], record)
+            if notices:
+                samples[record.workflow.id] = notices
     out.flush()
     click.echo(stats.summary(), err=True)
+    if action_settings is not None:
+        if not samples:
+            click.echo("sample: none to send (no notifying workflow fired)", err=True)
+        failed = asyncio.run(_send_samples(action_settings, samples.values()))
+        sys.exit(1 if failed else 0)
+
+
+async def _send_samples(settings: ActionSettings, batches: Iterable[list[Notice]]) -> int:
+    """Send every sample, one at a time, saying on stderr how each went; the number that failed."""
+    failed = 0
+    async with ActionRunner(settings) as runner:
+        for notices in batches:
+            for notice in notices:
+                result = await runner.deliver(notice, sample=True)
+                failed += result.status == "failed"
+                click.echo(
+                    f"sample: {notice.record.workflow.id} {result.type}: {result.status}: "
+                    f"{result.detail}",
+                    err=True,
+                )
+    return failed
 
 
 def _explain(item: Explanation) -> None:
