@@ -204,8 +204,9 @@ class ActionRunner:
                 async with asyncio.timeout(remaining):
                     return await self._exchange(out, headers, timeout)
             except TimeoutError:
-                raise _Transient(
-                    f"no answer within the {self.settings.max_total_seconds:g}s bound"
+                # The whole delivery's time is used up: nothing left to retry with.
+                raise ActionFailed(
+                    f"gave up: no answer within the {self.settings.max_total_seconds:g}s bound"
                 ) from None
             except httpx.TimeoutException as exc:
                 raise _Transient(f"timed out ({_phase(exc)})") from None
