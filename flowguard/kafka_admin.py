@@ -201,3 +201,42 @@ async def topic_differences(bootstrap: str, prefix: str, timeout_seconds: float)
             if actual != value:
                 found.append(f"{name}: {key} is {actual}, the registry says {value}")
     return found
+
+
+async def ensure_compacted(
+    bootstrap: str, partitions: dict[str, int], timeout_seconds: float
+) -> None:
+    """Create these compacted topics if missing and wait until metadata shows every partition.
+
+    For Faust's table changelogs: Faust creates them itself, then checks their partition
+    count at once, and on a busy broker the metadata may not list them yet: the table's
+    agent crashes with PartitionsMismatch. Created (and seen) beforehand, they are simply there.
+    """
+    client = _new_admin(bootstrap, timeout_seconds)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.start()
+            existing = set(await client.list_topics())
+            missing = [
+                NewTopic(name, count, 1, topic_configs={"cleanup.policy": "compact"})
+                for name, count in partitions.items()
+                if name not in existing
+            ]
+            if missing:
+                await client.create_topics(missing)
+            while True:
+                described = await client.describe_topics(list(partitions))
+                seen = {t["topic"]: len(t.get("partitions") or []) for t in described}
+                if all(seen.get(name) == count for name, count in partitions.items()):
+                    return
+                if loop.time() + 0.25 >= deadline:
+                    raise KafkaUnavailable(f"topics not ready in {timeout_seconds:g} s: {seen}")
+                await asyncio.sleep(0.25)
+    except _UNAVAILABLE as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+        ) from exc
+    finally:
+        await _close(client, bootstrap, timeout_seconds)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics
+from flowguard.kafka_admin import create_topics, ensure_compacted
 
 
 @click.command("worker")
@@ -30,17 +30,17 @@ def command(log_level: str) -> None:
     from flowguard.live.settings import LiveSettings
 
     settings = LiveSettings()
+    live = Live(settings)
+    bootstrap, timeout = settings.kafka_bootstrap_servers, settings.kafka_timeout_seconds
+    changelogs = {
+        table.changelog_topic.get_topic_name(): table.partitions or 1
+        for table in live.app.tables.values()
+    }
     try:
-        asyncio.run(
-            create_topics(
-                settings.kafka_bootstrap_servers,
-                settings.topic_prefix,
-                settings.kafka_timeout_seconds,
-            )
-        )
+        asyncio.run(create_topics(bootstrap, settings.topic_prefix, timeout))
+        asyncio.run(ensure_compacted(bootstrap, changelogs, timeout * 3))
     except KafkaUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    live = Live(settings)
     worker = faust.Worker(live.app, loglevel=log_level, quiet=True)
     worker.execute_from_commandline()
