@@ -14,25 +14,36 @@ own ``BROKER_SESSION_TIMEOUT`` at the broker's minimum (6 s).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from celery import Celery
 
 from flowguard.demo.celery_app import recorded_calls
 from flowguard.live.app import partition_of
 from flowguard.store import WorkflowStore
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import CLUSTER, Stack
 from tests.helpers import wait_until
+from tests.httpserver import RecordingServer
 from tests.processes import Process, TopicReader
 from topics._base import from_iso
-from topics.registry import COMMAND_RESULTS, EVENTS, TRIGGERS
+from topics.registry import COMMAND_RESULTS, EVENTS, SCHEDULED, TRIGGERS
+
+log = logging.getLogger(__name__)
 
 FLAKY = "demo.tasks.flaky_network"
+#: Long enough that retries are still pending in the dying worker's chains when it is killed.
+RETRY_DELAY_SECONDS = 3
+#: The demo Celery worker the stack runs (``-n w1@flowguard``); its events are keyed by it.
+CELERY_WORKER = "w1@flowguard"
 SESSION_TIMEOUT_SECONDS = 6
 
 
@@ -90,6 +101,11 @@ def ready(proc: Process) -> bool:
     return 0 <= text.rfind(_ASSIGNED) < text.rfind("Worker ready")
 
 
+def chain_partition(key: str) -> int:
+    """The events partition (and so the flowguard worker) of a root task's chain or a worker."""
+    return partition_of(f"{CLUSTER}/{key}".encode(), EVENTS.partitions)
+
+
 def executions_by_task(records: list[dict[str, Any]]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     for record in records:
@@ -109,6 +125,34 @@ def sent(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def task_events(reader: TopicReader, kind: str) -> dict[str, dict[str, Any]]:
     """Task id -> its latest event of ``kind`` on ``<prefix>.events``."""
     return {e["task_id"]: e for e in reader.poll() if e.get("kind") == kind}
+
+
+def last_offset(
+    stack: Stack, topic: str, match: Callable[[dict[str, Any]], bool]
+) -> tuple[str, int, int]:
+    """(topic, partition, offset) of the last record on ``topic`` that ``match`` picks."""
+    reader = TopicReader(stack.kafka, topic)
+    reader.poll()
+    found = [(topic, p, o) for _, value, p, o in reader.records if match(value)]
+    assert found, f"nothing on {topic} matched"
+    return found[-1]
+
+
+def committed_past(stack: Stack, offsets: list[tuple[str, int, int]]) -> bool:
+    """The flowguard group has committed past each (topic, partition, offset)."""
+
+    async def committed() -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+        await admin.start()
+        try:
+            tps = [TopicPartition(t, p) for t, p, _ in offsets]
+            found = await admin.list_consumer_group_offsets(f"{stack.prefix}-app", partitions=tps)
+        finally:
+            await admin.close()
+        return {tp: meta.offset for tp, meta in found.items()}
+
+    positions = asyncio.run(committed())
+    return all(positions.get(TopicPartition(t, p), -1) > o for t, p, o in offsets)
 
 
 class FailureStream:
@@ -153,54 +197,92 @@ class FailureStream:
 # -- 1. failover under load -----------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "flowguard/live/app.py: a worker taking partitions over rescans its deadlines at its next "
+        "tick, before Faust has restored the chains table from the changelog, so delayed retries "
+        "pending on the killed worker are never sent; also, records a killed worker never "
+        "committed are skipped by the survivor (Faust drops records fetched for a partition "
+        "paused by recovery and seeks back only committed partitions)"
+    ),
+)
 def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
-    group: Stack,
+    group: Stack, slack: RecordingServer
 ) -> None:
-    stack, first = group, group.flowguard
-    second = stack.another_flowguard("flowguard-b")
+    stack = group
+    procs = (stack.flowguard, stack.another_flowguard("flowguard-b"))
     triggers = TRIGGERS.name(stack.prefix)
     everything = set(range(TRIGGERS.partitions))
 
     def split() -> tuple[set[int], set[int]] | None:
-        mine, theirs = assigned(first, triggers), assigned(second, triggers)
-        if not (mine and theirs and ready(first) and ready(second)):
+        a, b = (assigned(proc, triggers) for proc in procs)
+        if not (a and b and all(ready(proc) for proc in procs)):
             return None
-        return (mine, theirs) if not mine & theirs and mine | theirs == everything else None
+        return (a, b) if not a & b and a | b == everything else None
 
-    mine, _ = wait_until(split, timeout_seconds=60, what="the two workers to split the partitions")
-    # The workflow's triggers partition is on the worker about to die: its deciding stage, its
-    # breaker and executions tables, move to the survivor.
+    shares = wait_until(split, timeout_seconds=60, what="the two workers to split the partitions")
+    # Faust gives a worker the same partition numbers of every co-partitioned topic. The one to
+    # die holds the Celery worker's liveness (its heartbeats go on while the partition waits for
+    # the survivor) and the workflow's deciding stage (breaker, executions).
+    doomed = 0 if chain_partition(CELERY_WORKER) in shares[0] else 1
+    dying, survivor, mine = procs[doomed], procs[1 - doomed], shares[doomed]
     workflow_id = next(
         f"failover-{i}"
         for i in range(1000)
         if partition_of(f"failover-{i}".encode(), TRIGGERS.partitions) in mine
     )
-    stack.apply(retry_workflow(workflow_id, delay_seconds=1))
-    for proc in (first, second):
+    offline = {
+        "id": "celery-worker-offline",
+        "name": "Celery worker offline",
+        "trigger": {"event": "worker.offline"},
+        "actions": [{"type": "slack", "webhook_url": slack.url_for("/offline")}],
+    }
+    stack.apply(retry_workflow(workflow_id, delay_seconds=RETRY_DELAY_SECONDS), offline)
+    for proc in procs:
         proc.wait_for_log(f"workflow {workflow_id} version 1 enabled", timeout=10)
 
     def failing(n: int) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
         return f"t-{n:03d}", FLAKY, (n,), {"fail_times": 1, "key": f"failover-{n}"}
 
-    def some_decided() -> list[dict[str, Any]] | None:
+    def held_by_dying() -> list[str]:
+        """Tasks whose delayed retry waits in a chain on the worker about to die."""
         records = stack.records(workflow_id)
-        return records if len({r["execution_id"] for r in records}) >= 8 else None
+        gone = {r["task"]["id"] for r in sent(records).values()}
+        decided = {r["task"]["id"] for r in records} - gone
+        if len(decided) + len(gone) < 8:
+            return []
+        return sorted(t for t in decided if chain_partition(t) in mine)
 
     with FailureStream(stack.client, failing, interval_seconds=0.05, limit=40) as stream:
-        decided = wait_until(some_decided, timeout_seconds=30, what="the first executions")
-        first.kill()
+        pending = wait_until(held_by_dying, timeout_seconds=30, what="retries pending on it")
+        dying.kill()
+        killed_at, sent_before_kill = time.time(), len(stream.sent)
         stream.finish(30)
     originals = stream.task_ids
     assert len(originals) == 40
-    assert len(sent(decided)) < 40, "the worker was killed after the stream had been handled"
+    assert sent_before_kill < 40, "the worker was killed after the stream had ended"
 
-    def retried() -> dict[str, list[dict[str, Any]]] | None:
+    def runs_by_task() -> dict[str, list[dict[str, Any]]]:
         runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for call in recorded_calls(stack.calls):
             runs[call["root_id"] or call["task_id"]].append(call)
+        return runs
+
+    def all_retried() -> dict[str, list[dict[str, Any]]] | None:
+        runs = runs_by_task()
         return runs if all(len(runs[t]) >= 2 for t in originals) else None
 
-    runs = wait_until(retried, timeout_seconds=60, what="a retry of every task to run")
+    try:
+        runs = wait_until(all_retried, timeout_seconds=30, what="a retry of every task to run")
+    except AssertionError as exc:
+        runs = runs_by_task()
+        missing = [t for t in originals if len(runs[t]) < 2]
+        raise AssertionError(
+            f"{exc}: {len(missing)} never retried: {missing}; their retries were pending on the "
+            f"killed worker: {sorted(set(missing) & set(pending))} (pending then: {pending})"
+        ) from None
+    log.info("all retried seconds after kill: %s", round(time.time() - killed_at, 2))
     records = stack.log.wait_for(
         lambda _: (r := stack.records(workflow_id)) and len(sent(r)) >= 40 and r,
         timeout=30, what="a sent record for every execution",
@@ -219,7 +301,11 @@ def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     assert len(done) == 40
     assert max(done.values()) == 1
     # The survivor took over every partition.
-    assert assigned(second, triggers) == everything
+    assert assigned(survivor, triggers) == everything
+    # The Celery worker never stopped: the pause of its partition is not its absence.
+    false_alarms = [r["trigger"] for r in stack.records("celery-worker-offline")]
+    assert false_alarms == []
+    assert slack.requests("/offline") == []
 
 
 # -- 2. restart while a delayed retry waits -------------------------------------------------------
@@ -237,6 +323,18 @@ def test_a_delayed_retry_survives_a_restart_and_goes_out_once_on_time(group: Sta
     due = from_iso(decided["trigger"]["at"]) + 30
     assert from_iso(action["due_at"]) == pytest.approx(due, abs=0.001)
 
+    # Everything that led to the retry is committed: the new worker finds it only in the
+    # tables it restores from their changelogs, not by reading the inputs again.
+    inputs = [
+        (EVENTS, lambda v: v.get("kind") == "task.failed" and v["task_id"] == "t-restart"),
+        (SCHEDULED, lambda v: v.get("kind") == "retry.scheduled"),
+        (TRIGGERS, lambda v: v.get("kind") == "trigger.matched"),
+    ]
+    offsets = [last_offset(stack, spec.name(stack.prefix), match) for spec, match in inputs]
+    wait_until(
+        lambda: committed_past(stack, offsets), timeout_seconds=10,
+        what=f"the worker to commit {offsets}",
+    )  # fmt: skip
     stack.flowguard.kill()
     assert time.time() < due - 20, "the retry was not pending when the worker died"
     stack.another_flowguard("flowguard-restarted")
@@ -255,6 +353,7 @@ def test_a_delayed_retry_survives_a_restart_and_goes_out_once_on_time(group: Sta
     failed = task_events(events, "task.failed")["t-restart"]
     assert failed["timestamp"] == pytest.approx(from_iso(decided["trigger"]["at"]), abs=0.001)
     late = started["timestamp"] - due
+    log.info("retry seconds after due: %s", round(late, 3))
     assert -0.2 <= late <= 2.0, f"the retry ran {late:+.2f}s from its due time"
 
     # Once: one execution, one sent record, one command carried out, one retry run.
@@ -342,6 +441,11 @@ def test_a_workflow_applied_while_failures_stream_takes_effect_within_a_second(
     executed = {r["task"]["id"] for r in records}
     first = next(at for at, t in after if t in executed)
     missed = [at for at, t in after if t not in executed]
+    log.info("first executed failure seconds after save: %s", round(first - saved_at, 3))
+    log.info(
+        "last missed failure seconds after save: %s",
+        round(max(missed, default=saved_at) - saved_at, 3),
+    )
     assert first - saved_at < 1.0, f"first failure executed {first - saved_at:.2f}s after the save"
     assert not missed or max(missed) - saved_at < 1.0
     # Every failure of the new workflow's that is later than its first execution ran too.
