@@ -20,7 +20,7 @@
 
 Every run uses its own topic prefix and app id and deletes its topics at the end.
 
-    python bench/live.py                                               # about 8 minutes
+    python bench/live.py                                               # about 10 minutes
     python bench/live.py --events 10000 --seconds 5 --rate 500 --tracked 8000   # quick
 """
 
@@ -575,7 +575,7 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=int, nargs="+", default=[2_000, 200], help="latency runs, events/s"
     )
-    parser.add_argument("--tracked", type=int, default=40_000, help="memory run; 0 skips")
+    parser.add_argument("--tracked", type=int, default=24_000, help="memory run; 0 skips")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--logs", help="keep the workers' logs in this directory")
     asyncio.run(run(parser.parse_args()))
