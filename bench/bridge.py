@@ -14,9 +14,11 @@ clock starts at SIGCONT. The bare receiver stops when it has counted N; the brid
 holds N task records (their LogAppendTime: the topic is created with it). Rounds interleave
 bare, bridge/none and bridge/gzip and keep each one's best.
 
-Lag: the consumer runs live while the publisher sends at a steady rate (2,000 events/s);
-lag is the Kafka record's LogAppendTime minus the Celery event's ``timestamp`` (bare: the
-moment the handler sees it, the floor that Celery and Redis set).
+Lag: the bridge and a bare receiver run live, side by side on the same events, while the
+publisher sends at a steady rate (2,000 events/s). Per event: the Kafka record's
+LogAppendTime minus the Celery event's ``timestamp`` (the bridge's end-to-end lag); the bare
+handler's arrival time minus the same timestamp (the floor that Celery, Redis and this machine
+set); and LogAppendTime minus the bare arrival (what the bridge adds).
 
     python bench/bridge.py                      # 40,000 events x 3 rounds; lag 20 s at 2,000/s
     python bench/bridge.py --events 8000 --repeat 1 --lag-seconds 5   # quick
@@ -39,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +123,13 @@ def publish(broker: str, load: Load, run: str) -> None:
 
 
 def bare(broker: str, events: int, lag: bool) -> None:
-    """Count ``events`` task events (with ``lag``, each one's age on arrival), then exit.
+    """Count ``events`` task events, then exit; with ``lag``, note when each one arrived.
 
     A worker heartbeat is the orchestrator's probe: printed, so it knows we are subscribed.
     """
     app = Celery("bench-bare", broker=broker)
     seen = 0
-    lags: list[float] = []
+    arrived: dict[str, tuple[float, float]] = {}
     first = cpu_start = 0.0
     receiver: EventReceiver | None = None
 
@@ -137,7 +139,7 @@ def bare(broker: str, events: int, lag: bool) -> None:
             first, cpu_start = time.time(), time.process_time()
         seen += 1
         if lag:
-            lags.append(time.time() - event["timestamp"])
+            arrived[f"{event['uuid']} {event['type']}"] = (time.time(), event["timestamp"])
         if seen >= events:
             assert receiver is not None
             receiver.should_stop = True
@@ -150,7 +152,7 @@ def bare(broker: str, events: int, lag: bool) -> None:
         receiver = EventReceiver(conn, handlers=handlers, app=app)
         receiver.capture(limit=None, timeout=None, wakeup=False)
     result = {"count": seen, "first": first, "last": time.time(),
-              "cpu": time.process_time() - cpu_start, "lags": lags}  # fmt: skip
+              "cpu": time.process_time() - cpu_start, "arrived": arrived}  # fmt: skip
     print(json.dumps(result), flush=True)
 
 
@@ -162,7 +164,6 @@ class Result:
     events: int
     seconds: float
     cpu_seconds: float | None = None
-    lags: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -254,28 +255,6 @@ class KindReader:
             await consumer.stop()
 
 
-def bare_run(tmp: Path, broker: str, load: Load, run: str) -> Result:
-    events, lag = load.events, load.rate > 0
-    proc = child(tmp, f"bare-{run}", "bare", broker, str(events), "lag" if lag else "count")
-    proc.start()
-    try:
-        subscribed(broker, lambda: "probe seen" in proc.log(), f"{proc.name} subscribed")
-        if not lag:
-            proc.send_signal(signal.SIGSTOP)
-        run_publisher(tmp, broker, load, run)
-        start = time.time()
-        proc.send_signal(signal.SIGCONT)
-        assert proc.proc is not None
-        proc.proc.wait(300)
-        result = last_json(proc)
-    finally:
-        proc.stop(signal.SIGKILL)
-    if result["count"] != events:
-        sys.exit(f"bare receiver counted {result['count']} of {events}")
-    seconds = result["last"] - (result["first"] if lag else start)
-    return Result(events, seconds, result["cpu"], result["lags"])
-
-
 async def make_topics(bootstrap: str, prefix: str) -> None:
     """The registry's topics; events with LogAppendTime, the broker's time of the record."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
@@ -297,8 +276,9 @@ async def make_topics(bootstrap: str, prefix: str) -> None:
 
 async def read_task_records(
     bootstrap: str, topic: str, events: int, timeout_seconds: float
-) -> list[tuple[float, float]]:
-    """(LogAppendTime, event timestamp) of the first ``events`` task records on ``topic``.
+) -> dict[str, tuple[float, float]]:
+    """``"<task id> <Celery event type>"`` -> (LogAppendTime, event timestamp) of ``events``
+    task records on ``topic``; fails on a record published twice.
 
     Waits on end offsets (cheap) while the bridge works, then reads: reading would take CPU
     from the bridge, and the broker's timestamps do not depend on when they are read.
@@ -311,8 +291,7 @@ async def read_task_records(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_seconds
-        found: list[tuple[float, float]] = []
-        duplicates: set[tuple[str, str]] = set()
+        found: dict[str, tuple[float, float]] = {}
         while len(found) < events:
             if time.monotonic() > deadline:
                 sys.exit(f"only {len(found)} of {events} task records in {topic}")
@@ -328,20 +307,43 @@ async def read_task_records(
                     if not value["kind"].startswith("task."):
                         continue
                     assert record.timestamp_type == LOG_APPEND_TIME
-                    identity = (value["task_id"], value["kind"])
-                    if identity in duplicates:
+                    identity = f"{value['task_id']} task-{value['kind'].removeprefix('task.')}"
+                    if identity in found:
                         sys.exit(f"published twice: {identity}")
-                    duplicates.add(identity)
-                    found.append((record.timestamp / 1000, value["timestamp"]))
+                    found[identity] = (record.timestamp / 1000, value["timestamp"])
         return found
     finally:
         await consumer.stop()
 
 
-def bridge_run(
-    tmp: Path, broker: str, bootstrap: str, load: Load, compression: str, run: str
-) -> Result:
-    events = load.events
+@contextmanager
+def bare_consumer(tmp: Path, broker: str, events: int, lag: bool, run: str) -> Iterator[Process]:
+    """A bare receiver process, subscribed; killed on the way out."""
+    mode = "lag" if lag else "count"
+    proc = child(tmp, f"bare-{run}", "bare", broker, str(events), mode).start()
+    try:
+        subscribed(broker, lambda: "probe seen" in proc.log(), f"{proc.name} subscribed")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.stop(signal.SIGKILL)
+
+
+def bare_result(proc: Process, events: int) -> dict[str, Any]:
+    assert proc.proc is not None
+    proc.proc.wait(300)
+    result = last_json(proc)
+    if result["count"] != events:
+        sys.exit(f"bare receiver counted {result['count']} of {events}")
+    return result
+
+
+@contextmanager
+def bridge_consumer(
+    tmp: Path, broker: str, bootstrap: str, compression: str, run: str
+) -> Iterator[tuple[Process, str]]:
+    """A ``flowguard-bridge`` process on topics of its own, subscribed; yields it and its
+    events topic. On the way out it is stopped and must have dropped nothing."""
     prefix = f"bench-bridge-{run}"
     asyncio.run(make_topics(bootstrap, prefix))
     env = python_env(
@@ -351,28 +353,72 @@ def bridge_run(
     )  # fmt: skip
     argv = [sys.executable, "-m", "bridge.cli", "--log-level", "INFO"]
     proc = Process(f"bridge-{run}", argv, tmp / f"bridge-{run}.log", env).start()
+    topic = EVENTS.name(prefix)
     try:
         proc.wait_for_log("snapshot:", timeout=60)
-        reader = KindReader(bootstrap, EVENTS.name(prefix))
+        reader = KindReader(bootstrap, topic)
         subscribed(broker, lambda: reader.seen("worker.heartbeat"), f"{proc.name} subscribed")
-        if not load.rate:
-            proc.send_signal(signal.SIGSTOP)
-        run_publisher(tmp, broker, load, run)
-        start, cpu_start = time.time(), cpu_seconds(proc.pid)
-        proc.send_signal(signal.SIGCONT)
-        found = asyncio.run(read_task_records(bootstrap, EVENTS.name(prefix), events, 600))
-        cpu = cpu_seconds(proc.pid) - cpu_start
+        yield proc, topic
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.stop(signal.SIGTERM)
     counts = ast.literal_eval(proc.log().rsplit(" stopped: ", 1)[-1].splitlines()[0])
-    if counts["dropped"] or counts["published"] < events:
-        sys.exit(f"the bridge lost events: {counts}")
-    appended = [kafka for kafka, _ in found]
-    if load.rate:
-        return Result(events, max(appended) - min(appended), None,
-                      [kafka - event for kafka, event in found])  # fmt: skip
-    return Result(events, max(appended) - start, cpu)
+    if counts["dropped"]:
+        sys.exit(f"the bridge dropped events: {counts}")
+
+
+def bare_throughput(tmp: Path, broker: str, load: Load, run: str) -> Result:
+    with bare_consumer(tmp, broker, load.events, False, run) as proc:
+        proc.send_signal(signal.SIGSTOP)
+        run_publisher(tmp, broker, load, run)
+        start = time.time()
+        proc.send_signal(signal.SIGCONT)
+        result = bare_result(proc, load.events)
+    return Result(load.events, result["last"] - start, result["cpu"])
+
+
+def bridge_throughput(
+    tmp: Path, broker: str, bootstrap: str, load: Load, compression: str, run: str
+) -> Result:
+    with bridge_consumer(tmp, broker, bootstrap, compression, run) as (proc, topic):
+        proc.send_signal(signal.SIGSTOP)
+        run_publisher(tmp, broker, load, run)
+        start, cpu_start = time.time(), cpu_seconds(proc.pid)
+        proc.send_signal(signal.SIGCONT)
+        found = asyncio.run(read_task_records(bootstrap, topic, load.events, 600))
+        cpu = cpu_seconds(proc.pid) - cpu_start
+    return Result(load.events, max(found.values())[0] - start, cpu)
+
+
+@dataclass
+class Lags:
+    """Per event, in ms: event -> bare handler; event -> Kafka; bare handler -> Kafka."""
+
+    bare: list[float]
+    bridge: list[float]
+    added: list[float]
+    achieved_rate: float
+
+
+def lag_run(tmp: Path, broker: str, bootstrap: str, load: Load, compression: str, run: str) -> Lags:
+    """The bridge and a bare receiver on the same paced events at the same time: the bare
+    one's arrival times are the floor (Celery, Redis, this machine), the rest is the bridge's."""
+    with (
+        bridge_consumer(tmp, broker, bootstrap, compression, run) as (_, topic),
+        bare_consumer(tmp, broker, load.events, True, run) as bare_proc,
+    ):
+        run_publisher(tmp, broker, load, run)
+        found = asyncio.run(read_task_records(bootstrap, topic, load.events, 600))
+        arrived = bare_result(bare_proc, load.events)["arrived"]
+    lags = Lags([], [], [], 0.0)
+    for identity, (kafka, event) in found.items():
+        bare_at = arrived[identity][0]
+        lags.bare.append((bare_at - event) * 1000)
+        lags.bridge.append((kafka - event) * 1000)
+        lags.added.append((kafka - bare_at) * 1000)
+    appended = [kafka for kafka, _ in found.values()]
+    lags.achieved_rate = load.events / (max(appended) - min(appended))
+    return lags
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -410,22 +456,22 @@ def main() -> None:
             print(f"round {round_ + 1}: {events} events", file=sys.stderr, flush=True)
             for per in args.per_message:
                 load, run = Load(events, 0, per), f"{tag}-{round_}-{per}"
-                keep((per, "bare"), bare_run(tmp, broker, load, f"{run}-bare"))
+                keep((per, "bare"), bare_throughput(tmp, broker, load, f"{run}-bare"))
                 for comp in args.compression:
-                    result = bridge_run(tmp, broker, bootstrap, load, comp, f"{run}-{comp}")
+                    result = bridge_throughput(tmp, broker, bootstrap, load, comp, f"{run}-{comp}")
                     keep((per, f"bridge/{comp}"), result)
         lag_load = Load(lag_events, args.lag_rate, args.per_message[0])
         print(f"lag: {lag_load}", file=sys.stderr, flush=True)
-        lags = {"bare": bare_run(tmp, broker, lag_load, f"{tag}-lag-bare")}
-        for comp in args.compression:
-            run = f"{tag}-lag-{comp}"
-            lags[f"bridge/{comp}"] = bridge_run(tmp, broker, bootstrap, lag_load, comp, run)
+        lags = {
+            comp: lag_run(tmp, broker, bootstrap, lag_load, comp, f"{tag}-lag-{comp}")
+            for comp in args.compression
+        }
     report(best, lags, lag_load, args, (load_before, os.getloadavg()[0]))
 
 
 def report(
     best: dict[tuple[int, str], Result],
-    lags: dict[str, Result],
+    lags: dict[str, Lags],
     lag_load: Load,
     args: argparse.Namespace,
     loadavg: tuple[float, float],
@@ -440,14 +486,19 @@ def report(
         cpu = f"{result.cpu_seconds / result.events * 1e6:,.0f}" if result.cpu_seconds else "-"
         print(f"| {per} | {name} | {result.rate:,.0f} | {result.rate / base:.2f} | {cpu} |")
     print(f"\nLag at {lag_load.rate:,.0f} events/s for {args.lag_seconds:g} s, "
-          f"{lag_load.per_message} events per message (Celery event timestamp -> Kafka "
-          "LogAppendTime; bare: -> its handler)\n")  # fmt: skip
-    print("| consumer | p50 ms | p99 ms | max ms | achieved events/s |")
-    print("|---|---:|---:|---:|---:|")
-    for name, result in lags.items():
-        ms = [lag * 1000 for lag in result.lags]
-        print(f"| {name} | {percentile(ms, 50):.1f} | {percentile(ms, 99):.1f} | "
-              f"{max(ms):.1f} | {result.rate:,.0f} |")  # fmt: skip
+          f"{lag_load.per_message} events per message; the bridge and a bare receiver on the "
+          "same events at the same time (ms)\n")  # fmt: skip
+    print("| compression | measured | p50 | p99 | max | achieved events/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for comp, lag in lags.items():
+        for what, values in (
+            ("event -> bare handler", lag.bare),
+            ("event -> Kafka (bridge)", lag.bridge),
+            ("bare handler -> Kafka", lag.added),
+        ):
+            print(f"| {comp} | {what} | {percentile(values, 50):.1f} | "
+                  f"{percentile(values, 99):.1f} | {max(values):.1f} | "
+                  f"{lag.achieved_rate:,.0f} |")  # fmt: skip
 
 
 def _child_main() -> None:
