@@ -21,20 +21,37 @@ from flowguard.errors import FlowguardError
 @click.version_option(__version__, prog_name="flowguard-bridge")
 @click.option("--cluster", help="This cluster's name [FLOWGUARD_CLUSTER].")
 @click.option("--broker", help="The Celery broker URL, a secret [FLOWGUARD_BROKER].")
-@click.option("--kafka", "kafka_bootstrap_servers", help="Kafka bootstrap servers.")
-@click.option("--topic-prefix", help="Prefix of flowguard's topics (default: flowguard).")
-@click.option("--buffer-size", type=int, help="Events held while Kafka is down, then dropped.")
+@click.option(
+    "--kafka",
+    "kafka_bootstrap_servers",
+    help="Kafka bootstrap servers [FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS].",
+)
+@click.option(
+    "--topic-prefix",
+    help="Prefix of flowguard's topics (default: flowguard) [FLOWGUARD_TOPIC_PREFIX].",
+)
+@click.option(
+    "--buffer-size",
+    type=int,
+    help="Events held while Kafka is down, then dropped [FLOWGUARD_BUFFER_SIZE].",
+)
 @click.option(
     "--dump",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also append the raw Celery events to FILE as JSON lines (what `flowguard replay` reads).",
+    help="Also append the raw Celery events to FILE as JSON lines (what `flowguard replay` "
+    "reads) [FLOWGUARD_DUMP].",
 )
-@click.option("--no-commands", is_flag=True, help="Publish events only; carry out no commands.")
+@click.option(
+    "--no-commands",
+    is_flag=True,
+    help="Publish events only; carry out no commands [FLOWGUARD_COMMANDS=false].",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def main(no_commands: bool, log_level: str, **flags: Any) -> None:
     """Stream a Celery cluster's events to Kafka, and carry out the commands for it.
 
-    Every option can also be set as a FLOWGUARD_<NAME> environment variable.
+    Every option but --log-level can also be set in the environment (in brackets), and so can
+    every other setting: FLOWGUARD_<SETTING>, see docs/bridge.md.
     """
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
