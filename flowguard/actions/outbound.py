@@ -7,6 +7,7 @@ anything. The runner owns the network, the retries and the bookkeeping.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,8 +60,13 @@ def reveal_secret(secret: SecretStr, field_name: str, ctx: Context) -> str:
         raise ActionFailed(f"{field_name}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_url(value: str, field_name: str) -> httpx.URL:
-    """The revealed URL as httpx sees it; the value itself never enters the error."""
+    """The revealed URL as httpx sees it; the value itself never enters the error.
+
+    Cached: a workflow sends to the same few URLs over and over, and parsing is
+    a fair share of a delivery's own CPU (``httpx.URL`` is immutable).
+    """
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL:
@@ -72,7 +78,7 @@ def parse_url(value: str, field_name: str) -> httpx.URL:
 
 def url_secrets(raw_url: str) -> tuple[str, ...]:
     """A secret URL's values to scrub: the whole URL, and its path and query (the token part)."""
-    url = httpx.URL(raw_url)
+    url = parse_url(raw_url, "url")
     parts = [raw_url, url.raw_path.decode("ascii", "replace")]
     return tuple(p for p in parts if len(p) >= 8)
 

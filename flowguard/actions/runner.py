@@ -40,6 +40,8 @@ log = logging.getLogger("flowguard.actions")
 
 # A claim outlives the delivery's own bound by this much before another process may take it.
 _LEASE_MARGIN_SECONDS = 30.0
+# URL targets (scheme, host) remembered as checked; past this many, checked every time.
+_VETTED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class ActionRunner:
         self._clock = clock
         self._cache = DeliveredCache(self.settings.dedup_cache_size)
         self._lanes: dict[str, _Lane] = {}
+        self._vetted: set[tuple[str, str]] = set()
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -141,7 +144,7 @@ class ActionRunner:
         deadline = loop.time() + self.settings.max_total_seconds
         ctx = Context(self.settings, sample, self._clock(), self._environ)
         out = preparer(notice.action.type)(notice, ctx)
-        check_url_target(out.url.scheme, out.url.host, self.settings.allow_hosts)
+        self._vet(out.url.scheme, out.url.host)
         attempts = out.retries + 1
         for number in range(1, attempts + 1):
             try:
@@ -168,6 +171,13 @@ class ActionRunner:
                 wait,
             )
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _vet(self, scheme: str, host: str) -> None:
+        """The URL check, remembered per (scheme, host): the allowlist never changes."""
+        if (scheme, host) not in self._vetted:
+            check_url_target(scheme, host, self.settings.allow_hosts)
+            if len(self._vetted) < _VETTED_MAX:
+                self._vetted.add((scheme, host))
 
     async def _pause(self, retry: int, asked: float | None, deadline: float, reason: str) -> float:
         """Sleep before the next attempt: ``Retry-After`` if given, else jittered backoff."""
@@ -245,7 +255,10 @@ class ActionRunner:
             )
         lane.waiting += 1
         try:
-            async with asyncio.timeout_at(deadline):
+            if lane.slots.locked():
+                async with asyncio.timeout_at(deadline):
+                    await lane.slots.acquire()
+            else:  # a free slot: taken at once, no timer to arm
                 await lane.slots.acquire()
         except TimeoutError:
             raise ActionFailed(
