@@ -124,7 +124,8 @@ class Live:
         self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.task(self._start)
-        self.app.on_partitions_assigned.connect(self._assigned)
+        # After recovery, not at assignment: before it, the tables of new partitions are empty.
+        self.app.on_rebalance_complete.connect(self._assigned)
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -328,7 +329,7 @@ class Live:
 
     async def _tick(self) -> None:
         """Send a tick for every key whose wall-clock deadline has passed."""
-        if self._scan:
+        if self._scan and not self.app.in_recovery:
             self._scan = False
             self._rescan()
         now = time.time()

@@ -208,16 +208,6 @@ class FailureStream:
 # -- 1. failover under load -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "flowguard/live/app.py: a worker taking partitions over rescans its deadlines at its next "
-        "tick, before Faust has restored the chains table from the changelog, so delayed retries "
-        "pending on the killed worker are never sent; also, records a killed worker never "
-        "committed are skipped by the survivor (Faust drops records fetched for a partition "
-        "paused by recovery and seeks back only committed partitions)"
-    ),
-)
 def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     group: Stack, slack: RecordingServer
 ) -> None:
