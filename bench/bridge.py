@@ -255,13 +255,20 @@ class KindReader:
             await consumer.stop()
 
 
+#: The topics a bridge uses; the bench creates them for each run and deletes them after.
+BRIDGE_TOPICS = ("events", "dlq", "commands", "command-results")
+
+
 async def make_topics(bootstrap: str, prefix: str) -> None:
-    """The registry's topics; events with LogAppendTime, the broker's time of the record."""
+    """The bridge's topics as the registry specifies them; events with LogAppendTime, the
+    broker's time of the record."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     await admin.start()
     try:
         topics = []
         for spec in ALL_TOPICS:
+            if spec.suffix not in BRIDGE_TOPICS:
+                continue
             config = spec.config()
             if spec is EVENTS:
                 config["message.timestamp.type"] = "LogAppendTime"
@@ -272,6 +279,16 @@ async def make_topics(bootstrap: str, prefix: str) -> None:
     refused = [error for error in response.topic_errors if error[1] != 0]
     if refused:
         sys.exit(f"Kafka refused topics: {refused}")
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """A shared dev broker holds every test's topics: leave none of ours behind."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        await admin.delete_topics([f"{prefix}.{suffix}" for suffix in BRIDGE_TOPICS])
+    finally:
+        await admin.close()
 
 
 async def read_task_records(
@@ -362,6 +379,7 @@ def bridge_consumer(
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.stop(signal.SIGTERM)
+        asyncio.run(delete_topics(bootstrap, prefix))
     counts = ast.literal_eval(proc.log().rsplit(" stopped: ", 1)[-1].splitlines()[0])
     if counts["dropped"]:
         sys.exit(f"the bridge dropped events: {counts}")
