@@ -30,6 +30,7 @@ def command(log_level: str) -> None:
     from flowguard.live.settings import LiveSettings
 
     settings = LiveSettings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     live = Live(settings)
     bootstrap, timeout = settings.kafka_bootstrap_servers, settings.kafka_timeout_seconds
     changelogs = {

@@ -85,6 +85,7 @@ class Live:
             settings.app_id,
             broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
             store=settings.store,
+            datadir=str(settings.data_dir / "{conf.name}-data"),
             web_enabled=False,
             topic_replication_factor=settings.replication_factor,
             topic_allow_declare=True,

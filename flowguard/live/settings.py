@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from flowguard.settings import Settings
@@ -15,6 +17,10 @@ class LiveSettings(Settings):
     store: str = Field(
         default="memory://",
         description="Faust table store: memory:// (rebuilt from changelogs on start) or rocksdb://.",
+    )
+    data_dir: Path = Field(
+        default=Path(".flowguard/worker"),
+        description="Faust's data directory (table stores, when on disk), one per app id.",
     )
     replication_factor: int = Field(
         default=1, ge=1, description="Replication of the changelog topics Faust creates."

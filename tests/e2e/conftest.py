@@ -47,6 +47,7 @@ def flowguard_worker(tmp: Path, kafka: str, prefix: str, name: str = "flowguard"
         FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS=kafka,
         FLOWGUARD_TOPIC_PREFIX=prefix,
         FLOWGUARD_APP_ID=f"{prefix}-app",
+        FLOWGUARD_DATA_DIR=str(tmp / f"{name}-data"),
         FLOWGUARD_ACTIONS_ALLOW_HOSTS="127.0.0.1",
     )
     argv = [sys.executable, "-m", "flowguard", "worker", "--log-level", "info"]

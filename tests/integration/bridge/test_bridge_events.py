@@ -98,9 +98,14 @@ def test_every_task_event_arrives_in_order_keyed_by_its_chain(
 
     tasks = by_task(reader.poll())
     kinds = {task_id: [e["kind"] for e in tasks[task_id]] for task_id in ids}
-    assert kinds["t-ok"] == ["task.sent", "task.received", "task.started", "task.succeeded"]
-    assert kinds["t-fail"] == ["task.sent", "task.received", "task.started", "task.failed"]
-    assert kinds["t-slow"] == ["task.sent", "task.received", "task.started", "task.succeeded"]
+    # task-sent comes from the client, the rest from the worker: the worker's come in their
+    # order, and the client's may arrive anywhere among them (the sender publishes its event
+    # after the message). Kafka keeps the order the bridge received them in (checked below).
+    worker_side = {i: [k for k in kinds[i] if k != "task.sent"] for i in ids}
+    for task_id, last in (("t-ok", "task.succeeded"), ("t-fail", "task.failed"),
+                          ("t-slow", "task.succeeded")):  # fmt: skip
+        assert kinds[task_id].count("task.sent") == 1
+        assert worker_side[task_id] == ["task.received", "task.started", last]
     # Celery's own retry: the same task id, retried, then received and run again. Its events
     # come from two processes (the worker and its pool child), so they arrive in no causal
     # order (tests/data/streams/README.md): the bridge keeps the order they arrived in.
