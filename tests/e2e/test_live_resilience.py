@@ -208,6 +208,15 @@ class FailureStream:
 # -- 1. failover under load -----------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a worker taking over a partition that has records but no committed offset skips those "
+        "records (Faust drops records fetched for a partition that recovery then pauses, and "
+        "after recovery seeks back only partitions with a committed offset): the failures a "
+        "killed worker never committed are never executed. Fix proposed in the resilience report."
+    ),
+)
 def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     group: Stack, slack: RecordingServer
 ) -> None:
@@ -243,26 +252,44 @@ def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     for proc in procs:
         proc.wait_for_log(f"workflow {workflow_id} version 1 enabled", timeout=10)
 
+    # One events partition of the dying worker stays unused until just before the kill, so the
+    # survivor takes it over with records on it and no committed offset.
+    events_reader = TopicReader(stack.kafka, EVENTS.name(stack.prefix))
+    events_reader.poll()
+    used = {partition for _, _, partition, _ in events_reader.records}
+    unused = mine - used - {chain_partition(CELERY_WORKER)}
+    assert unused, f"every events partition of the dying worker has records already: {used}"
+    fresh = min(unused)
+    ids = [t for t in (f"t-{n:03d}" for n in range(400)) if chain_partition(t) != fresh][:40]
+    last = next(t for t in (f"last-{n}" for n in range(400)) if chain_partition(t) == fresh)
+
     def failing(n: int) -> TaskCall:
-        return f"t-{n:03d}", FLAKY, (n,), {"fail_times": 1, "key": f"failover-{n}"}
+        return ids[n], FLAKY, (n,), {"fail_times": 1, "key": ids[n]}
 
     def held_by_dying() -> list[str]:
         """Tasks whose delayed retry waits in a chain on the worker about to die."""
         records = stack.records(workflow_id)
         gone = {r["task"]["id"] for r in sent(records).values()}
         decided = {r["task"]["id"] for r in records} - gone
-        if len(decided) + len(gone) < 8:
+        if len(decided) + len(gone) < 5:
             return []
         return sorted(t for t in decided if chain_partition(t) in mine)
 
-    with FailureStream(stack.client, failing, interval_seconds=0.05, limit=40) as stream:
+    with FailureStream(stack.client, failing, interval_seconds=0.1, limit=40) as stream:
         pending = wait_until(held_by_dying, timeout_seconds=30, what="retries pending on it")
+        stack.client.send_task(FLAKY, (999,), {"fail_times": 1, "key": last}, task_id=last)
         dying.kill()
         killed_at, sent_before_kill = time.time(), len(stream.sent)
         stream.finish(30)
-    originals = stream.task_ids
-    assert len(originals) == 40
+    originals = [*stream.task_ids, last]
+    assert len(originals) == 41
     assert sent_before_kill < 40, "the worker was killed after the stream had ended"
+    events_reader.wait_for(
+        lambda _: last in task_events(events_reader, "task.failed"), timeout=10,
+        what=f"{last}'s failure on the events topic",
+    )  # fmt: skip
+    fresh_tp = (EVENTS.name(stack.prefix), fresh, -1)
+    assert not committed_past(stack, [fresh_tp]), f"events partition {fresh} was committed"
 
     def runs_by_task() -> dict[str, list[dict[str, Any]]]:
         runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -281,17 +308,19 @@ def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
         missing = [t for t in originals if len(runs[t]) < 2]
         raise AssertionError(
             f"{exc}: {len(missing)} never retried: {missing}; their retries were pending on the "
-            f"killed worker: {sorted(set(missing) & set(pending))} (pending then: {pending})"
+            f"killed worker: {sorted(set(missing) & set(pending))} (pending then: {pending}); "
+            f"on the partition it never committed ({fresh}): "
+            f"{[t for t in missing if chain_partition(t) == fresh]}"
         ) from None
     log.info("all retried seconds after kill: %s", round(time.time() - killed_at, 2))
     records = stack.log.wait_for(
-        lambda _: (r := stack.records(workflow_id)) and len(sent(r)) >= 40 and r,
+        lambda _: (r := stack.records(workflow_id)) and len(sent(r)) >= len(originals) and r,
         timeout=30, what="a sent record for every execution",
     )  # fmt: skip
     by_task = executions_by_task(records)
     assert sorted(by_task) == sorted(originals)
     assert {t: len(ids) for t, ids in by_task.items() if len(ids) != 1} == {}
-    assert len(sent(records)) == 40
+    assert len(sent(records)) == len(originals)
     # The real Celery worker ran each task twice: the failure, and one retry.
     for task_id in originals:
         assert [c["task_id"] == task_id for c in runs[task_id]] == [True, False], task_id
@@ -299,7 +328,7 @@ def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     assert retry_ids == {runs[t][1]["task_id"] for t in originals}
     results = TopicReader(stack.kafka, COMMAND_RESULTS.name(stack.prefix)).poll()
     done = Counter(r["command_id"] for r in results if r["status"] == "done")
-    assert len(done) == 40
+    assert len(done) == len(originals)
     assert max(done.values()) == 1
     # The survivor took over every partition.
     assert assigned(survivor, triggers) == everything
