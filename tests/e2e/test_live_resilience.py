@@ -1,9 +1,9 @@
 """The live app under crashes, restarts and workflow changes, end to end with real parts only.
 
 - Two ``flowguard worker`` processes share the group; the one holding the workflow's deciding
-  stage, retries pending in its chains and the Celery worker's liveness is SIGKILLed
-  mid-stream: the other takes over, every trigger is executed exactly once, and the pause is
-  not mistaken for the Celery worker going offline.
+  stage, retries pending in its chains, a partition it never committed and the Celery worker's
+  liveness is SIGKILLed mid-stream: the other takes over, every trigger is executed exactly
+  once, and the pause is not mistaken for the Celery worker going offline.
 - A worker SIGKILLed and replaced while a 30 s delayed retry waits: the retry still goes
   out once, on time.
 - A workflow saved while failures stream in takes effect within 1 s.
