@@ -223,7 +223,11 @@ class Live:
             await self._send_detected(f"{item.cluster}/{item.hostname}", out)
 
     async def _send_detected(self, name: str, out: detect.Out) -> None:
+        for gone in out.gone:
+            log.info("worker %s/%s offline (%s)", gone.cluster, gone.hostname, gone.reason)
         for matched in out.matched:
+            log.info("%s %s matched workflow %s", matched.trigger.event,
+                     matched.trigger.trigger_id, matched.workflow_id)  # fmt: skip
             await self.triggers.send(
                 key=matched.workflow_id.encode(), value=matched.model_dump_json().encode()
             )
