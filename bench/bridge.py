@@ -448,7 +448,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=40_000, help="per throughput run")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; best kept")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="interleaved throughput rounds, best kept (0: lag only)")  # fmt: skip
     parser.add_argument("--lag-rate", type=float, default=2000.0, help="events/s for the lag")
     parser.add_argument("--lag-seconds", type=float, default=20.0)
     parser.add_argument("--compression", nargs="*", default=["none", "gzip"])
@@ -497,8 +498,9 @@ def report(
     print(f"\nPython {platform.python_version()}, {os.cpu_count()} CPUs, load average "
           f"{loadavg[0]:.1f} before and {loadavg[1]:.1f} after; {args.events:,} events "
           f"x {args.repeat} rounds (best kept)\n")  # fmt: skip
-    print("| events per message | consumer | events/s | ratio to bare | CPU µs/event |")
-    print("|---:|---|---:|---:|---:|")
+    if best:
+        print("| events per message | consumer | events/s | ratio to bare | CPU µs/event |")
+        print("|---:|---|---:|---:|---:|")
     for (per, name), result in best.items():
         base = best[(per, "bare")].rate
         cpu = f"{result.cpu_seconds / result.events * 1e6:,.0f}" if result.cpu_seconds else "-"
