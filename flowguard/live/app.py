@@ -32,6 +32,7 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 from pydantic import ValidationError
 
 from flowguard.actions import ActionRunner
@@ -119,6 +120,9 @@ class Live:
         self._deadlines: list[tuple[float, str]] = []
         self._scan = True
         self._delivering: set[str] = set()
+        # Per events partition: the offset of the last event applied here. Wall-clock absence
+        # is judged only once every event already on the partition has been applied.
+        self._applied: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
 
         self.app.agent(self.source, name="detect")(self._detect)  # type: ignore[arg-type]
@@ -127,6 +131,7 @@ class Live:
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
         self.app.on_rebalance_complete.connect(self._assigned)
+        self.app.on_rebalance_complete.connect(self._rewind_uncommitted)
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -138,6 +143,35 @@ class Live:
 
     async def _assigned(self, *_: Any, **__: Any) -> None:
         self._scan = True
+
+    async def _rewind_uncommitted(self, *_: Any, **__: Any) -> None:
+        """Read input partitions that were never committed from their start.
+
+        Faust drops records it fetched for a partition that recovery then pauses, and after
+        recovery seeks back only the partitions that have a committed offset: without this,
+        the records a killed worker never committed are skipped by the worker taking over.
+        """
+        consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks these
+        inputs = {*self.source.topics, *self.triggers.topics}
+        events = self.source.topics[0]
+        committed = await consumer.seek_to_committed()
+        self._applied = {
+            tp.partition: (offset or 0) - 1
+            for tp, offset in committed.items()
+            if tp.topic == events
+        }
+        fresh = [tp for tp, offset in committed.items() if tp.topic in inputs and not offset]
+        if fresh:
+            earliest = await consumer.earliest_offsets(*fresh)
+            await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
+            self._applied.update(
+                {tp.partition: earliest[tp] - 1 for tp in fresh if tp.topic == events}
+            )
+
+    def _behind(self, partition: int) -> bool:
+        """Events of this partition wait to be applied (after a takeover, or under load)."""
+        highwater = self.app.consumer.highwater(TP(self.source.topics[0], partition))
+        return highwater is not None and highwater > self._applied.get(partition, -1) + 1
 
     # detect ------------------------------------------------------------------------
 
@@ -152,6 +186,8 @@ class Live:
                     await self._on_scheduled(event.key, event.value, message.partition)
             except (ValueError, ValidationError) as exc:
                 await self._dead_letter(message, event.value, f"cannot decode: {exc}")
+            if message.topic == self.source.topics[0]:
+                self._applied[message.partition] = message.offset
 
     def _is_offline(self, cluster: str, hostname: str) -> bool:
         slot = self.workers.get(f"{cluster}/{hostname}")
@@ -202,6 +238,12 @@ class Live:
                 item.chain_key, detect.on_cancel(self.chains.get(item.chain_key), item)
             )
         elif isinstance(item, Tick):
+            if self._behind(partition):
+                # Absence is judged on applied input only: look again at the next tick.
+                heapq.heappush(
+                    self._deadlines, (now + self.settings.tick_interval_seconds, item.key)
+                )
+                return
             worker = self.workers.get(item.key)
             if worker is not None:
                 worker, out = detect.on_worker_tick(

@@ -208,15 +208,6 @@ class FailureStream:
 # -- 1. failover under load -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a worker taking over a partition that has records but no committed offset skips those "
-        "records (Faust drops records fetched for a partition that recovery then pauses, and "
-        "after recovery seeks back only partitions with a committed offset): the failures a "
-        "killed worker never committed are never executed. Fix proposed in the resilience report."
-    ),
-)
 def test_a_worker_killed_mid_stream_is_taken_over_and_every_trigger_runs_once(
     group: Stack, slack: RecordingServer
 ) -> None:
