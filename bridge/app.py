@@ -75,8 +75,9 @@ class Bridge:
         if settings.dump is not None:
             self._dump = settings.dump.open("a", buffering=1, encoding="utf-8")
         self.intake = Intake(
-            settings.cluster, self.topics["events"], self.topics["dlq"], buffer, self._dump
-        )
+            settings.cluster, self.topics["events"], self.topics["dlq"], buffer, self._dump,
+            max_record_bytes=settings.max_record_bytes,
+        )  # fmt: skip
         self.publisher = Publisher(
             producer,
             buffer,

@@ -81,8 +81,11 @@ class Intake:
         dlq_topic: str,
         buffer: EventBuffer,
         dump: IO[str] | None = None,
+        *,
+        max_record_bytes: int = 1_000_000,
     ) -> None:
         self.cluster = cluster
+        self.max_record_bytes = max_record_bytes
         self.events_topic = events_topic
         self.dlq_topic = dlq_topic
         self.buffer = buffer
@@ -116,14 +119,31 @@ class Intake:
             self._add(event)
 
     def _add(self, event: Event) -> None:
+        value = encode(event)
         with self._lock:
-            key = record_key(event, self.roots)
+            key = record_key(event, self.roots)  # learns the root even if refused below
+        if len(value) > self.max_record_bytes:
+            # Kafka would refuse it for good; retried, it would hold up the stream behind it.
+            self._dead_letter(
+                f"{event.kind} of {len(value)} bytes is larger than Kafka takes "
+                f"(max_record_bytes {self.max_record_bytes})",
+                value.decode(errors="replace"),
+            )
+            return
+        with self._lock:
             self.received += 1
-        self.buffer.put(Entry(self.events_topic, key.encode(), encode(event), event.kind))
+        self.buffer.put(Entry(self.events_topic, key.encode(), value, event.kind))
 
     def on_invalid(self, reason: str, raw: Any) -> None:
         """An event that cannot be used: to the DLQ with the reason and the raw event."""
-        text = json.dumps(raw, default=repr)
+        self._dead_letter(reason, json.dumps(raw, default=repr))
+
+    def _dead_letter(self, reason: str, text: str) -> None:
+        # A JSON-escaped character takes at most 6 bytes: an 8th of the limit always fits.
+        keep = self.max_record_bytes // 8
+        if len(text) > keep:
+            reason = f"{reason}; raw cut to its first {keep} of {len(text)} characters"
+            text = text[:keep]
         letter = DeadLetter(
             source="bridge",
             cluster=self.cluster,

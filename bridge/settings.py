@@ -34,6 +34,11 @@ class BridgeSettings(BaseSettings):
         default=100_000, ge=1, description="Events held while Kafka is slow or down; then dropped."
     )
     batch_size: int = Field(default=2000, ge=1, le=100_000)
+    max_record_bytes: int = Field(
+        default=1_000_000, ge=10_000,
+        description="Largest record Kafka takes (the broker's message.max.bytes); a larger "
+        "event goes to the DLQ, cut, instead of being retried for ever.",
+    )  # fmt: skip
     status_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     inspect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     dedup_url: SecretStr | None = Field(
