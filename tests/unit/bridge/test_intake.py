@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,52 @@ def test_dump_writes_values_json_cannot_hold_as_their_repr(
     dump = io.StringIO()
     intake(loop, dump).on_event({**ev.started("t1", T0), "extra": {1, 2}})
     assert json.loads(dump.getvalue())["extra"] == "{1, 2}"
+
+
+# --- events larger than Kafka takes ----------------------------------------------------------
+
+
+def test_an_event_larger_than_kafka_takes_goes_to_the_dlq_cut(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Kafka refuses it for good: retried, it would hold up every event behind it."""
+    taken = Intake("prod", "fg.events", "fg.dlq", EventBuffer(10, loop), max_record_bytes=20_000)
+    taken.on_event(ev.received("child", T0, "app.x", root_id="root", parent_id="root"))
+    huge = ev.failed("child", T0 + 1, exception="ValueError('" + 'é\x01"' * 30_000 + "')")
+    taken.on_event(huge)
+    taken.on_event(ev.started("child", T0 + 2))
+    received, letter_entry, started = drain(taken.buffer)
+    assert (received.kind, letter_entry.kind, started.kind) == (
+        "task.received",
+        "dlq",
+        "task.started",
+    )
+    assert started.key == b"prod/root"
+    assert len(letter_entry.value) <= 20_000, "the dead letter itself fits"
+    letter = DeadLetter.model_validate_json(letter_entry.value)
+    assert letter.reason.startswith("task.failed of ")
+    assert "bytes is larger than Kafka takes (max_record_bytes 20000)" in letter.reason
+    assert re.search(r"; raw cut to its first 2500 of \d+ characters$", letter.reason)
+    assert letter.raw.startswith('{"version":1,"cluster":"prod","task_id":"child"')
+    assert (taken.received, taken.invalid) == (2, 1)
+
+
+def test_a_huge_invalid_event_is_cut_to_fit_too(loop: asyncio.AbstractEventLoop) -> None:
+    taken = Intake("prod", "fg.events", "fg.dlq", EventBuffer(10, loop), max_record_bytes=20_000)
+    taken.on_event({"type": "task-failed", "timestamp": T0, "traceback": "\x00" * 100_000})
+    (entry,) = drain(taken.buffer)
+    assert len(entry.value) <= 20_000
+    letter = DeadLetter.model_validate_json(entry.value)
+    assert "task-failed without 'uuid'" in letter.reason
+    assert "raw cut to its first 2500 of" in letter.reason
+    assert len(letter.raw) == 2500
+
+
+def test_an_event_at_the_limit_is_published(loop: asyncio.AbstractEventLoop) -> None:
+    taken = Intake("prod", "fg.events", "fg.dlq", EventBuffer(10, loop), max_record_bytes=20_000)
+    small = translate(ev.failed("t", T0, exception="x"), "prod")
+    assert small is not None
+    padding = 20_000 - len(small.__pydantic_serializer__.to_json(small))
+    taken.on_event(ev.failed("t", T0, exception="x" * (1 + padding)))
+    taken.on_event(ev.failed("t", T0, exception="x" * (2 + padding)))
+    assert [e.kind for e in drain(taken.buffer)] == ["task.failed", "dlq"]

@@ -55,6 +55,7 @@ def test_environment_variables_set_the_same_fields(monkeypatch: pytest.MonkeyPat
         ({"buffer_size": 0}, "buffer_size", "greater than or equal to 1"),
         ({"kafka_compression": "brotli"}, "kafka_compression", "'none', 'gzip'"),
         ({"status_interval_seconds": 0}, "status_interval_seconds", "greater than 0"),
+        ({"max_record_bytes": 100}, "max_record_bytes", "greater than or equal to 10000"),
     ],
 )
 def test_a_bad_value_names_the_field_and_the_reason(
