@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bridge.buffer import Entry, EventBuffer
 from bridge.receiver import Backoff
@@ -69,77 +66,33 @@ class Publisher:
                 return
 
     async def deliver(self, batch: list[Entry]) -> list[Entry]:
-        """Send a batch; return the entries Kafka did not acknowledge, in order.
-
-        The entries go to aiokafka as one record batch per partition (``send_batch``), not
-        one ``send`` each: per event that is 5 µs of work instead of 25 (bench/bridge.py),
-        in the process whose one core the Celery receiver needs too.
-        """
-        sent: list[tuple[list[Entry], Awaitable[Any]]] = []
-        unsent: list[Entry] = []
+        """Send a batch; return the entries Kafka did not acknowledge, in order."""
+        pending: list[tuple[Entry, Awaitable[Any]]] = []
+        refused: list[Entry] = []
         error: BaseException | None = None
+        for index, entry in enumerate(batch):
+            try:
+                future = await self.producer.send(entry.topic, entry.value, key=entry.key)
+            except KafkaError as exc:
+                error, refused = exc, batch[index:]
+                break
+            pending.append((entry, future))
+        self.in_flight = len(pending)
         try:
-            groups = await self._by_partition(batch)
-        except KafkaError as exc:
-            error, groups = exc, {}
-            unsent = batch
-        for (topic, partition), entries in groups.items():
-            for chunk, builder in self._record_batches(entries):
-                if error is None:
-                    try:
-                        future = await self.producer.send_batch(builder, topic, partition=partition)
-                    except KafkaError as exc:
-                        error = exc
-                    else:
-                        sent.append((chunk, future))
-                        continue
-                unsent.extend(chunk)
-        self.in_flight = sum(len(chunk) for chunk, _ in sent)
-        try:
-            results = await self._acknowledged([future for _, future in sent])
+            results = await self._acknowledged([f for _, f in pending])
         finally:
             self.in_flight = 0
-        failed = list(unsent)
-        for (chunk, _), result in zip(sent, results, strict=True):
+        failed = []
+        for (entry, _), result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
                 error = error or result
-                failed.extend(chunk)
-                continue
-            for entry in chunk:
-                if entry.kind == "dlq":
-                    self.dead_letters += 1
-                else:
-                    self.published += 1
+                failed.append(entry)
+            elif entry.kind == "dlq":
+                self.dead_letters += 1
+            else:
+                self.published += 1
         self._state(error)
-        position = {id(entry): index for index, entry in enumerate(batch)}
-        return sorted(failed, key=lambda entry: position[id(entry)])
-
-    async def _by_partition(self, batch: list[Entry]) -> dict[tuple[str, int], list[Entry]]:
-        """Entries by (topic, partition), each group in batch order: the partition aiokafka's
-        default partitioner picks for the key (murmur2, as Kafka's Java client)."""
-        partitions: dict[str, list[int]] = {}
-        groups: dict[tuple[str, int], list[Entry]] = {}
-        for entry in batch:
-            if entry.topic not in partitions:
-                partitions[entry.topic] = sorted(await self.producer.partitions_for(entry.topic))
-            choices = partitions[entry.topic]
-            partition = choices[_key_hash(entry.key) % len(choices)]
-            groups.setdefault((entry.topic, partition), []).append(entry)
-        return groups
-
-    def _record_batches(self, entries: list[Entry]) -> list[tuple[list[Entry], BatchBuilder]]:
-        """Entries of one partition as aiokafka record batches (a new one when one is full)."""
-        batches: list[tuple[list[Entry], BatchBuilder]] = []
-        chunk: list[Entry] = []
-        builder = self.producer.create_batch()
-        for entry in entries:
-            if builder.append(key=entry.key, value=entry.value, timestamp=None) is None:
-                batches.append((chunk, builder))
-                chunk, builder = [], self.producer.create_batch()
-                builder.append(key=entry.key, value=entry.value, timestamp=None)
-            chunk.append(entry)
-        batches.append((chunk, builder))
-        return batches
+        return failed + refused
 
     async def _acknowledged(self, futures: list[Awaitable[Any]]) -> list[Any]:
         """Every future's result or exception; says once when Kafka is slow to acknowledge."""
@@ -164,9 +117,3 @@ class Publisher:
                 self.where, reason, self.buffer.bound,
             )  # fmt: skip
         self.kafka_ok, self._problem = False, reason
-
-
-@lru_cache(maxsize=65_536)
-def _key_hash(key: bytes) -> int:
-    """murmur2 in pure Python costs about 5 µs; a task's events share their key."""
-    return int(murmur2(key)) & 0x7FFFFFFF
