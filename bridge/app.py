@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from bridge.buffer import EventBuffer
 from bridge.commands import CommandRunner, DedupStore
 from bridge.intake import Intake, encode
+from bridge.producer import KafkaOut
 from bridge.publisher import Publisher
-from bridge.receiver import Backoff, CeleryReceiver
+from bridge.receiver import CeleryReceiver
 from bridge.settings import BridgeSettings
 from flowguard.errors import ConfigError
 from topics.events import BridgeStatus
@@ -57,19 +58,11 @@ class Bridge:
 
     async def run(self) -> None:
         settings = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=f"flowguard-bridge-{settings.cluster}",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=settings.kafka_linger_ms,
-            max_batch_size=256 * 1024,
-            compression_type=None
-            if settings.kafka_compression == "none"
-            else settings.kafka_compression,
-            request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
+        out = KafkaOut(
+            self._producer, self._kafka_where(), self._stopping, settings.kafka_timeout_seconds
         )
-        if not await self._start_kafka(producer):
+        if not await out.start():
+            await out.stop()
             return
         buffer = EventBuffer(settings.buffer_size, asyncio.get_running_loop())
         if settings.dump is not None:
@@ -79,7 +72,7 @@ class Bridge:
             max_record_bytes=settings.max_record_bytes,
         )  # fmt: skip
         self.publisher = Publisher(
-            producer,
+            out,
             buffer,
             settings.batch_size,
             self._kafka_where(),
@@ -90,12 +83,12 @@ class Bridge:
         )
         tasks = [
             asyncio.create_task(self.publisher.run(), name="publisher"),
-            asyncio.create_task(self._heartbeat(producer), name="status"),
+            asyncio.create_task(self._heartbeat(out), name="status"),
         ]
         consumer, redis = None, None
         try:
             if settings.commands:
-                consumer, redis = await self._start_commands(producer)
+                consumer, redis = await self._start_commands(out)
                 assert self.commands is not None
                 tasks.append(asyncio.create_task(self.commands.run(), name="commands"))
             self.receiver.start()
@@ -118,12 +111,12 @@ class Bridge:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(settings.kafka_timeout_seconds):
                     await self.publisher.flush()
-                await self._send_status(producer)
+                await self._send_status(out)
             if consumer is not None:
                 await consumer.stop()
             if redis is not None:
                 await redis.aclose()
-            await producer.stop()
+            await out.stop()
             if self._dump is not None:
                 self._dump.close()
             log.info("bridge %s stopped: %s", self.bridge_id, self._counts())
@@ -131,28 +124,22 @@ class Bridge:
     def _kafka_where(self) -> str:
         return f"{self.settings.kafka_bootstrap_servers}"
 
-    async def _start_kafka(self, producer: AIOKafkaProducer) -> bool:
-        """Wait for Kafka at start, saying so once, not once per attempt. False: stopped."""
-        backoff, said = Backoff(0.5, 10.0), False
-        while True:
-            try:
-                await producer.start()
-                return True
-            except KafkaError as exc:
-                if not said:
-                    log.error(
-                        "Kafka at %s unreachable (%s: %s); retrying with backoff",
-                        self._kafka_where(), type(exc).__name__, exc,
-                    )  # fmt: skip
-                    said = True
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff.next())
-                if self._stopping.is_set():
-                    return False
+    def _producer(self) -> AIOKafkaProducer:
+        settings = self.settings
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"flowguard-bridge-{settings.cluster}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=settings.kafka_linger_ms,
+            max_batch_size=256 * 1024,
+            compression_type=None
+            if settings.kafka_compression == "none"
+            else settings.kafka_compression,
+            request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
+        )
 
-    async def _start_commands(self, producer: AIOKafkaProducer) -> tuple[AIOKafkaConsumer, Redis]:
+    async def _start_commands(self, out: KafkaOut) -> tuple[AIOKafkaConsumer, Redis]:
         settings = self.settings
         url = settings.dedup_redis_url()
         if url is None:
@@ -175,7 +162,7 @@ class Bridge:
             self.celery,
             settings.cluster,
             consumer,
-            producer,
+            out,
             DedupStore(redis, settings.cluster, settings.dedup_ttl_seconds),
             self.topics,
             settings.command_max_age_seconds,
@@ -204,11 +191,11 @@ class Bridge:
             buffered=len(buffer) + self.publisher.in_flight,
         )
 
-    async def _heartbeat(self, producer: AIOKafkaProducer) -> None:
+    async def _heartbeat(self, out: KafkaOut) -> None:
         """A status record every interval, straight to Kafka (never behind the buffer)."""
         dropped_before = 0
         while True:
-            status = await self._send_status(producer)
+            status = await self._send_status(out)
             if status is not None and status.events_dropped > dropped_before:
                 log.error(
                     "dropped %d events (buffer of %d full while Kafka refused): %s",
@@ -218,13 +205,13 @@ class Bridge:
                 dropped_before = status.events_dropped
             await asyncio.sleep(self.settings.status_interval_seconds)
 
-    async def _send_status(self, producer: AIOKafkaProducer) -> BridgeStatus | None:
+    async def _send_status(self, out: KafkaOut) -> BridgeStatus | None:
         status = self.status()
         key = f"{status.cluster}/bridge/{status.bridge_id}".encode()
         # Kafka down: the publisher says so, and the next status carries the totals.
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(
-                producer.send_and_wait(self.topics["events"], encode(status), key=key),
+                out.send_once(self.topics["events"], encode(status), key),
                 self.settings.kafka_timeout_seconds,
             )
         return status

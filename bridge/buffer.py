@@ -48,6 +48,11 @@ class EventBuffer:
             self._loop.call_soon_threadsafe(self._ready.set)
         return True
 
+    def drop(self, entry: Entry) -> None:
+        """Count an entry that will never be sent (Kafka refused it for good)."""
+        with self._lock:
+            self.dropped[entry.kind] += 1
+
     def __len__(self) -> int:
         return len(self._items)
 

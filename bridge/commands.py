@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from celery import Celery
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from bridge.producer import KafkaOut
 from bridge.receiver import Backoff
 from flowguard.engine.retry import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
@@ -81,7 +82,7 @@ class CommandRunner:
         app: Celery,
         cluster: str,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        out: KafkaOut,
         dedup: DedupStore,
         topics: dict[str, str],
         max_age_seconds: float,
@@ -90,7 +91,7 @@ class CommandRunner:
         self.app = app
         self.cluster = cluster
         self.consumer = consumer
-        self.producer = producer
+        self.out = out
         self.dedup = dedup
         self.topics = topics
         self.max_age = max_age_seconds
@@ -194,10 +195,8 @@ class CommandRunner:
             status=outcome.status,
             detail=outcome.detail,
         )
-        await self.producer.send_and_wait(
-            self.topics["command-results"],
-            result.model_dump_json().encode(),
-            key=self.cluster.encode(),
+        await self.out.deliver(
+            self.topics["command-results"], result.model_dump_json().encode(), self.cluster.encode()
         )
 
     async def _dead_letter(
@@ -218,8 +217,8 @@ class CommandRunner:
             partition=record.partition,
             offset=record.offset,
         )
-        await self.producer.send_and_wait(
-            self.topics["dlq"], letter.model_dump_json().encode(), key=self.cluster.encode()
+        await self.out.deliver(
+            self.topics["dlq"], letter.model_dump_json().encode(), self.cluster.encode()
         )
 
     async def _commit(self, *, force: bool) -> None:

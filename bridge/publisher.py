@@ -1,12 +1,13 @@
 """Buffer -> Kafka: one batch in flight at a time, refused entries retried in order.
 
-aiokafka's idempotent producer (``acks=all``) never expires a batch it has accepted: it
-retries until the broker acknowledges it, and the broker discards the duplicates. So a batch
-in flight is waited for, however long Kafka is away, and never sent a second time (that would
-be the one way to publish an event twice); past ``stall_seconds`` the wait is reported once.
-What the producer refuses to accept (``send`` raising) goes back to the front of the buffer
-and is offered again after a backoff. Meanwhile the receiver keeps filling the buffer up to
-its bound. So every event is acknowledged by Kafka, in flight, buffered, or counted as dropped.
+aiokafka's idempotent producer (``acks=all``) keeps retrying a batch while Kafka is away, and
+the broker discards the duplicates. So a batch in flight is waited for, however long Kafka is
+away; past ``stall_seconds`` the wait is reported once. A batch the producer could not deliver
+(see ``bridge.producer``: its producer is replaced) goes back to the front of the buffer and is
+offered again after a backoff, as does what the producer refused to accept (``send`` raising).
+A record the broker refuses for good (larger than the topic takes) is counted as dropped, never
+retried. Meanwhile the receiver keeps filling the buffer up to its bound. So every event is
+acknowledged by Kafka, in flight, buffered, or counted as dropped.
 """
 
 from __future__ import annotations
@@ -16,25 +17,28 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from bridge.buffer import Entry, EventBuffer
+from bridge.producer import KafkaOut
 from bridge.receiver import Backoff
 
 log = logging.getLogger("flowguard.bridge")
+
+#: Broker answers that sending the same records again can never change.
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class Publisher:
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        out: KafkaOut,
         buffer: EventBuffer,
         batch_size: int,
         where: str,
         stall_seconds: float,
     ) -> None:
-        self.producer = producer
+        self.out = out
         self.buffer = buffer
         self.batch_size = batch_size
         self.where = where
@@ -70,9 +74,10 @@ class Publisher:
         pending: list[tuple[Entry, Awaitable[Any]]] = []
         refused: list[Entry] = []
         error: BaseException | None = None
+        producer = await self.out.current()
         for index, entry in enumerate(batch):
             try:
-                future = await self.producer.send(entry.topic, entry.value, key=entry.key)
+                future = await producer.send(entry.topic, entry.value, key=entry.key)
             except KafkaError as exc:
                 error, refused = exc, batch[index:]
                 break
@@ -83,16 +88,30 @@ class Publisher:
         finally:
             self.in_flight = 0
         failed = []
+        lost: BaseException | None = None
         for (entry, _), result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException):
-                error = error or result
+            if isinstance(result, REFUSED_FOR_GOOD):
+                lost = lost or result
+                self._refused_for_good(entry, result)
+            elif isinstance(result, BaseException):
+                lost, error = lost or result, error or result
                 failed.append(entry)
             elif entry.kind == "dlq":
                 self.dead_letters += 1
             else:
                 self.published += 1
+        if lost is not None:
+            await self.out.renew(producer, lost)
         self._state(error)
         return failed + refused
+
+    def _refused_for_good(self, entry: Entry, error: BaseException) -> None:
+        self.buffer.drop(entry)
+        log.error(
+            "Kafka refused a %s record of %d bytes for %s for good (%s: %s); dropped and "
+            "counted (the topic's max.message.bytes is below the bridge's max_record_bytes?)",
+            entry.kind, len(entry.value), entry.topic, type(error).__name__, error,
+        )  # fmt: skip
 
     async def _acknowledged(self, futures: list[Awaitable[Any]]) -> list[Any]:
         """Every future's result or exception; says once when Kafka is slow to acknowledge."""
