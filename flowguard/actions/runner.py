@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,10 +120,15 @@ class ActionRunner:
         A sample (the Test Workflow button, ``replay --send-samples``) is marked
         as a test, tried once and never deduplicated: it neither consumes nor
         checks the action id that the real delivery will use.
+
+        Never raises but :class:`asyncio.CancelledError`: the live app awaits this in a
+        background task, and a raise would leave the execution without an outcome. Any
+        other failure, a bug included, is a ``failed`` result with the reason.
         """
-        if self._client is None:
-            raise RuntimeError("ActionRunner.deliver() before start()")
         kind = notice.action.type
+        if self._client is None:
+            log.error("action %s (%s): deliver() before start()", notice.action_id, kind)
+            return _result(notice, "failed", "the action runner was not started")
         if not sample and not await self._claim(notice.action_id):
             log.info("action %s (%s): skipped, already delivered", notice.action_id, kind)
             return _result(notice, "skipped", "duplicate")
@@ -133,6 +139,17 @@ class ActionRunner:
         except ActionFailed as exc:
             log.warning("action %s (%s) failed: %s", notice.action_id, kind, exc.reason)
             return _result(notice, "failed", _sample(exc.reason, sample))
+        except Exception as exc:  # a bug must still end in a result, never in a dead task
+            reason = f"could not deliver: {type(exc).__name__} (a flowguard bug; see the log)"
+            # The message may quote a secret (a header value, the URL); the stack does not.
+            log.error(
+                "action %s (%s): unexpected %s\n%s",
+                notice.action_id,
+                kind,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+            return _result(notice, "failed", _sample(reason, sample))
         finally:
             if not sample:
                 await self._settle(notice.action_id, delivered)
@@ -220,6 +237,12 @@ class ActionRunner:
                 ) from None
             except httpx.TimeoutException as exc:
                 raise _Transient(f"timed out ({_phase(exc)})") from None
+            except httpx.LocalProtocolError:
+                # Our own request is malformed (h11's message quotes the offending value):
+                # final, and never its text. Header values are vetted before this point.
+                raise ActionFailed(
+                    "the request could not be sent: the HTTP library refused it as malformed"
+                ) from None
             except httpx.TransportError as exc:
                 raise _Transient(scrub(f"{type(exc).__name__}: {exc}", out.secrets)) from None
 

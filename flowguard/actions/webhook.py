@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from flowguard.actions.outbound import (
     Context,
@@ -25,7 +26,8 @@ from flowguard.actions.outbound import (
     url_secrets,
 )
 from flowguard.engine.execute import Notice
-from flowguard.engine.workflow import WebhookAction
+from flowguard.engine.workflow import WebhookAction, header_value_problem
+from flowguard.errors import ActionFailed
 from topics._base import iso
 
 WEBHOOK_SCHEMA = "flowguard.webhook/1"
@@ -42,9 +44,7 @@ def prepare(notice: Notice, ctx: Context) -> Outbound:
     assert isinstance(action, WebhookAction)
     raw_url = reveal_secret(action.url, "url", ctx)
     url = parse_url(raw_url, "url")
-    custom = {
-        name: reveal_secret(value, f"headers.{name}", ctx) for name, value in action.headers.items()
-    }
+    custom = {name: _header(name, value, ctx) for name, value in action.headers.items()}
     body = orjson.dumps(payload(notice, ctx))
     headers = {
         **custom,
@@ -68,6 +68,18 @@ def prepare(notice: Notice, ctx: Context) -> Outbound:
         ),
         sign=_signer(secret.encode()) if secret else None,
     )
+
+
+def _header(name: str, value: SecretStr, ctx: Context) -> str:
+    """A custom header's value, refused (final, by name) when it cannot be sent as is.
+
+    A literal was checked when the workflow loaded; an ``${ENV}`` value is only known now.
+    """
+    text = reveal_secret(value, f"headers.{name}", ctx)
+    problem = header_value_problem(text)
+    if problem is not None:
+        raise ActionFailed(f"headers.{name}: {problem}")
+    return text
 
 
 def payload(notice: Notice, ctx: Context) -> dict[str, Any]:

@@ -182,12 +182,30 @@ def _headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
                 {"name": name},
             )
         text = value.get_secret_value()
-        if any(c in text for c in "\r\n\0"):
+        problem = header_value_problem(text)
+        if problem is not None:
             raise PydanticCustomError(
-                "header_invalid", "header {name}: the value must be one line", {"name": name}
+                "header_invalid", "header {name}: {problem}", {"name": name, "problem": problem}
             )
         _env_ref_or_refuse(text)
     return headers
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot go on the wire as a header value, or ``None``. Never quotes it.
+
+    Checked on literals when a workflow loads and on ``${ENV}`` values when the action
+    runs: httpx encodes values as ASCII (anything else raises before sending) and h11
+    refuses control characters and surrounding whitespace with an error that quotes the
+    value, so either would reach a log or a record with the secret in it.
+    """
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        return "the value must be one line without control characters (CR, LF, NUL, ...)"
+    if not value.isascii():
+        return "the value has non-ASCII characters; encode it (percent or base64)"
+    if value != value.strip(" \t"):
+        return "the value must not start or end with whitespace"
+    return None
 
 
 def _routing_key(secret: SecretStr) -> SecretStr:

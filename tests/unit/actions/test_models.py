@@ -71,6 +71,26 @@ def _problems(action: dict[str, Any]) -> list[tuple[str, str]]:
             "action.headers",
             "must be one line",
         ),
+        (
+            {"type": "webhook", "url": HOOK, "headers": {"X-Token": "abc\x01def"}},
+            "action.headers",
+            "header X-Token: the value must be one line without control characters",
+        ),
+        (
+            {"type": "webhook", "url": HOOK, "headers": {"X-Token": "abc\x7f"}},
+            "action.headers",
+            "without control characters",
+        ),
+        (
+            {"type": "webhook", "url": HOOK, "headers": {"Authorization": "Bearer SECRET-tök-123"}},
+            "action.headers",
+            "header Authorization: the value has non-ASCII characters",
+        ),
+        (
+            {"type": "webhook", "url": HOOK, "headers": {"X-Token": "token "}},
+            "action.headers",
+            "must not start or end with whitespace",
+        ),
         ({"type": "webhook", "url": HOOK, "secret": "short"}, "action.secret", "at least 16"),
         ({"type": "pagerduty", "routing_key": "abc"}, "action.routing_key", "32-character"),
         (
@@ -103,6 +123,13 @@ def test_a_refused_url_is_never_echoed(value: str) -> None:
     assert "SECRET" not in str(problems)
 
 
+@pytest.mark.parametrize("value", ["Bearer SECRET-tök", "SECRET\r\nX: 1", " SECRET"])
+def test_a_refused_header_value_is_never_echoed(value: str) -> None:
+    problems = _problems({"type": "webhook", "url": HOOK, "headers": {"Authorization": value}})
+    assert "SECRET" not in str(problems)
+    assert any(f == "action.headers" for f, _ in problems), problems
+
+
 @pytest.mark.parametrize(
     "action",
     [
@@ -112,6 +139,7 @@ def test_a_refused_url_is_never_echoed(value: str) -> None:
         {"type": "webhook", "url": "http://127.0.0.1:8080/x"},
         {"type": "webhook", "url": "https://bücher.example/x"},
         {"type": "webhook", "url": HOOK, "headers": {"Authorization": "${TOKEN}"}},
+        {"type": "webhook", "url": HOOK, "headers": {"X-Empty": "", "X-Tabbed": "a\tb  c"}},
         {"type": "webhook", "url": HOOK, "secret": "${SIGNING_SECRET}", "retries": 0},
         {"type": "pagerduty", "routing_key": ROUTING_KEY},
         {"type": "pagerduty", "routing_key": "${PD_KEY}", "severity": "critical"},
