@@ -8,9 +8,12 @@ anything. The runner owns the network, the retries and the bookkeeping.
 from __future__ import annotations
 
 import functools
+import html
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote, quote_plus
 
 import httpx
 from pydantic import SecretStr
@@ -76,18 +79,73 @@ def parse_url(value: str, field_name: str) -> httpx.URL:
     return url
 
 
+# Parts of a secret URL scrubbed on their own: query values from this length, path
+# segments from this one (tokens are long; "services", "hooks" are not secrets).
+_QUERY_VALUE_MIN_CHARS = 8
+_SEGMENT_MIN_CHARS = 16
+
+
 def url_secrets(raw_url: str) -> tuple[str, ...]:
-    """A secret URL's values to scrub: the whole URL, and its path and query (the token part)."""
+    """A secret URL's values to scrub: the whole URL, its path and query, and their tokens."""
     url = parse_url(raw_url, "url")
-    parts = [raw_url, url.raw_path.decode("ascii", "replace")]
-    return tuple(p for p in parts if len(p) >= 8)
+    parts = [raw_url, url.raw_path.decode("ascii", "replace"), url.path, url.query.decode()]
+    parts += [v for _, v in url.params.multi_items() if len(v) >= _QUERY_VALUE_MIN_CHARS]
+    parts += [seg for seg in url.path.split("/") if len(seg) >= _SEGMENT_MIN_CHARS]
+    return tuple(dict.fromkeys(p for p in parts if len(p) >= 8))
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace each secret by its mask (longest first, so no secret survives in part)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, mask(secret) or "***")
-    return text
+    """Replace each secret by its mask, as written or as an echo would encode it.
+
+    An endpoint that quotes the request back may escape it: JSON's ``\\/`` and
+    ``\\uXXXX``, percent-encoding (either case of hex digits), ``+`` for spaces,
+    HTML entities. Every form is masked; longer forms first, so none survives in part.
+    """
+    found = _pattern(tuple(s for s in secrets if s))
+    if found is None:
+        return text
+    pattern, masks = found
+    return pattern.sub(lambda m: masks[(m.lastindex or 1) - 1], text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(secrets: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """One regex for every form of every secret, with each group's mask (cached per secret set)."""
+    forms: dict[str, str] = {}
+    for secret in secrets:
+        for form in _forms(secret):
+            forms.setdefault(form, mask(secret) or "***")
+    if not forms:
+        return None
+    ordered = sorted(forms, key=len, reverse=True)
+    regex = "|".join(f"({_literal(form)})" for form in ordered)
+    return re.compile(regex), tuple(forms[form] for form in ordered)
+
+
+def _forms(secret: str) -> set[str]:
+    escaped = json.dumps(secret)[1:-1]
+    forms = {secret, escaped, secret.replace("/", "\\/"), escaped.replace("/", "\\/")}
+    for safe in ("", "/", ":/?#[]@!$&'()*+,;="):
+        forms.add(quote(secret, safe=safe))
+    forms |= {quote_plus(secret), html.escape(secret), html.escape(secret, quote=False)}
+    return forms
+
+
+_PERCENT = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
+
+
+def _literal(form: str) -> str:
+    """``form`` as a regex, a ``%2F`` matching ``%2f`` too."""
+    pieces = _PERCENT.split(form)
+    out = []
+    for index, piece in enumerate(pieces):
+        if index % 3 == 0:
+            out.append(re.escape(piece))
+        else:
+            if index % 3 == 1:
+                out.append("%")
+            out.append(f"[{piece.upper()}{piece.lower()}]" if piece.isalpha() else piece)
+    return "".join(out)
 
 
 _SPACE = re.compile(r"\s+")
@@ -95,9 +153,8 @@ _SPACE = re.compile(r"\s+")
 
 def excerpt(body: bytes, limit: int, secrets: tuple[str, ...]) -> str:
     """A short, single-line, secret-free excerpt of a response body (any bytes at all)."""
-    text = _SPACE.sub(" ", body.decode("utf-8", errors="replace")).strip()
-    text = scrub(text, secrets)
-    return cut(text, limit)
+    text = scrub(body.decode("utf-8", errors="replace"), secrets)
+    return cut(_SPACE.sub(" ", text).strip(), limit)
 
 
 def cut(text: str, limit: int) -> str:

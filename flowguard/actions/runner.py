@@ -48,7 +48,7 @@ _VETTED_MAX = 10_000
 @dataclass(frozen=True, slots=True)
 class _Reply:
     status: int
-    excerpt: str
+    body: bytes  # at most max_response_bytes; excerpted (and scrubbed) only when it is reported
     retry_after_seconds: float | None
 
 
@@ -170,9 +170,10 @@ class ActionRunner:
                 reason, wait = exc.reason, None
             else:
                 outcome = verdict(reply.status)
-                reason = f"HTTP {reply.status}" + (f": {reply.excerpt}" if reply.excerpt else "")
                 if outcome is Verdict.DELIVERED:
                     return f"HTTP {reply.status}" + _attempt_note(number, attempts)
+                said = excerpt(reply.body, self.settings.excerpt_chars, out.secrets)
+                reason = f"HTTP {reply.status}" + (f": {said}" if said else "")
                 if outcome is Verdict.FINAL:
                     raise ActionFailed(reason + _attempt_note(number, attempts))
                 wait = reply.retry_after_seconds
@@ -260,7 +261,7 @@ class ActionRunner:
             await response.aclose()
         return _Reply(
             response.status_code,
-            excerpt(body, self.settings.excerpt_chars, out.secrets),
+            body,
             retry_after_seconds(response.headers.get("retry-after"), now=self._clock()),
         )
 

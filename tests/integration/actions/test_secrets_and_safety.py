@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 import pytest
 
@@ -113,3 +114,21 @@ def test_a_name_resolving_to_metadata_stays_refused_under_a_pattern() -> None:
     sent = notice({"type": "webhook", "url": "http://169.254.169.254/latest"})
     [done] = deliver([sent], config=ActionSettings(allow_hosts="169.254.*"))
     assert done.result.detail.startswith("refused 169.254.169.254: cloud metadata")
+
+
+def test_an_echo_with_escaped_slashes_or_percent_encoding_is_masked(
+    http_server: RecordingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Endpoints quote the URL back JSON-escaped (``https:\\/\\/...``) or percent-encoded."""
+    caplog.set_level(logging.DEBUG)
+    path = "/slack" + SLACK_SECRET_URL_PATH
+    url = http_server.url_for(path)
+    escaped = url.replace("/", "\\/")
+    body = f'{{"error":"no_service","url":"{escaped}","path":"{quote(path, safe="")}"}}'
+    http_server.script(path, Reply(404, body=body))
+    [done] = deliver([notice({"type": "slack", "webhook_url": url})])
+    assert done.result.status == "failed"
+    assert "no_service" in done.result.detail
+    for part in SECRET_PARTS:
+        assert part not in done.result.detail, done.result.detail
+        assert part not in caplog.text
