@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import difflib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import FlowguardError, KafkaUnavailable
+from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
 from flowguard.kafka_admin import list_topics
 from flowguard.secrets import mask
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
@@ -36,7 +37,9 @@ from topics.workflows import WorkflowVersion
 
 # Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
 # circuit breaker's notify); every value under ``headers`` is a secret too.
-_SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
+SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
+# What :func:`flowguard.secrets.mask` makes: ``***`` and at most four characters.
+_MASKED = re.compile(r"\*\*\*.{0,4}", re.DOTALL)
 # A fetch the broker holds (no new data) delays later requests on the connection by this much.
 _FETCH_WAIT_MS = 20
 
@@ -67,7 +70,7 @@ def _secret_paths(definition: Mapping[str, Any]) -> list[tuple[str, Mapping[str,
     for path, holder in holders:
         if not isinstance(holder, Mapping):
             continue
-        found.extend((f"{path}.{key}", holder, key) for key in holder if key in _SECRET_KEYS)
+        found.extend((f"{path}.{key}", holder, key) for key in holder if key in SECRET_KEYS)
         headers = holder.get("headers")
         if isinstance(headers, Mapping):
             found.extend((f"{path}.headers.{key}", headers, key) for key in headers)
@@ -90,6 +93,20 @@ def mask_definition(definition: Mapping[str, Any], *, reveal: bool = False) -> d
     return copied
 
 
+def looks_masked(value: str) -> bool:
+    """Is ``value`` what masking shows (``***`` and up to four characters), not a secret?"""
+    return _MASKED.fullmatch(value) is not None
+
+
+def still_masked(definition: Mapping[str, Any]) -> list[str]:
+    """Field paths of the secrets in ``definition`` that are masks, not secrets."""
+    return [
+        path
+        for path, holder, key in _secret_paths(definition)
+        if isinstance(holder[key], str) and looks_masked(holder[key])
+    ]
+
+
 def to_yaml(definition: Mapping[str, Any]) -> str:
     """A definition as YAML in the author's key order."""
     return yaml.safe_dump(dict(definition), sort_keys=False, allow_unicode=True, width=100)
@@ -109,8 +126,17 @@ def _same(stored: Mapping[str, Any], workflow: Workflow) -> bool:
 
 
 def _validate(definition: Mapping[str, Any], source: str) -> Workflow:
-    """``parse_workflow`` with the author's mapping, so errors read as ``flowguard lint``'s."""
-    return parse_workflow(definition, source=source)
+    """``parse_workflow`` with the author's mapping, so errors read as ``flowguard lint``'s.
+
+    A secret that is a mask (an exported or shown definition sent back as it is) is refused:
+    saved, it would be sent as the header or URL itself.
+    """
+    workflow = parse_workflow(definition, source=source)
+    masked = still_masked(definition)
+    if masked:
+        reason = "is a masked secret (***...), not the secret: enter it, or ${ENV_VAR}"
+        raise WorkflowInvalid(source, [(path, reason) for path in masked])
+    return workflow
 
 
 class WorkflowStore:

@@ -30,6 +30,15 @@ class DefinitionInput(_Body):
         return self
 
 
+class ValidateInput(DefinitionInput):
+    workflow_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The saved workflow this draft edits: its masked secrets stand for these.",
+    )
+
+
 class SaveInput(DefinitionInput):
     comment: str = Field(default="", max_length=1000)
     expected_version: int | None = Field(

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 
 from flowguard.api.auth import Principal, Role, require
-from flowguard.api.definitions import from_yaml, restore_secrets
+from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
 from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
 from flowguard.api.events import read_cluster_events
 from flowguard.api.models import PreviewInput, PreviewResult
@@ -45,7 +45,11 @@ class TestInput(BaseModel):
 
     definition: dict[str, Any] | None = Field(default=None, description="A draft workflow.")
     yaml: str | None = Field(default=None, max_length=1_000_000, description="A draft, as YAML.")
-    workflow_id: str | None = Field(default=None, description="A saved workflow.")
+    workflow_id: str | None = Field(
+        default=None,
+        description="A saved workflow; with a draft, the workflow the draft edits (its masked "
+        "secrets stand for this one's).",
+    )
     version: int | None = Field(default=None, ge=1, description="Its version; default latest.")
     events_jsonl: str | None = Field(
         default=None, description="JSON lines of raw Celery or flowguard events."
@@ -62,9 +66,11 @@ class TestInput(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_each(self) -> TestInput:
-        given = [x is not None for x in (self.definition, self.yaml, self.workflow_id)]
-        if sum(given) != 1:
+        drafts = (self.definition is not None) + (self.yaml is not None)
+        if drafts > 1 or (drafts == 0 and self.workflow_id is None):
             raise ValueError("give exactly one of definition, yaml or workflow_id")
+        if drafts and self.version is not None:
+            raise ValueError("version applies to a saved workflow, not to a draft")
         if (self.events_jsonl is None) == (self.hours is None):
             raise ValueError("give exactly one of events_jsonl or hours")
         return self
@@ -79,7 +85,7 @@ class TestResult(TestRun):
 async def _workflow(body: TestInput, svc: Services) -> Published:
     """The workflow to test, as if enabled (testing a disabled workflow is the point)."""
     store = await svc.refreshed_store()
-    if body.workflow_id is not None:
+    if body.workflow_id is not None and body.definition is None and body.yaml is None:
         try:
             saved = (
                 store.version(body.workflow_id, body.version)
@@ -97,9 +103,10 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
         if len(docs) != 1 or not isinstance(docs[0], dict):
             raise WorkflowInvalid("yaml", [("(document)", "give exactly one workflow mapping")])
         draft = docs[0]
-    probe = parse_workflow(draft, source="draft")
-    latest = store.latest(probe.id)
-    stored = latest.definition if latest is not None and not latest.deleted else None
+    if body.workflow_id is not None and store.current().get(body.workflow_id) is None:
+        raise not_found(f"workflow {body.workflow_id!r}: no such workflow")
+    # Masks restored only where the action still sends where it did: see restore_secrets.
+    stored = stored_for(store, draft, body.workflow_id)
     workflow = parse_workflow(restore_secrets(draft, stored), source="draft")
     return Published.of(workflow.model_copy(update={"enabled": True}))
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from flowguard.api.auth import Principal, Role, require
-from flowguard.api.definitions import from_yaml, restore_secrets
+from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
 from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
 from flowguard.api.models import (
     DefinitionInput,
@@ -26,6 +26,7 @@ from flowguard.api.models import (
     SaveInput,
     SaveResult,
     TemplateInfo,
+    ValidateInput,
     ValidateResult,
     VersionInfo,
     WorkflowDetail,
@@ -288,23 +289,26 @@ async def export_all(who: Viewer, svc: Svc, reveal_secrets: bool = False) -> Res
 
 @router.post("/import", response_model=list[ImportItem], tags=["workflows"])
 async def import_yaml(body: ImportInput, who: Editor, svc: Svc) -> list[ImportItem]:
-    """Validate every workflow in the YAML first, then save the ones that changed."""
-    docs = from_yaml(body.yaml, source="yaml")
+    """Validate every workflow in the YAML first (masked secrets restored), then save the ones
+    that changed. A save refused midway (Kafka, a concurrent writer) leaves the earlier ones
+    saved; importing the same file again saves the rest."""
+    store = await svc.refreshed_store()
+    docs: list[dict[str, Any]] = []
+    for n, doc in enumerate(from_yaml(body.yaml, source="yaml"), start=1):
+        if not isinstance(doc, dict):
+            raise WorkflowInvalid(f"yaml#{n}", [("(document)", "a workflow must be a mapping")])
+        docs.append(restore_secrets(doc, stored_for(store, doc)))
     parsed = [parse_workflow(doc, source=f"yaml#{n}") for n, doc in enumerate(docs, start=1)]
     if not parsed:
         raise WorkflowInvalid("yaml", [("(document)", "no workflow found")])
     ids = [w.id for w in parsed]
     if len(set(ids)) != len(ids):
         raise WorkflowInvalid("yaml", [("id", "the same workflow id appears twice")])
-    store = await svc.refreshed_store()
     results = []
     for doc, workflow in zip(docs, parsed, strict=True):
         latest = store.latest(workflow.id)
         live = latest is not None and not latest.deleted
-        stored = latest.definition if latest is not None and live else None
-        saved = await store.save(
-            restore_secrets(dict(doc), stored), saved_by=who.name, comment=body.comment
-        )
+        saved = await store.save(doc, saved_by=who.name, comment=body.comment)
         status = "unchanged" if saved is None else ("updated" if live else "created")
         version = saved or _live(store, workflow.id)
         results.append(ImportItem(id=workflow.id, status=status, version=version.workflow_version))
@@ -312,13 +316,17 @@ async def import_yaml(body: ImportInput, who: Editor, svc: Svc) -> list[ImportIt
 
 
 @router.post("/validate", response_model=ValidateResult, tags=["editor"])
-async def validate(body: DefinitionInput, who: Viewer) -> ValidateResult:
+async def validate(body: ValidateInput, who: Viewer, svc: Svc) -> ValidateResult:
     """Inline validation: field-named problems (as ``flowguard lint``), or lint warnings.
 
-    Nothing of the definition is echoed: the editor keeps the author's secrets in the page.
+    Masked secrets count as the stored ones they stand for (``workflow_id``'s, else the
+    draft id's), as a save would restore them. Nothing of the definition is echoed: the
+    editor keeps the author's secrets in the page.
     """
+    store = await svc.refreshed_store()
     try:
-        definition = _definition_of(body)
+        draft = _definition_of(body)
+        definition = restore_secrets(draft, stored_for(store, draft, body.workflow_id))
         workflow = parse_workflow(definition, source="definition")
     except WorkflowInvalid as exc:
         problems = [LintNote(field=f, message=r) for f, r in exc.problems]

@@ -64,3 +64,53 @@ def test_preview_renders_or_names_the_unknown_variable(served_local: Served) -> 
     assert good["text"] == "myapp.tasks.send_email on example-cluster"
     assert bad["text"] is None
     assert "unknown variable {nope}" in bad["problem"]
+
+
+def test_a_draft_with_a_changed_url_gets_no_stored_header(
+    served_local: Served, slack: RecordingServer
+) -> None:
+    """An editor who points a saved webhook elsewhere must not receive its stored header."""
+    header = "Bearer 0123456789abcdef-stored"
+    saved = {
+        "name": "Ops webhook",
+        "trigger": {"event": "task.failed"},
+        "action": {
+            "type": "webhook",
+            "url": slack.url_for("/ops"),
+            "headers": {"Authorization": header},
+        },
+    }
+    with served_local.client("editor") as api:
+        api.post("/api/workflows", json={"definition": saved}).raise_for_status()
+        draft = api.get("/api/workflows/ops-webhook").json()["definition"]
+        draft["actions"] = [draft.pop("action")]  # as the editor sends it back
+        draft["actions"][0]["url"] = slack.url_for("/elsewhere")
+        for extra in ({}, {"workflow_id": "ops-webhook"}):
+            answer = api.post(
+                "/api/test",
+                json={
+                    "definition": draft,
+                    "events_jsonl": STREAM.read_text(),
+                    "send_samples": True,
+                    **extra,
+                },
+            )
+            assert answer.status_code == 422, answer.text
+            [problem] = answer.json()["error"]["problems"]
+            assert problem["field"] == "actions.0.headers.Authorization"
+            assert "re-enter the secret when you change the URL" in problem["reason"]
+        # The same destination keeps the header, and the sample carries it to that URL.
+        same = api.get("/api/workflows/ops-webhook").json()["definition"]
+        answer = api.post(
+            "/api/test",
+            json={
+                "definition": same,
+                "workflow_id": "ops-webhook",
+                "events_jsonl": STREAM.read_text(),
+                "send_samples": True,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+    [post] = slack.wait_for_requests(1, path="/ops", timeout_seconds=30)
+    assert post.headers["authorization"] == header
+    assert slack.requests("/elsewhere") == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.api.server import Served
 
@@ -118,3 +120,96 @@ def test_templates_are_the_shipped_four(served: Served) -> None:
         names = [t["name"] for t in api.get("/api/templates").json()]
     assert "Auto-retry network errors" in names
     assert len(names) == 4
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "flowguard" / "templates"
+HEADER = "Bearer 0123456789abcdef6789"
+WEBHOOK_ID = "webhook-on-failure"
+WEBHOOK_YAML = f"""name: Webhook on failure
+trigger: {{event: task.failed}}
+action:
+  type: webhook
+  url: https://ops.example.com/hooks/flowguard-incoming
+  headers: {{Authorization: "{HEADER}"}}
+  secret: "{"s" * 24}"
+"""
+
+
+def as_the_editor_sends_it(definition: dict[str, Any]) -> dict[str, Any]:
+    """editor.js normalize(): a workflow written with ``action`` comes back as ``actions``."""
+    copy = dict(definition)
+    if "action" in copy:
+        copy["actions"] = [copy.pop("action")]
+    return copy
+
+
+@pytest.mark.parametrize(
+    "source", [*sorted(p.name for p in TEMPLATES.glob("*.yaml")), "webhook-with-headers"]
+)
+def test_editing_an_action_workflow_keeps_its_secrets(served: Served, source: str) -> None:
+    text = WEBHOOK_YAML if source == "webhook-with-headers" else (TEMPLATES / source).read_text()
+    with served.client("editor") as api:
+        created = api.post("/api/workflows", json={"yaml": text})
+        assert created.status_code == 201, created.text
+        detail = created.json()["workflow"]
+        edited = as_the_editor_sends_it(detail["definition"]) | {"description": "edited"}
+        saved = api.put(
+            f"/api/workflows/{detail['id']}",
+            json={"definition": edited, "expected_version": 1},
+        )
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["saved"] is True
+    with served.client("admin") as admin:
+        exported = admin.get(
+            f"/api/workflows/{detail['id']}/export", params={"reveal_secrets": True}
+        ).text
+    original = yaml.safe_load(text)["action"]
+    assert yaml.safe_load(exported)["actions"] == [original]
+    assert "***" not in exported
+
+
+def test_a_mask_that_cannot_be_restored_is_refused_never_saved(served: Served) -> None:
+    with served.client("editor") as api:
+        api.post("/api/workflows", json={"yaml": WEBHOOK_YAML}).raise_for_status()
+        edited = as_the_editor_sends_it(
+            api.get("/api/workflows/webhook-on-failure").json()["definition"]
+        )
+        edited["actions"][0]["headers"] = {"X-Other": "***6789"}  # a mask of nothing stored
+        answer = api.put("/api/workflows/webhook-on-failure", json={"definition": edited})
+        assert answer.status_code == 422, answer.text
+        assert [p["field"] for p in answer.json()["error"]["problems"]] == [
+            "actions.0.headers.X-Other"
+        ]
+        pasted = yaml.safe_load(WEBHOOK_YAML) | {"name": "Pasted export"}
+        pasted["action"]["headers"] = {"Authorization": "***6789"}
+        created = api.post("/api/workflows", json={"definition": pasted})
+        assert created.status_code == 422, created.text
+        assert created.json()["error"]["problems"][0]["field"] == "action.headers.Authorization"
+        assert [
+            v["version"] for v in api.get("/api/workflows/webhook-on-failure/versions").json()
+        ] == [1]
+        assert api.get("/api/workflows/pasted-export").status_code == 404
+
+
+def test_a_changed_url_does_not_get_the_stored_header(served: Served) -> None:
+    with served.client("editor") as api:
+        api.post("/api/workflows", json={"yaml": WEBHOOK_YAML}).raise_for_status()
+        edited = as_the_editor_sends_it(
+            api.get("/api/workflows/webhook-on-failure").json()["definition"]
+        )
+        edited["actions"][0]["url"] = "https://collector.example.net/steal"
+        answer = api.put("/api/workflows/webhook-on-failure", json={"definition": edited})
+        assert answer.status_code == 422, answer.text
+        problems = {p["field"]: p["reason"] for p in answer.json()["error"]["problems"]}
+        assert set(problems) == {"actions.0.headers.Authorization", "actions.0.secret"}
+        assert "re-enter the secret when you change the URL" in problems["actions.0.secret"]
+        checked = api.post(
+            "/api/validate", json={"definition": edited, "workflow_id": "webhook-on-failure"}
+        ).json()
+        assert checked["valid"] is False
+        assert {p["field"] for p in checked["problems"]} == set(problems)
+    with served.client("admin") as admin:
+        exported = admin.get(
+            "/api/workflows/webhook-on-failure/export", params={"reveal_secrets": True}
+        ).text
+    assert "collector.example.net" not in exported
