@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowguard.api.auth import AuthError
-from flowguard.errors import WorkflowInvalid
+from flowguard.errors import KafkaUnavailable, WorkflowInvalid
+from flowguard.store import VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,16 @@ async def _on_workflow_invalid(request: Request, exc: Exception) -> JSONResponse
     return error_response(422, "workflow_invalid", "the workflow is invalid", exc.problems)
 
 
+async def _on_kafka_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Kafka down or slow is the deployment's state, not a bug: say so, and that a retry helps.
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "kafka_unavailable", str(exc))
+
+
+async def _on_version_conflict(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "version_conflict", str(exc))
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiProblem)
     return error_response(exc.status, exc.code, exc.message, exc.problems)
@@ -120,6 +131,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(WorkflowInvalid, _on_workflow_invalid)
     app.add_exception_handler(ApiProblem, _on_problem)
+    app.add_exception_handler(KafkaUnavailable, _on_kafka_unavailable)
+    app.add_exception_handler(VersionConflict, _on_version_conflict)
     app.add_exception_handler(AuthError, _on_auth)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

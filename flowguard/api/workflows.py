@@ -38,7 +38,6 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint
 from flowguard.errors import WorkflowInvalid
 from flowguard.store import (
-    VersionConflict,
     WorkflowNotFound,
     WorkflowStore,
     mask_definition,
@@ -123,12 +122,9 @@ async def _save(
                 "definition", [("id", f"is {workflow.id!r}, but this is workflow {workflow_id!r}")]
             )
         expected = body.expected_version
-    try:
-        saved = await store.save(
-            definition, saved_by=who.name, comment=body.comment, expected_version=expected
-        )
-    except VersionConflict as exc:
-        raise ApiProblem(409, "version_conflict", str(exc)) from None
+    saved = await store.save(
+        definition, saved_by=who.name, comment=body.comment, expected_version=expected
+    )
     if saved is not None:
         return saved, True
     return _live(store, workflow.id), False
@@ -253,8 +249,6 @@ async def rollback_workflow(
         saved = await store.rollback(workflow_id, body.version, saved_by=who.name)
     except WorkflowNotFound as exc:
         raise not_found(str(exc)) from None
-    except VersionConflict as exc:
-        raise ApiProblem(409, "version_conflict", str(exc)) from None
     return SaveResult(saved=saved != before, workflow=_detail(saved))
 
 

@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from flowguard.api.app import create_app
+from flowguard.api.services import Services
 from flowguard.api.settings import ApiSettings
 from flowguard.kafka_admin import create_topics, list_topics
 from flowguard.settings import Settings
@@ -39,6 +41,13 @@ class Served:
     prefix: str
     bootstrap: str
     settings: Settings
+    app: FastAPI
+
+    @property
+    def services(self) -> Services:
+        """The running app's services (its store, history...), for failure injection."""
+        found: Services = self.app.state.services
+        return found
 
     def client(self, role: str | None = "editor") -> httpx.Client:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
@@ -95,7 +104,7 @@ def serve(bootstrap: str, prefix: str, history_dir: Path, **api: Any) -> Iterato
         )
         assert server.started, "the API server stopped while starting (see the log above)"
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield Served(f"http://127.0.0.1:{port}", prefix, bootstrap, settings)
+        yield Served(f"http://127.0.0.1:{port}", prefix, bootstrap, settings, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

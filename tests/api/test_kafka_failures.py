@@ -1,0 +1,72 @@
+"""Kafka failing under the workflow routes, with the real app and real Kafka around it.
+
+The failures are injected into the running app's store (one refresh, one write refused):
+the dev broker is shared, so it cannot be stopped for one test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowguard.errors import KafkaUnavailable
+from flowguard.store import VersionConflict
+from tests.api.server import Served
+from topics.workflows import WorkflowVersion
+
+pytestmark = pytest.mark.integration
+
+A = "name: A\ntrigger: {event: task.failed}\naction: {type: retry}\n"
+B = "name: B\ntrigger: {event: task.orphaned}\naction: {type: retry}\n"
+
+
+def test_kafka_unavailable_is_503_on_every_workflow_route(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with served.client("editor") as api:
+        api.post("/api/workflows", json={"yaml": A}).raise_for_status()
+
+        async def down() -> None:
+            raise KafkaUnavailable("reading test.workflow-history from nowhere: timed out")
+
+        monkeypatch.setattr(served.services.store, "refresh", down)
+        calls = [
+            ("GET", "/api/workflows", None),
+            ("GET", "/api/workflows/a", None),
+            ("PUT", "/api/workflows/a", {"yaml": A + "description: x\n"}),
+            ("POST", "/api/workflows", {"yaml": B}),
+            ("GET", "/api/workflows/a/versions", None),
+            ("POST", "/api/workflows/a/rollback", {"version": 1}),
+            ("POST", "/api/import", {"yaml": B}),
+        ]
+        for method, path, body in calls:
+            answer = api.request(method, path, json=body)
+            assert answer.status_code == 503, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "kafka_unavailable"
+            assert "timed out" in answer.json()["error"]["message"]
+
+
+def test_a_version_conflict_mid_import_is_409(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = served.services.store
+    real_save = store.save
+    saves = 0
+
+    async def conflicting(*args: Any, **kwargs: Any) -> WorkflowVersion | None:
+        nonlocal saves
+        saves += 1
+        if saves == 2:
+            raise VersionConflict("workflow 'b': another writer saved version 1 first")
+        return await real_save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save", conflicting)
+    with served.client("editor") as api:
+        answer = api.post("/api/import", json={"yaml": A + "---\n" + B})
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"]["code"] == "version_conflict"
+        assert "another writer" in answer.json()["error"]["message"]
+        # The first was saved; importing again saves the rest.
+        again = api.post("/api/import", json={"yaml": A + "---\n" + B}).json()
+        assert [(i["id"], i["status"]) for i in again] == [("a", "unchanged"), ("b", "created")]
