@@ -1,8 +1,9 @@
-"""PagerDuty: an Events API v2 ``trigger`` with one ``dedup_key`` per task chain.
+"""PagerDuty: an Events API v2 ``trigger`` with one ``dedup_key`` per task chain or worker.
 
-The notice's ``dedup_key`` is the workflow and the retry chain, so the seed's
-"fifth failure -> PagerDuty" escalation opens one incident however often the
-chain fails again; PagerDuty folds the later triggers into it.
+The notice's ``dedup_key`` is the workflow and the retry chain (or, for
+``worker.offline``, the worker: see :func:`flowguard.engine.execute.incident_key`),
+so the seed's "fifth failure -> PagerDuty" escalation opens one incident however
+often the chain fails again; PagerDuty folds the later triggers into it.
 """
 
 from __future__ import annotations

@@ -378,7 +378,7 @@ def _finish(
         }
     )
     chain_key = f"{trigger.cluster}/{trigger.task.root_id}" if trigger.task else ""
-    dedup = f"{wf.id}/{chain_key}"
+    dedup = f"{wf.id}/{incident_key(trigger)}"
     return Decision(
         record=record,
         breaker=breaker,
@@ -389,6 +389,18 @@ def _finish(
         ],
         notices=[Notice(aid, act, text, dedup, record) for aid, act, text in draft.notices],
     )
+
+
+def incident_key(trigger: Trigger) -> str:
+    """What one incident is about: a retry chain, or one worker (``cluster/hostname``).
+
+    A notice's ``dedup_key`` is the workflow id and this, so the receiver folds the
+    chain's fifth failure into the first one's incident, but a second worker going
+    offline opens its own. A worker trigger without a hostname (never seen) is its own.
+    """
+    if trigger.task is not None:
+        return f"{trigger.cluster}/{trigger.task.root_id}"
+    return f"{trigger.cluster}/{trigger.worker or trigger.trigger_id}"
 
 
 def _task_ref(trigger: Trigger) -> TaskRef | None:

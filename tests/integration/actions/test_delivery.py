@@ -7,9 +7,12 @@ import hmac
 import time
 from collections.abc import Callable
 
+from tests import celery_events as ev
 from tests.httpserver import RecordingServer, Reply
 from tests.integration.actions.runner_helpers import deliver, settings
-from tests.unit.actions.notices import ROUTING_KEY, notice
+from tests.unit.actions.notices import ROUTING_KEY, engine_notices, failing_chain, notice
+
+T0 = 1_760_000_000.0
 
 
 def test_webhook_delivers_the_versioned_payload(http_server: RecordingServer) -> None:
@@ -179,3 +182,45 @@ def test_the_total_bound_cuts_a_long_attempt(http_server: RecordingServer) -> No
     [done] = deliver([notice(action)], config=settings(max_total_seconds=0.5))
     assert done.result.detail == "gave up: no answer within the 0.5s bound"
     assert done.seconds < 1.5
+
+
+def test_a_chain_s_pages_carry_the_engine_s_chain_key_end_to_end(
+    http_server: RecordingServer,
+) -> None:
+    """The seed's escalation: from the fifth failure of a chain on, pages fold into one incident."""
+    doc = {
+        "name": "escalate",
+        "trigger": {"event": "task.failed", "conditions": {"failure_count_threshold": 5}},
+        "action": {"type": "pagerduty", "routing_key": ROUTING_KEY},
+    }
+    decided = engine_notices(doc, failing_chain("t1", 7, T0) + failing_chain("t2", 5, T0 + 500))
+    http_server.script("/v2/enqueue", Reply(202, body='{"status":"success"}'))
+    done = deliver(decided, config=settings(pagerduty_url=http_server.url_for("/v2/enqueue")))
+    assert [t.result.status for t in done] == ["succeeded"] * 4
+    keys = [r.json()["dedup_key"] for r in http_server.requests("/v2/enqueue")]
+    assert keys == ["escalate/prod/t1"] * 3 + ["escalate/prod/t2"]
+
+
+def test_two_workers_going_offline_page_twice_end_to_end(http_server: RecordingServer) -> None:
+    doc = {
+        "name": "worker down",
+        "trigger": {"event": "worker.offline"},
+        "action": {"type": "pagerduty", "routing_key": ROUTING_KEY},
+    }
+    decided = engine_notices(
+        doc,
+        [
+            ev.heartbeat(T0, hostname="celery@w1", kind="online"),
+            ev.heartbeat(T0, hostname="celery@w2", kind="online"),
+            ev.heartbeat(T0 + 3, hostname="celery@w1", kind="offline"),
+            ev.heartbeat(T0 + 4, hostname="celery@w2", kind="offline"),
+        ],
+    )
+    http_server.script("/v2/enqueue", Reply(202))
+    deliver(decided, config=settings(pagerduty_url=http_server.url_for("/v2/enqueue")))
+    events = [r.json() for r in http_server.requests("/v2/enqueue")]
+    assert [e["dedup_key"] for e in events] == [
+        "worker-down/prod/celery@w1",
+        "worker-down/prod/celery@w2",
+    ]
+    assert [e["payload"]["source"] for e in events] == ["celery@w1", "celery@w2"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from bridge.translate import translate
+from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.execute import Notice, NotifyAction
+from flowguard.engine.matching import Published
+from tests import celery_events as ev
 from topics.execution import BreakerRef, ExecutionRecord, TaskRef, TriggerRef, WorkflowRef
 
 SLACK_SECRET_URL_PATH = "/services/T0SECRET/B0SECRET/XXXXSECRETXXXXabcd"
@@ -64,3 +68,25 @@ def notice(
         dedup_key="payments-alert/eu/task-1",
         record=rec,
     )
+
+
+def engine_notices(doc: dict[str, Any], raws: list[dict[str, Any]]) -> list[Notice]:
+    """The notices the engine decides for workflow ``doc`` over raw Celery events (cluster prod)."""
+    eng = Engine([Published.of(parse_workflow(doc, source="test"))], EngineConfig(dry_run=False))
+    found: list[Notice] = []
+    for raw in raws:
+        event = translate(raw, "prod")
+        assert event is not None
+        found += eng.feed(event).notices
+    return found
+
+
+def failing_chain(root: str, failures: int, start: float) -> list[dict[str, Any]]:
+    """``root`` fails, then each retry made of it (same root, parent the one before) fails too."""
+    raws: list[dict[str, Any]] = []
+    parent = None
+    for n in range(failures):
+        task_id = root if n == 0 else f"{root}-retry-{n}"
+        raws += ev.run(task_id, start + 10 * n, "app.charge", root_id=root, parent_id=parent)
+        parent = task_id
+    return raws
