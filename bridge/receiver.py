@@ -3,7 +3,9 @@
 On every (re)connect, once the receiver is consuming, the bridge asks the workers to send
 events (``enable_events``) and takes a snapshot of active and reserved tasks with
 ``inspect()``, in a second thread so the receiver keeps draining meanwhile. Connection
-problems are retried with capped backoff and logged once per state change.
+problems are retried with capped backoff and logged once per state change: a consumer that
+came up ends the problem (and the backoff), so the next outage is said again even if Celery
+words it the same way.
 """
 
 from __future__ import annotations
@@ -75,20 +77,23 @@ class CeleryReceiver:
         self.snapshots = 0
         self._stopping = threading.Event()
         self._receiver: _Receiver | None = None
+        # Both only touched in the receiver's thread (_on_ready runs inside capture()).
+        self._backoff = Backoff()
+        self._problem: str | None = None
         self._thread = threading.Thread(target=self._run, name="celery-receiver", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop and join the thread; a no-op for the thread if it never started (partial start)."""
         self._stopping.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
-        backoff = Backoff()
-        problem: str | None = None
         while not self._stopping.is_set():
             try:
                 with self.app.connection_for_read() as conn:
@@ -109,21 +114,21 @@ class CeleryReceiver:
             except Exception as exc:
                 self.connected = False
                 reason = f"{type(exc).__name__}: {exc}"
-                if reason != problem:
+                if reason != self._problem:
                     log.error(
                         "Celery broker %s unreachable (%s); retrying with backoff",
                         self.broker_display, reason,
                     )  # fmt: skip
-                    problem = reason
-                self._stopping.wait(backoff.next())
-                continue
-            backoff.reset()
+                    self._problem = reason
+                self._stopping.wait(self._backoff.next())
         self.connected = False
 
     def _on_ready(self) -> None:
         if not self.connected:
             log.info("consuming Celery events from %s", self.broker_display)
         self.connected = True
+        self._problem = None
+        self._backoff.reset()
         threading.Thread(target=self._prepare, name="celery-snapshot", daemon=True).start()
 
     def _on_bad(self, raw: Any, reason: str) -> None:
