@@ -5,6 +5,10 @@ partition. Celery sends ``root_id`` only on ``task-sent``/``task-received``; the
 remembers each task's root from those (a bounded LRU) and keys the task's later events
 (started, failed, ...) by it. A task first seen after a bridge restart is keyed by its own
 id until a received event names its root.
+
+Two threads call in: Celery's receiver (``on_event``) and the snapshot thread after each
+connect (``on_snapshot``). The ``--dump`` file has a lock of its own, so their lines never
+interleave, and is closed under it (a receiver thread slow to stop writes nothing after).
 """
 
 from __future__ import annotations
@@ -95,11 +99,12 @@ class Intake:
         self.invalid = 0
         self.ignored = 0
         self._lock = threading.Lock()
+        self._dump_lock = threading.Lock()
 
     def on_event(self, raw: dict[str, Any]) -> None:
         """Celery's receiver handler: one raw event dict."""
         if self.dump is not None:
-            self.dump.write(json.dumps(raw, default=repr) + "\n")
+            self._write_dump(json.dumps(raw, default=repr))
         try:
             event = translate(raw, self.cluster)
         except EventInvalid as exc:
@@ -115,8 +120,20 @@ class Intake:
         """Tasks seen by ``inspect()`` on (re)connect, published as state records."""
         for event in events:
             if self.dump is not None:
-                self.dump.write(event.model_dump_json() + "\n")
+                self._write_dump(event.model_dump_json())
             self._add(event)
+
+    def _write_dump(self, line: str) -> None:
+        with self._dump_lock:
+            if self.dump is not None:
+                self.dump.write(line + "\n")
+
+    def close_dump(self) -> None:
+        """Close the ``--dump`` file; later events are not written (shutdown)."""
+        with self._dump_lock:
+            dump, self.dump = self.dump, None
+            if dump is not None:
+                dump.close()
 
     def _add(self, event: Event) -> None:
         value = encode(event)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,65 @@ def test_dump_writes_values_json_cannot_hold_as_their_repr(
     dump = io.StringIO()
     intake(loop, dump).on_event({**ev.started("t1", T0), "extra": {1, 2}})
     assert json.loads(dump.getvalue())["extra"] == "{1, 2}"
+
+
+class OverlapProbe(io.StringIO):
+    """A dump file that notices two writers inside ``write`` at once.
+
+    The first write holds on until a second writer arrives (or 0.5 s pass): without a lock the
+    snapshot thread's write lands inside it; with one, it waits for it to end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = 0
+        self.most_inside = 0
+        self.first_entered = threading.Event()
+        self.second_arrived = threading.Event()
+        self._count = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            first = not self.first_entered.is_set()
+            self.first_entered.set()
+            if not first:
+                self.second_arrived.set()
+        if first:
+            self.second_arrived.wait(0.5)
+        written = super().write(text)
+        with self._count:
+            self.inside -= 1
+        return written
+
+
+def test_dump_lines_from_the_receiver_and_the_snapshot_thread_never_interleave(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    dump = OverlapProbe()
+    taken = intake(loop, dump)  # type: ignore[arg-type]
+    receiver = threading.Thread(target=taken.on_event, args=(ev.started("t1", T0),))
+    receiver.start()
+    assert dump.first_entered.wait(5), "the receiver's line was never written"
+    snapshotter = threading.Thread(target=taken.on_snapshot, args=([snapshot("t2")],))
+    snapshotter.start()
+    receiver.join(5)
+    snapshotter.join(5)
+    assert dump.most_inside == 1, "two threads wrote the dump at once"
+    lines = [json.loads(line) for line in dump.getvalue().splitlines()]
+    assert [line.get("uuid") or line.get("task_id") for line in lines] == ["t1", "t2"]
+
+
+def test_nothing_is_written_to_the_dump_once_closed(loop: asyncio.AbstractEventLoop) -> None:
+    """A receiver thread slow to stop at shutdown writes nothing to the closed file."""
+    dump = io.StringIO()
+    taken = intake(loop, dump)
+    taken.close_dump()
+    assert dump.closed
+    taken.on_event(ev.started("t1", T0))
+    taken.on_snapshot([snapshot("t2")])
+    assert len(taken.buffer) == 2, "the events themselves still go on"
 
 
 # --- events larger than Kafka takes ----------------------------------------------------------
