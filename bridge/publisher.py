@@ -8,15 +8,21 @@ offered again after a backoff, as does what the producer refused to accept (``se
 A record the broker refuses for good (larger than the topic takes) is counted as dropped, never
 retried. Meanwhile the receiver keeps filling the buffer up to its bound. So every event is
 acknowledged by Kafka, in flight, buffered, or counted as dropped.
+
+That holds across shutdown too: cancelled while it sends a batch, the publisher puts what it
+had not sent yet back at the front of the buffer and keeps what it had sent as in flight; the
+shutdown ``flush`` waits for those acknowledgements first (never sending them twice), then
+sends the buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from bridge.buffer import Entry, EventBuffer
@@ -27,6 +33,19 @@ log = logging.getLogger("flowguard.bridge")
 
 #: Broker answers that sending the same records again can never change.
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """Entries handed to one producer, and their acknowledgements (futures, in order)."""
+
+    producer: AIOKafkaProducer
+    entries: list[Entry] = field(default_factory=list)
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    def acknowledged(self) -> asyncio.Future[list[Any]]:
+        """Every future's result or exception, in order (cancelling it cancels none of them)."""
+        return asyncio.gather(*(asyncio.shield(f) for f in self.futures), return_exceptions=True)
 
 
 class Publisher:
@@ -43,53 +62,76 @@ class Publisher:
         self.batch_size = batch_size
         self.where = where
         self.stall_seconds = stall_seconds
+        #: Entries taken from the buffer and not yet acknowledged, refused or put back.
         self.in_flight = 0
         self.published = 0
         self.dead_letters = 0
         self.kafka_ok = True
         self._problem: str | None = None
+        self._interrupted: _Flight | None = None
 
     async def run(self) -> None:
         backoff = Backoff(0.5, 5.0)
         while True:
             batch = await self.buffer.take(self.batch_size)
-            refused = await self.deliver(batch)
-            if refused:
-                self.buffer.put_back(refused)
-                await asyncio.sleep(backoff.next())
-            else:
+            if await self.deliver(batch):
                 backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next())
 
     async def flush(self) -> None:
-        """On shutdown: send what is buffered, until empty or refused (the caller times it)."""
+        """On shutdown: settle a batch cancelled in flight, then send what is buffered, until
+        empty or refused (the caller times it)."""
+        if self._interrupted is not None:
+            flight = self._interrupted
+            results = await asyncio.shield(flight.acknowledged())
+            self._interrupted = None
+            if not await self._settle(flight, results, [], None):
+                return
         while len(self.buffer):
-            batch = self.buffer.take_now(self.batch_size)
-            refused = await self.deliver(batch)
-            if refused:
-                self.buffer.put_back(refused)
+            if not await self.deliver(self.buffer.take_now(self.batch_size)):
                 return
 
-    async def deliver(self, batch: list[Entry]) -> list[Entry]:
-        """Send a batch; return the entries Kafka did not acknowledge, in order."""
-        pending: list[tuple[Entry, Awaitable[Any]]] = []
-        refused: list[Entry] = []
+    async def deliver(self, batch: list[Entry]) -> bool:
+        """Send a batch and wait for Kafka. What it did not acknowledge goes back to the front
+        of the buffer, in order; False when anything went back."""
+        self.in_flight = len(batch)
+        flight: _Flight | None = None
         error: BaseException | None = None
-        producer = await self.out.current()
-        for index, entry in enumerate(batch):
-            try:
-                future = await producer.send(entry.topic, entry.value, key=entry.key)
-            except KafkaError as exc:
-                error, refused = exc, batch[index:]
-                break
-            pending.append((entry, future))
-        self.in_flight = len(pending)
         try:
-            results = await self._acknowledged([f for _, f in pending])
-        finally:
-            self.in_flight = 0
+            flight = _Flight(await self.out.current())
+            for entry in batch:
+                try:
+                    future = await flight.producer.send(entry.topic, entry.value, key=entry.key)
+                except KafkaError as exc:
+                    error = exc
+                    break
+                flight.entries.append(entry)
+                flight.futures.append(future)
+            results = await self._acknowledged(flight.acknowledged())
+        except asyncio.CancelledError:
+            self._cancelled(batch, flight)
+            raise
+        return await self._settle(flight, results, batch[len(flight.entries) :], error)
+
+    def _cancelled(self, batch: list[Entry], flight: _Flight | None) -> None:
+        """Shutdown mid-batch: the unsent back to the buffer, the sent kept for ``flush``."""
+        sent = len(flight.entries) if flight is not None else 0
+        self.buffer.put_back(batch[sent:])
+        self.in_flight = sent
+        self._interrupted = flight if sent else None
+
+    async def _settle(
+        self,
+        flight: _Flight,
+        results: list[Any],
+        unsent: list[Entry],
+        error: BaseException | None,
+    ) -> bool:
+        """Count what Kafka took or refused for good; put the rest back; renew after a loss."""
         failed = []
         lost: BaseException | None = None
-        for (entry, _), result in zip(pending, results, strict=True):
+        for entry, result in zip(flight.entries, results, strict=True):
             if isinstance(result, REFUSED_FOR_GOOD):
                 lost = lost or result
                 self._refused_for_good(entry, result)
@@ -100,10 +142,12 @@ class Publisher:
                 self.dead_letters += 1
             else:
                 self.published += 1
+        self.buffer.put_back(failed + unsent)
+        self.in_flight = 0
         if lost is not None:
-            await self.out.renew(producer, lost)
+            await self.out.renew(flight.producer, lost)
         self._state(error)
-        return failed + refused
+        return not failed and not unsent
 
     def _refused_for_good(self, entry: Entry, error: BaseException) -> None:
         self.buffer.drop(entry)
@@ -113,14 +157,13 @@ class Publisher:
             entry.kind, len(entry.value), entry.topic, type(error).__name__, error,
         )  # fmt: skip
 
-    async def _acknowledged(self, futures: list[Awaitable[Any]]) -> list[Any]:
-        """Every future's result or exception; says once when Kafka is slow to acknowledge."""
-        everything = asyncio.gather(*futures, return_exceptions=True)
+    async def _acknowledged(self, acknowledged: asyncio.Future[list[Any]]) -> list[Any]:
+        """Wait for ``acknowledged``; says once when Kafka is slow to acknowledge."""
         try:
-            return await asyncio.wait_for(asyncio.shield(everything), self.stall_seconds)
+            return await asyncio.wait_for(asyncio.shield(acknowledged), self.stall_seconds)
         except TimeoutError:
             self._state(TimeoutError(f"no acknowledgement for {self.stall_seconds:g} s"))
-            return await everything
+            return await asyncio.shield(acknowledged)
 
     def _state(self, error: BaseException | None) -> None:
         """Log once per change: Kafka refusing, and Kafka back."""
