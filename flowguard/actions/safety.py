@@ -85,12 +85,35 @@ def _as_address(host: str) -> IPAddress | None:
         return None
 
 
+# IPv6 ranges that carry an IPv4 address in their low 32 bits (RFC 6052's /96 layout).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: always this layout
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local use (RFC 8215): often /96 too
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291), :: and ::1 aside
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+
+
 def address_problem(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public destination, or ``None`` when it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address_problem(address.ipv4_mapped)
+    """Why ``address`` is not a public destination, or ``None`` when it is.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64, 6to4, Teredo,
+    IPv4-compatible) is judged by the IPv4 address first, under the same label, so
+    ``2002:a9fe:a9fe::`` is "cloud metadata" like 169.254.169.254 (and no host pattern
+    opens it). Mapped and well-known NAT64 addresses of public IPv4 ones are public
+    (that is what DNS64 answers on an IPv6-only network); 6to4 is refused even then: it
+    goes through whichever relay answers (deprecated, RFC 7526).
+    """
     if address in METADATA_ADDRESSES:
         return "cloud metadata"
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            problem = address_problem(inner)
+            if problem is not None or address.ipv4_mapped is not None or address in _NAT64:
+                return problem
+            if address in _SIXTOFOUR:
+                return "6to4"
+        if address.is_site_local:
+            return "site-local"
     for label, flag in (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
@@ -103,6 +126,23 @@ def address_problem(address: IPAddress) -> str | None:
             return label
     if not address.is_global:
         return "non-global"
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries, or ``None``: what a packet to it would reach."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client: where the tunnel ends
+    if (
+        address in _NAT64
+        or address in _NAT64_LOCAL
+        or (address in _IPV4_COMPATIBLE and int(address) > 1)
+    ):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 
