@@ -12,11 +12,12 @@ import logging
 import signal
 import time
 import uuid
-from typing import IO, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from celery import Celery
+from kombu.utils.url import maybe_sanitize_url
 from redis.asyncio import Redis
 
 from bridge.buffer import EventBuffer
@@ -45,7 +46,6 @@ class Bridge:
             broker_connection_retry_on_startup=False,
             broker_connection_max_retries=1,
         )
-        self._dump: IO[str] | None = None
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.publisher: Publisher | None = None
@@ -57,69 +57,94 @@ class Bridge:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Run until ``stop()``. Whatever had started is stopped in reverse order, however far
+        the start got (Kafka never came, a component failed to start, a task failed)."""
         settings = self.settings
-        out = KafkaOut(
-            self._producer, self._kafka_where(), self._stopping, settings.kafka_timeout_seconds
-        )
-        if not await out.start():
-            await out.stop()
-            return
-        buffer = EventBuffer(settings.buffer_size, asyncio.get_running_loop())
-        if settings.dump is not None:
-            self._dump = settings.dump.open("a", buffering=1, encoding="utf-8")
-        self.intake = Intake(
-            settings.cluster, self.topics["events"], self.topics["dlq"], buffer, self._dump,
-            max_record_bytes=settings.max_record_bytes,
-        )  # fmt: skip
-        self.publisher = Publisher(
-            out,
-            buffer,
-            settings.batch_size,
-            self._kafka_where(),
-            settings.kafka_timeout_seconds,
-        )
-        self.receiver = CeleryReceiver(
-            self.celery, self.intake, settings.broker_display, settings.inspect_timeout_seconds
-        )
-        tasks = [
-            asyncio.create_task(self.publisher.run(), name="publisher"),
-            asyncio.create_task(self._heartbeat(out), name="status"),
-        ]
-        consumer, redis = None, None
-        try:
-            if settings.commands:
-                consumer, redis = await self._start_commands(out)
-                assert self.commands is not None
-                tasks.append(asyncio.create_task(self.commands.run(), name="commands"))
-            self.receiver.start()
+        dedup_url = self._dedup_url()  # a ConfigError before anything starts
+        async with contextlib.AsyncExitStack() as stack:
+            out = KafkaOut(
+                self._producer, self._kafka_where(), self._stopping, settings.kafka_timeout_seconds
+            )
+            stack.push_async_callback(out.stop)
+            if not await out.start():
+                log.info("bridge %s stopped before Kafka answered", self.bridge_id)
+                return
+            publisher, receiver = self._build(stack, out)
+            runner = None if dedup_url is None else self._commands(stack, out, dedup_url)
+            tasks: list[asyncio.Task[None]] = []
+            stack.push_async_callback(self._wind_down, out, tasks)
+            tasks.append(asyncio.create_task(publisher.run(), name="publisher"))
+            tasks.append(asyncio.create_task(self._heartbeat(out), name="status"))
+            if runner is not None:
+                tasks.append(asyncio.create_task(runner.run(), name="commands"))
+            receiver.start()
+            stack.callback(receiver.stop)
             self.ready.set()
             log.info(
                 "bridge %s for cluster %s: Celery %s -> Kafka %s (%s)",
                 self.bridge_id, settings.cluster, settings.broker_display,
                 self._kafka_where(), self.topics["events"],
             )  # fmt: skip
-            stopped = asyncio.create_task(self._stopping.wait())
+            await self._until_stopped(tasks)
+
+    def _dedup_url(self) -> str | None:
+        """Where command ids are kept (None: no commands); a ConfigError when nowhere."""
+        if not self.settings.commands:
+            return None
+        url = self.settings.dedup_redis_url()
+        if url is None:
+            raise ConfigError(
+                "dedup_url: required when the broker is not Redis (FLOWGUARD_DEDUP_URL, "
+                "a Redis URL where the bridge keeps the ids of commands it carried out)"
+            )
+        return url
+
+    def _build(
+        self, stack: contextlib.AsyncExitStack, out: KafkaOut
+    ) -> tuple[Publisher, CeleryReceiver]:
+        """The intake, publisher and receiver (nothing started yet)."""
+        settings = self.settings
+        buffer = EventBuffer(settings.buffer_size, asyncio.get_running_loop())
+        dump = None
+        if settings.dump is not None:
+            dump = settings.dump.open("a", buffering=1, encoding="utf-8")
+        self.intake = Intake(
+            settings.cluster, self.topics["events"], self.topics["dlq"], buffer, dump,
+            max_record_bytes=settings.max_record_bytes,
+        )  # fmt: skip
+        stack.callback(self.intake.close_dump)
+        self.publisher = Publisher(
+            out, buffer, settings.batch_size, self._kafka_where(), settings.kafka_timeout_seconds
+        )
+        self.receiver = CeleryReceiver(
+            self.celery, self.intake, settings.broker_display, settings.inspect_timeout_seconds
+        )
+        stack.callback(lambda: log.info("bridge %s stopped: %s", self.bridge_id, self._counts()))
+        return self.publisher, self.receiver
+
+    async def _until_stopped(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Wait for ``stop()``; a task that fails ends the bridge with its error."""
+        stopped = asyncio.create_task(self._stopping.wait())
+        try:
             done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopped and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
         finally:
-            self.receiver.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(settings.kafka_timeout_seconds):
-                    await self.publisher.flush()
-                await self._send_status(out)
-            if consumer is not None:
-                await consumer.stop()
-            if redis is not None:
-                await redis.aclose()
-            await out.stop()
-            if self._dump is not None:
-                self._dump.close()
-            log.info("bridge %s stopped: %s", self.bridge_id, self._counts())
+            stopped.cancel()
+        for task in done:
+            if task is not stopped and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _wind_down(self, out: KafkaOut, tasks: list[asyncio.Task[None]]) -> None:
+        """Stop the tasks, send what is buffered (within the Kafka timeout), a last status."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert self.publisher is not None
+        try:
+            async with asyncio.timeout(self.settings.kafka_timeout_seconds):
+                await self.publisher.flush()
+        except Exception as exc:  # Kafka away at shutdown: the counts below say what is left
+            log.warning("shutdown: buffered events not all sent (%s: %s)", type(exc).__name__, exc)
+        await self._send_status(out)
 
     def _kafka_where(self) -> str:
         return f"{self.settings.kafka_bootstrap_servers}"
@@ -139,36 +164,32 @@ class Bridge:
             request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
         )
 
-    async def _start_commands(self, out: KafkaOut) -> tuple[AIOKafkaConsumer, Redis]:
+    def _commands(self, stack: contextlib.AsyncExitStack, out: KafkaOut, url: str) -> CommandRunner:
+        """The command runner; it starts (and stops) its own consumer."""
         settings = self.settings
-        url = settings.dedup_redis_url()
-        if url is None:
-            raise ConfigError(
-                "dedup_url: required when the broker is not Redis (FLOWGUARD_DEDUP_URL, "
-                "a Redis URL where the bridge keeps the ids of commands it carried out)"
+        timeout = settings.kafka_timeout_seconds
+        redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        stack.push_async_callback(redis.aclose)
+
+        def consumer() -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                self.topics["commands"],
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group_id=f"flowguard-bridge.{settings.cluster}",
+                client_id=f"flowguard-bridge-{settings.cluster}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
             )
-        redis = Redis.from_url(url)
-        consumer = AIOKafkaConsumer(
-            self.topics["commands"],
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=f"flowguard-bridge.{settings.cluster}",
-            client_id=f"flowguard-bridge-{settings.cluster}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        await consumer.start()
+
+        dedup = DedupStore(redis, settings.cluster, settings.dedup_ttl_seconds,
+                           str(maybe_sanitize_url(url)))  # fmt: skip
         self.commands = CommandRunner(
-            self.celery,
-            settings.cluster,
-            consumer,
-            out,
-            DedupStore(redis, settings.cluster, settings.dedup_ttl_seconds),
-            self.topics,
-            settings.command_max_age_seconds,
-            settings.commit_interval_seconds,
-        )
-        return consumer, redis
+            self.celery, settings.cluster, consumer, out, dedup, self.topics,
+            settings.command_max_age_seconds, settings.commit_interval_seconds,
+            stop_timeout_seconds=timeout,
+        )  # fmt: skip
+        return self.commands
 
     def status(self) -> BridgeStatus:
         assert self.intake is not None
@@ -222,6 +243,7 @@ class Bridge:
             "received": status.events_received,
             "published": status.events_published,
             "dropped": status.events_dropped,
+            "buffered": status.buffered,
             "invalid": status.events_invalid,
             "commands": self.commands.counts if self.commands else {},
         }

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bridge.app import serve
 from bridge.settings import BridgeSettings
 from flowguard import __version__
-from flowguard.errors import FlowguardError
+from flowguard.errors import ConfigError, FlowguardError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,6 +69,9 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
         sys.exit(2)
     try:
         asyncio.run(serve(settings))
+    except ConfigError as exc:  # settings that validate alone but not together: like a bad value
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -7,21 +7,29 @@ and committing the offset) finds the claim and is answered ``duplicate``. A clai
 ``sending`` by a bridge that died in the middle of ``send_task`` is not sent again: the
 result says it is in doubt and names the task id to look for (at most once, said aloud,
 rather than maybe twice). Each command gets a ``command.result`` record.
+
+Redis or Kafka away never ends the runner (the event stream goes on without it): the
+consumer is started with backoff, and a Redis call that fails is retried with backoff,
+said once when Redis goes away and once when it is back. The command waits meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from celery import Celery
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bridge.producer import KafkaOut
 from bridge.receiver import Backoff
@@ -32,6 +40,7 @@ from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, Revoke
 from topics.dlq import DeadLetter
 
 log = logging.getLogger("flowguard.bridge")
+T = TypeVar("T")
 
 Status = Literal["done", "duplicate", "failed"]
 #: Header on every task the bridge sends, naming the flowguard execution that asked for it.
@@ -46,8 +55,9 @@ class CeleryUnavailable(Exception):
 class DedupStore:
     """Command ids carried out, in Redis: ``sending`` while acting, then ``done``/``failed``."""
 
-    def __init__(self, redis: Redis, cluster: str, ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, cluster: str, ttl_seconds: int, where: str = "") -> None:
         self.redis = redis
+        self.where = where  # for logs: the URL with its password masked
         self.prefix = f"flowguard:bridge:{cluster}:command:"
         self.ttl = ttl_seconds
 
@@ -81,35 +91,73 @@ class CommandRunner:
         self,
         app: Celery,
         cluster: str,
-        consumer: AIOKafkaConsumer,
+        make_consumer: Callable[[], AIOKafkaConsumer],
         out: KafkaOut,
         dedup: DedupStore,
         topics: dict[str, str],
         max_age_seconds: float,
         commit_interval_seconds: float,
+        *,
+        stop_timeout_seconds: float = 10.0,
     ) -> None:
         self.app = app
         self.cluster = cluster
-        self.consumer = consumer
+        self._make_consumer = make_consumer
+        self.consumer: AIOKafkaConsumer | None = None
         self.out = out
         self.dedup = dedup
         self.topics = topics
         self.max_age = max_age_seconds
         self.commit_interval = commit_interval_seconds
+        self.stop_timeout = stop_timeout_seconds
         self.counts: dict[str, int] = {"done": 0, "duplicate": 0, "failed": 0, "invalid": 0}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
+        self._redis_problem: str | None = None
 
     async def run(self) -> None:
+        """Consume until cancelled; the consumer is started here and stopped on the way out."""
+        consumer = await self._start_consumer()
         try:
             while True:
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+                batches = await consumer.getmany(timeout_ms=500, max_records=100)
                 for records in batches.values():
                     for record in records:
                         await self.handle(record)
                 await self._commit(force=self.commit_interval == 0)
         finally:
-            await self._commit(force=True)
+            await self._stop(consumer)
+
+    async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what was carried out and leave the group, each within the stop timeout (Kafka
+        may be away: aiokafka would retry the commit for ever)."""
+        try:
+            async with asyncio.timeout(self.stop_timeout):
+                await self._commit(force=True)
+        except TimeoutError:
+            log.warning("command offsets not committed on the way out (Kafka does not answer); "
+                        "those commands are read again and answered duplicate")  # fmt: skip
+        with contextlib.suppress(TimeoutError, KafkaError):
+            await asyncio.wait_for(consumer.stop(), self.stop_timeout)
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        """A started consumer, waiting for Kafka with backoff (said once)."""
+        backoff, said = Backoff(0.5, 10.0), False
+        while True:
+            consumer = self._make_consumer()
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
+                if not said:
+                    log.error("commands: Kafka at %s unreachable (%s: %s); retrying with backoff",
+                              self.out.where, type(exc).__name__, exc)  # fmt: skip
+                    said = True
+                await asyncio.sleep(backoff.next())
+                continue
+            self.consumer = consumer
+            return consumer
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One record: decoded, ours or not, carried out once; the offset marked processed."""
@@ -128,9 +176,9 @@ class CommandRunner:
         age = time.time() - from_iso(command.issued_at)
         if age > self.max_age:
             return Outcome("failed", f"stale: issued {age:.0f} s ago (limit {self.max_age:.0f} s)")
-        backoff = Backoff(0.5, 10.0)
+        backoff, command_id = Backoff(0.5, 10.0), command.command_id
         while True:
-            previous = await self.dedup.claim(command.command_id)
+            previous = await self._redis(self.dedup.claim, command_id)
             if previous is not None:
                 if previous.startswith("sending"):
                     return Outcome("failed", _in_doubt(command, previous))
@@ -138,15 +186,37 @@ class CommandRunner:
             try:
                 outcome = await asyncio.to_thread(self._act, command)
             except CeleryUnavailable as exc:
-                await self.dedup.release(command.command_id)
-                log.error("command %s waits for the Celery broker: %s", command.command_id, exc)
+                await self._redis(self.dedup.release, command_id)
+                log.error("command %s waits for the Celery broker: %s", command_id, exc)
                 await asyncio.sleep(backoff.next())
                 continue
-            except BaseException:
-                await self.dedup.release(command.command_id)
+            except Exception:
+                await self._redis(self.dedup.release, command_id)
                 raise
-            await self.dedup.settle(command.command_id, f"{outcome.status}: {outcome.detail}")
+            # Cancelled meanwhile (shutdown): the thread may still send, so the claim stays
+            # "sending" and a restarted bridge answers "in doubt" rather than send it twice.
+            await self._redis(self.dedup.settle, command_id, f"{outcome.status}: {outcome.detail}")
             return outcome
+
+    async def _redis(self, call: Callable[..., Awaitable[T]], *args: str) -> T:
+        """A dedup Redis call, retried with backoff while Redis is away (said once per outage)."""
+        backoff = Backoff(0.5, 10.0)
+        while True:
+            try:
+                result = await call(*args)
+            except RedisError as exc:
+                if self._redis_problem is None:
+                    log.error(
+                        "dedup Redis %s unreachable (%s: %s); commands wait, retrying with "
+                        "backoff (events go on)", self.dedup.where, type(exc).__name__, exc,
+                    )  # fmt: skip
+                    self._redis_problem = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(backoff.next())
+                continue
+            if self._redis_problem is not None:
+                log.warning("dedup Redis %s is back; commands go on", self.dedup.where)
+                self._redis_problem = None
+            return result
 
     def _act(self, command: RetryCommand | RevokeCommand) -> Outcome:
         """Blocking: kombu talks to the broker synchronously (runs in a thread)."""
@@ -226,9 +296,15 @@ class CommandRunner:
             return
         if not force and time.monotonic() - self._last_commit < self.commit_interval:
             return
+        assert self.consumer is not None
         offsets, self._uncommitted = self._uncommitted, {}
-        await self.consumer.commit(offsets)
         self._last_commit = time.monotonic()
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # aiokafka retries what can succeed; this is a rebalance (or worse). The commands
+            # are read again by whoever owns the partitions now, and answered duplicate.
+            log.warning("command offsets not committed (%s: %s)", type(exc).__name__, exc)
 
 
 def _in_doubt(command: RetryCommand | RevokeCommand, claim: str) -> str:

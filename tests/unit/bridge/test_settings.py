@@ -140,3 +140,19 @@ def test_a_bad_broker_flag_is_refused_without_echoing_it() -> None:
     assert code == 2
     assert "error: broker: Value error, expected a URL such as redis://" in err
     assert SECRET not in err
+
+
+def test_commands_without_a_dedup_store_stop_the_bridge_with_exit_code_2() -> None:
+    """Valid alone, not together: a non-Redis broker needs FLOWGUARD_DEDUP_URL for commands.
+    One line and exit 2 like any bad setting, before the bridge waits for Kafka (none here)."""
+    result = CliRunner().invoke(
+        main,
+        ["--cluster", "prod", "--broker", f"amqp://guest:{SECRET}@127.0.0.1:1//",
+         "--kafka", "127.0.0.1:1"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error: dedup_url: required when the broker is not Redis (FLOWGUARD_DEDUP_URL, a Redis "
+        "URL where the bridge keeps the ids of commands it carried out)"
+    ]
+    assert SECRET not in result.output
