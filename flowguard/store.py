@@ -156,6 +156,8 @@ class WorkflowStore:
         # Accepted versions per workflow id, oldest first (see the module docstring for "accepted").
         self._versions: dict[str, list[WorkflowVersion]] = {}
         self._offsets: dict[tuple[str, int], int] = {}
+        # The one lock around the one consumer (and the writes that read back through it):
+        # two coroutines fetching, pausing and resuming it at once lose or reorder records.
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> WorkflowStore:
@@ -222,6 +224,11 @@ class WorkflowStore:
 
     async def refresh(self) -> None:
         """Read workflow-history up to its end offset as of now: every version and delete."""
+        async with self._lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        """:meth:`refresh`, with the lock held."""
         _, consumer = self._clients()
         try:
             async with asyncio.timeout(self.timeout):
@@ -324,7 +331,7 @@ class WorkflowStore:
         """
         workflow = _validate(definition, source)
         async with self._lock:
-            await self.refresh()
+            await self._refresh()
             latest = self.latest(workflow.id)
             if latest is not None and not latest.deleted and _same(latest.definition, workflow):
                 return None
@@ -374,7 +381,7 @@ class WorkflowStore:
             return await self._live_locked(workflow_id)
 
     async def _live_locked(self, workflow_id: str) -> WorkflowVersion:
-        await self.refresh()
+        await self._refresh()
         latest = self.versions(workflow_id)[-1]
         if latest.deleted:
             raise WorkflowNotFound(
@@ -420,7 +427,7 @@ class WorkflowStore:
                 sent = await producer.send_and_wait(self.history_topic, value, key=key)
         except (TimeoutError, KafkaError) as exc:
             raise KafkaUnavailable(f"writing {self.history_topic}: {exc!r}") from exc
-        await self.refresh()
+        await self._refresh()
         if self._offsets.get((workflow_id, record.workflow_version)) != sent.offset:
             raise VersionConflict(
                 f"workflow {workflow_id!r}: another writer saved version "

@@ -37,14 +37,14 @@ class Services:
     producer: AIOKafkaProducer
     runner: ActionRunner
     history: HistoryProjection
-    # Serializes reads of the store's consumer (refresh) between concurrent requests.
-    store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def refreshed_store(self) -> WorkflowStore:
-        """The store, read up to the history's end: what every other writer saved is seen."""
-        async with self.store_lock:
-            await self.store.refresh()
+        """The store, read up to the history's end: what every other writer saved is seen.
+
+        The store serializes its own consumer (one lock for reads and writes alike).
+        """
+        await self.store.refresh()
         return self.store
 
 

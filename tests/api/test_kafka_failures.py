@@ -6,6 +6,8 @@ the dev broker is shared, so it cannot be stopped for one test.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -70,3 +72,45 @@ def test_a_version_conflict_mid_import_is_409(
         # The first was saved; importing again saves the rest.
         again = api.post("/api/import", json={"yaml": A + "---\n" + B}).json()
         assert [(i["id"], i["status"]) for i in again] == [("a", "unchanged"), ("b", "created")]
+
+
+def test_concurrent_requests_never_use_the_store_consumer_at_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads (every request refreshes) and saves share one consumer: one lock must guard it.
+
+    Two coroutines in it at once can pause the partition under the other's fetch loop, or
+    apply fetched records out of order (the store drops an older version seen after a newer).
+    """
+    consumer = served.services.store._consumer
+    assert consumer is not None
+    inside, most = 0, 0
+
+    def counted(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            nonlocal inside, most
+            inside += 1
+            most = max(most, inside)
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                inside -= 1
+
+        return call
+
+    for name in ("end_offsets", "getmany", "position"):
+        monkeypatch.setattr(consumer, name, counted(getattr(consumer, name)))
+
+    def client_work(n: int) -> None:
+        with served.client("editor") as api:
+            for i in range(8):
+                if n % 2:
+                    text = f"name: W{n}\ntrigger: {{event: task.failed}}\naction: {{type: retry}}\n"
+                    text += f"description: '{i}'\n"
+                    api.post("/api/import", json={"yaml": text}).raise_for_status()
+                else:
+                    api.get("/api/workflows").raise_for_status()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(client_work, range(4)))
+    assert most == 1, f"{most} coroutines used the store's consumer at once"
