@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowguard.errors import FlowguardError, KafkaUnavailable
+from flowguard.kafka_admin import partitions_of
 from topics._base import from_iso
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
@@ -341,7 +341,8 @@ class HistoryProjection:
     ) -> list[TopicPartition]:
         """Every partition of the log, each at its stored offset (or the beginning)."""
         partitions = [
-            TopicPartition(topic, p) for p in await _partitions(bootstrap, topic, timeout_seconds)
+            TopicPartition(topic, p)
+            for p in (await partitions_of(bootstrap, [topic], timeout_seconds))[topic]
         ]
         consumer.assign(partitions)
         stored = self.offsets()
@@ -471,23 +472,6 @@ class HistoryProjection:
         for (raw,) in rows:
             _add_to_chain(tasks, ExecutionRecord.model_validate_json(raw))
         return [ChainTask.model_validate(task) for task in tasks.values()]
-
-
-async def _partitions(bootstrap: str, topic: str, timeout_seconds: float) -> list[int]:
-    """The topic's partition ids; refuses a missing topic rather than let it be auto-created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout_seconds * 1000))
-    )
-    try:
-        await admin.start()
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] == UnknownTopicOrPartitionError.errno:
-        raise KafkaUnavailable(f"topic {topic} does not exist: run `flowguard topics create`")
-    if described["error_code"]:
-        raise KafkaUnavailable(f"describing {topic}: error code {described['error_code']}")
-    return sorted(p["partition"] for p in described["partitions"])
 
 
 def _add_to_chain(tasks: dict[str, dict[str, Any]], record: ExecutionRecord) -> None:

@@ -13,7 +13,12 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from flowguard.errors import KafkaUnavailable
 from topics.registry import ALL_TOPICS, TopicSpec
@@ -111,6 +116,33 @@ async def wait_for_metadata(
 async def list_topics(bootstrap: str, timeout_seconds: float) -> tuple[str, ...]:
     """The cluster's topic names, sorted (internal ones such as ``__consumer_offsets`` too)."""
     return (await cluster_info(bootstrap, timeout_seconds)).topics
+
+
+async def partitions_of(
+    bootstrap: str, topics: list[str], timeout_seconds: float
+) -> dict[str, list[int]]:
+    """Each topic's partition ids, sorted, from the brokers (a fresh client's metadata may not
+    list a topic created a moment ago). A missing topic is refused, never auto-created."""
+    client = _new_admin(bootstrap, timeout_seconds)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.start()
+            described = await client.describe_topics(topics)
+    except _UNAVAILABLE as exc:
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+        ) from exc
+    finally:
+        await _close(client, bootstrap, timeout_seconds)
+    found: dict[str, list[int]] = {}
+    for topic in described:
+        name, code = topic["topic"], topic["error_code"]
+        if code == UnknownTopicOrPartitionError.errno:
+            raise KafkaUnavailable(f"topic {name} does not exist: run `flowguard topics create`")
+        if code:
+            raise KafkaUnavailable(f"describing {name}: error code {code}")
+        found[name] = sorted(p["partition"] for p in topic["partitions"])
+    return found
 
 
 async def create_topics(

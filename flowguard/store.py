@@ -9,6 +9,11 @@ Concurrent writers are settled by the history log itself: when two writers publi
 version number of a workflow, the record with the lower offset wins, and the loser raises
 :class:`VersionConflict` without touching ``<prefix>.workflows``. Readers apply the same
 rule, so every process agrees on each workflow's versions.
+
+The store also reads ``<prefix>.workflows`` back, so it knows what the workers were given:
+when the second write of a save or delete failed, saving (or deleting) again publishes what
+the history holds, and a writer that finds a newer version behind its own publishes that one
+after it, so the workers never end on an older version.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import difflib
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,7 +36,7 @@ from pydantic import ValidationError
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
-from flowguard.kafka_admin import list_topics
+from flowguard.kafka_admin import partitions_of
 from flowguard.secrets import mask
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
 from topics.workflows import WorkflowVersion
@@ -42,6 +48,13 @@ SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
 _MASKED = re.compile(r"\*\*\*.{0,4}", re.DOTALL)
 # A fetch the broker holds (no new data) delays later requests on the connection by this much.
 _FETCH_WAIT_MS = 20
+# Empty fetches (200 ms each) after which a compacted partition counts as read: compaction can
+# leave no record between the last one kept and the end offset.
+_COMPACTED_TAIL_ROUNDS = 5
+# Publishing the latest version, then finding an even newer one, this many times at most.
+_LIVE_ROUNDS = 5
+
+log = logging.getLogger(__name__)
 
 
 class WorkflowNotFound(FlowguardError, LookupError):
@@ -151,17 +164,21 @@ class WorkflowStore:
         self.history_topic = WORKFLOW_HISTORY.name(prefix)
         self.workflows_topic = WORKFLOWS.name(prefix)
         self._partition = TopicPartition(self.history_topic, 0)
+        self._live_partitions: list[TopicPartition] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         # Accepted versions per workflow id, oldest first (see the module docstring for "accepted").
         self._versions: dict[str, list[WorkflowVersion]] = {}
         self._offsets: dict[tuple[str, int], int] = {}
+        # What <prefix>.workflows holds last per workflow id: a version number, None (tombstone).
+        self._published: dict[str, int | None] = {}
         # The one lock around the one consumer (and the writes that read back through it):
         # two coroutines fetching, pausing and resuming it at once lose or reorder records.
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> WorkflowStore:
-        await self._check_topics()
+        self._live_partitions = await self._check_topics()
+        partitions = [self._partition, *self._live_partitions]
         timeout_ms = max(1, int(self.timeout * 1000))
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
@@ -183,9 +200,9 @@ class WorkflowStore:
             async with asyncio.timeout(self.timeout):
                 await self._producer.start()
                 await self._consumer.start()
-                self._consumer.assign([self._partition])
-                self._consumer.pause(self._partition)
-                await self._consumer.seek_to_beginning(self._partition)
+                self._consumer.assign(partitions)
+                self._consumer.pause(*partitions)
+                await self._consumer.seek_to_beginning(*partitions)
         except (TimeoutError, KafkaError, OSError) as exc:
             await self._stop()
             raise KafkaUnavailable(f"Kafka at {self.bootstrap_servers}: {exc!r}") from exc
@@ -206,14 +223,13 @@ class WorkflowStore:
                 await asyncio.wait_for(client.stop(), self.timeout)
         self._consumer = self._producer = None
 
-    async def _check_topics(self) -> None:
-        """Refuse to start rather than let the broker auto-create a topic with the wrong config."""
-        existing = set(await list_topics(self.bootstrap_servers, self.timeout))
-        missing = [t for t in (self.history_topic, self.workflows_topic) if t not in existing]
-        if missing:
-            raise KafkaUnavailable(
-                f"topic {', '.join(missing)} does not exist: run `flowguard topics create`"
-            )
+    async def _check_topics(self) -> list[TopicPartition]:
+        """The workflows topic's partitions; refuses to start rather than let the broker
+        auto-create a missing topic with the wrong config."""
+        found = await partitions_of(
+            self.bootstrap_servers, [self.history_topic, self.workflows_topic], self.timeout
+        )
+        return [TopicPartition(self.workflows_topic, p) for p in found[self.workflows_topic]]
 
     def _clients(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
         if self._producer is None or self._consumer is None:
@@ -223,32 +239,73 @@ class WorkflowStore:
     # -- reading -------------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Read workflow-history up to its end offset as of now: every version and delete."""
+        """Read workflow-history up to its end offset as of now (every version and delete),
+        and ``<prefix>.workflows`` with it (what the workers were given)."""
         async with self._lock:
             await self._refresh()
 
     async def _refresh(self) -> None:
         """:meth:`refresh`, with the lock held."""
         _, consumer = self._clients()
+        partitions = [self._partition, *self._live_partitions]
         try:
             async with asyncio.timeout(self.timeout):
-                end = (await consumer.end_offsets([self._partition]))[self._partition]
-                if await consumer.position(self._partition) >= end:
-                    return
-                # Fetch only while behind: an idle fetch waits on the broker and would hold up
-                # the next end_offsets request on the same connection.
-                consumer.resume(self._partition)
-                try:
-                    while await consumer.position(self._partition) < end:
-                        batch = await consumer.getmany(self._partition, timeout_ms=200)
-                        for message in batch.get(self._partition, []):
-                            self._apply(message.offset, message.value)
-                finally:
-                    consumer.pause(self._partition)
+                end = await consumer.end_offsets(partitions)
+                behind = [tp for tp in partitions if await consumer.position(tp) < end[tp]]
+                if behind:
+                    await self._read(consumer, behind, end)
         except (TimeoutError, KafkaError) as exc:
             raise KafkaUnavailable(
                 f"reading {self.history_topic} from {self.bootstrap_servers}: {exc!r}"
             ) from exc
+
+    async def _read(
+        self,
+        consumer: AIOKafkaConsumer,
+        behind: list[TopicPartition],
+        end: dict[TopicPartition, int],
+    ) -> None:
+        # Fetch only while behind: an idle fetch waits on the broker and would hold up the
+        # next end_offsets request on the same connection.
+        consumer.resume(*behind)
+        idle = dict.fromkeys(behind, 0)
+        try:
+            while behind:
+                batch = await consumer.getmany(*behind, timeout_ms=200)
+                for tp in behind:
+                    messages = batch.get(tp, [])
+                    for message in messages:
+                        if tp == self._partition:
+                            self._apply(message.offset, message.value)
+                        else:
+                            self._apply_live(message.key, message.value)
+                    idle[tp] = 0 if messages else idle[tp] + 1
+                done = [
+                    tp
+                    for tp in behind
+                    if await consumer.position(tp) >= end[tp]
+                    or (tp != self._partition and idle[tp] >= _COMPACTED_TAIL_ROUNDS)
+                ]
+                consumer.pause(*done)
+                behind = [tp for tp in behind if tp not in done]
+        finally:
+            consumer.pause(*end)
+
+    def _apply_live(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        workflow_id = key.decode(errors="replace")
+        if value is None:
+            self._published[workflow_id] = None
+            return
+        try:
+            record = WorkflowVersion.model_validate_json(value)
+        except ValidationError as exc:
+            log.warning("%s: the record of %r is not a WorkflowVersion: %s",
+                        self.workflows_topic, workflow_id, exc)  # fmt: skip
+            self._published[workflow_id] = 0  # no version: the latest gets published over it
+        else:
+            self._published[workflow_id] = record.workflow_version
 
     def _apply(self, offset: int, value: bytes | None) -> None:
         if value is None:
@@ -334,6 +391,7 @@ class WorkflowStore:
             await self._refresh()
             latest = self.latest(workflow.id)
             if latest is not None and not latest.deleted and _same(latest.definition, workflow):
+                await self._make_live(workflow.id)  # repairs a save whose second write failed
                 return None
             self._check_expected(workflow.id, latest, expected_version)
             return await self._publish(workflow.id, dict(definition), saved_by, comment)
@@ -344,6 +402,8 @@ class WorkflowStore:
         """Enable or disable a workflow as a new version; the same version if already so."""
         latest = await self._live(workflow_id)
         if bool(latest.definition.get("enabled", True)) == enabled:
+            async with self._lock:
+                await self._make_live(workflow_id)
             return latest
         definition = {**latest.definition, "enabled": enabled}
         saved = await self.save(
@@ -355,8 +415,17 @@ class WorkflowStore:
         return saved or latest
 
     async def delete(self, workflow_id: str, *, saved_by: str) -> None:
-        """Record the deletion in the history, then tombstone the workflow for the workers."""
+        """Record the deletion in the history, then tombstone the workflow for the workers.
+
+        Deleting a deleted workflow whose tombstone never reached ``<prefix>.workflows``
+        writes the tombstone; otherwise it is :class:`WorkflowNotFound`.
+        """
         async with self._lock:
+            await self._refresh()
+            latest = self.versions(workflow_id)[-1]
+            if latest.deleted and self._published.get(workflow_id) is not None:
+                await self._make_live(workflow_id)
+                return
             latest = await self._live_locked(workflow_id)
             await self._publish(workflow_id, latest.definition, saved_by, "deleted", deleted=True)
 
@@ -433,17 +502,36 @@ class WorkflowStore:
                 f"workflow {workflow_id!r}: another writer saved version "
                 f"{record.workflow_version} first; reload and save again"
             )
-        try:
-            async with asyncio.timeout(self.timeout):
-                await producer.send_and_wait(
-                    self.workflows_topic, None if deleted else value, key=key
-                )
-        except (TimeoutError, KafkaError) as exc:
-            raise KafkaUnavailable(
-                f"{self.workflows_topic}: version {record.workflow_version} of {workflow_id!r} "
-                f"is in the history but not live yet ({exc!r}); save it again"
-            ) from exc
+        await self._make_live(workflow_id)
         return record
+
+    async def _make_live(self, workflow_id: str) -> None:
+        """Make ``<prefix>.workflows`` hold the latest version (a tombstone once deleted).
+
+        Nothing is written when it does already. After a write the history is read again: a
+        version another writer saved meanwhile is published after this one, so the workers
+        never end on an older version whichever write the broker took last.
+        """
+        producer, _ = self._clients()
+        for _ in range(_LIVE_ROUNDS):
+            latest = self.latest(workflow_id)
+            want = None if latest is None or latest.deleted else latest.workflow_version
+            if latest is None or self._published.get(workflow_id) == want:
+                return
+            value = None if latest.deleted else latest.model_dump_json().encode()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await producer.send_and_wait(
+                        self.workflows_topic, value, key=workflow_id.encode()
+                    )
+            except (TimeoutError, KafkaError) as exc:
+                again = "delete it" if latest.deleted else "save it"
+                raise KafkaUnavailable(
+                    f"{self.workflows_topic}: version {latest.workflow_version} of "
+                    f"{workflow_id!r} is in the history but not live yet ({exc!r}); {again} again"
+                ) from exc
+            self._published[workflow_id] = want
+            await self._refresh()
 
 
 def _mark_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,14 @@ the dev broker is shared, so it cannot be stopped for one test.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.store import VersionConflict
@@ -72,6 +75,78 @@ def test_a_version_conflict_mid_import_is_409(
         # The first was saved; importing again saves the rest.
         again = api.post("/api/import", json={"yaml": A + "---\n" + B}).json()
         assert [(i["id"], i["status"]) for i in again] == [("a", "unchanged"), ("b", "created")]
+
+
+async def _on_workflows_topic(served: Served) -> dict[str, int | None]:
+    """What <prefix>.workflows holds last per key: the version, or None for a tombstone."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=served.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(f"{served.prefix}.workflows", 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        last: dict[str, int | None] = {}
+        async with asyncio.timeout(30):
+            while await consumer.position(tp) < end:
+                for message in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                    value = message.value
+                    last[message.key.decode()] = (
+                        None
+                        if value is None
+                        else WorkflowVersion.model_validate_json(value).workflow_version
+                    )
+        return last
+    finally:
+        await consumer.stop()
+
+
+def _refuse_workflows_topic(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's next writes to <prefix>.workflows fail; workflow-history still takes them."""
+    store = served.services.store
+    producer = store._producer
+    assert producer is not None
+    real = producer.send_and_wait
+
+    async def refusing(topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == store.workflows_topic:
+            raise KafkaTimeoutError()
+        return await real(topic, *args, **kwargs)
+
+    monkeypatch.setattr(producer, "send_and_wait", refusing)
+
+
+def test_a_half_failed_save_or_delete_is_repaired_by_doing_it_again(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed = A + "description: second\n"
+    with served.client("editor") as api:
+        api.post("/api/workflows", json={"yaml": A}).raise_for_status()
+        _refuse_workflows_topic(served, monkeypatch)
+        half = api.put("/api/workflows/a", json={"yaml": changed})
+        assert half.status_code == 503, half.text
+        assert "in the history but not live yet" in half.json()["error"]["message"]
+        monkeypatch.undo()
+        assert asyncio.run(_on_workflows_topic(served)) == {"a": 1}  # the workers keep v1
+
+        again = api.put("/api/workflows/a", json={"yaml": changed})
+        assert again.status_code == 200, again.text
+        assert (again.json()["saved"], again.json()["workflow"]["version"]) == (False, 2)
+        assert asyncio.run(_on_workflows_topic(served)) == {"a": 2}
+
+        _refuse_workflows_topic(served, monkeypatch)
+        assert api.delete("/api/workflows/a").status_code == 503
+        monkeypatch.undo()
+        assert asyncio.run(_on_workflows_topic(served)) == {"a": 2}
+        assert api.delete("/api/workflows/a").status_code == 204
+        assert asyncio.run(_on_workflows_topic(served)) == {"a": None}
+        assert api.delete("/api/workflows/a").status_code == 404
+        versions = api.get("/api/workflows/a/versions").json()
+        assert [(v["version"], v["deleted"]) for v in versions] == [
+            (1, False),
+            (2, False),
+            (3, True),
+        ]
 
 
 def test_concurrent_requests_never_use_the_store_consumer_at_once(
