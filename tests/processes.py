@@ -106,21 +106,27 @@ class Process:
 
 
 @contextmanager
-def private_redis(tmp: Path) -> Iterator[str]:
-    """A redis-server of this test's own: ``redis://127.0.0.1:<port>/0``."""
+def private_redis(
+    tmp: Path, *, port: int | None = None, password: str | None = None
+) -> Iterator[str]:
+    """A redis-server of this test's own: ``redis://127.0.0.1:<port>/0``.
+
+    ``port``: a port chosen beforehand (a client may already be trying it: Redis "comes
+    back"). ``password``: the server requires it, and the URL carries it
+    (``redis://:<password>@127.0.0.1:<port>/0``).
+    """
     server = shutil.which("redis-server")
     if server is None:
         raise AssertionError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = Process(
-        "redis",
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        tmp / f"redis-{port}.log",
-        dict(os.environ),
-    ).start()
+    port = port or free_port()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if password is not None:
+        argv += ["--requirepass", password]
+    proc = Process("redis", argv, tmp / f"redis-{port}.log", dict(os.environ)).start()
     try:
         proc.wait_for_log("Ready to accept connections", timeout=20)
-        yield f"redis://127.0.0.1:{port}/0"
+        auth = f":{password}@" if password is not None else ""
+        yield f"redis://{auth}127.0.0.1:{port}/0"
     finally:
         proc.stop(signal.SIGKILL)
 
@@ -142,9 +148,15 @@ def celery_worker(
     concurrency: int = 2,
     acks_late: bool = False,
     visibility_seconds: float | None = None,
+    task_events: bool = True,
     extra: tuple[str, ...] = (),
 ) -> Process:
-    """A real Celery worker of the demo app (``flowguard/demo/celery_app.py``), not started."""
+    """A real Celery worker of the demo app (``flowguard/demo/celery_app.py``), not started.
+
+    ``task_events=False``: started without ``-E`` and with the demo app's
+    ``worker_send_task_events`` turned off, so it sends task events only once asked to
+    (``enable_events``).
+    """
     late = "1" if acks_late else "0"
     env = python_env(FLOWGUARD_DEMO_BROKER=broker, FLOWGUARD_DEMO_ACKS_LATE=late)
     if visibility_seconds is not None:
@@ -152,8 +164,10 @@ def celery_worker(
     argv = [
         sys.executable, "-m", "celery", "-A", "flowguard.demo.celery_app", "worker",
         "-n", f"{name}@flowguard", "-Q", queues, "-c", str(concurrency), "-l", "INFO",
-        "--without-mingle", "--without-gossip", "-E", *extra,
+        "--without-mingle", "--without-gossip", *(["-E"] if task_events else []), *extra,
     ]  # fmt: skip
+    if not task_events:
+        argv += ["--", "worker_send_task_events=False"]
     return Process(f"worker {name}", argv, tmp / f"worker-{name}.log", env)
 
 
@@ -171,9 +185,11 @@ def bridge_process(
     kafka: str,
     prefix: str,
     name: str = "bridge",
+    flags: tuple[str, ...] = (),
     **settings: str,
 ) -> Process:
-    """A real ``flowguard-bridge`` process, not started; ``settings`` as FLOWGUARD_* variables."""
+    """A real ``flowguard-bridge`` process, not started; ``settings`` as FLOWGUARD_* variables,
+    ``flags`` as command-line options (which win over the variables)."""
     variables = {
         "FLOWGUARD_CLUSTER": cluster,
         "FLOWGUARD_BROKER": broker,
@@ -183,7 +199,7 @@ def bridge_process(
     }
     variables.update({f"FLOWGUARD_{key.upper()}": value for key, value in settings.items()})
     env = python_env(**variables)
-    argv = [sys.executable, "-m", "bridge.cli", "--log-level", "DEBUG"]
+    argv = [sys.executable, "-m", "bridge.cli", "--log-level", "DEBUG", *flags]
     return Process(name, argv, tmp / f"{name}.log", env)
 
 

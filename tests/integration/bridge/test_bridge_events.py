@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from flowguard.kafka_admin import create_topics
@@ -19,8 +22,11 @@ from tests.processes import (
     bridge_process,
     celery_worker,
     private_redis,
+    produce,
     start_worker,
 )
+from topics._base import iso
+from topics.commands import RevokeCommand
 from topics.events import EVENT_ADAPTER
 
 CLUSTER = "test-cluster"
@@ -43,6 +49,13 @@ def client(broker: str) -> Celery:
     app = Celery("test-client", broker=broker)
     app.conf.task_send_sent_event = True
     return app
+
+
+def send_revoke(kafka: str, topics: str, command_id: str) -> None:
+    command = RevokeCommand(
+        command_id=command_id, cluster=CLUSTER, issued_at=iso(time.time()) or "", task_id="t-x"
+    )
+    produce(kafka, f"{topics}.commands", [(CLUSTER.encode(), command.model_dump_json().encode())])
 
 
 def by_task(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -147,3 +160,101 @@ def test_every_task_event_arrives_in_order_keyed_by_its_chain(
     # Worker heartbeats (the worker was online before the bridge) and bridge status records.
     kinds_seen = {value.get("kind") for _, value, _, _ in reader.records}
     assert {"worker.heartbeat", "bridge.status"} <= kinds_seen
+
+
+def statuses_of(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """bridge.status records by bridge id, in the order Kafka has them (one key each)."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event.get("kind") == "bridge.status":
+            found[event["bridge_id"]].append(event)
+    return found
+
+
+def test_the_heartbeat_repeats_at_its_interval_while_the_bridge_runs(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    bridge = bridge_process(
+        tmp_path, cluster=CLUSTER, broker=broker, kafka=kafka_bootstrap, prefix=topics,
+        status_interval_seconds="0.5",
+    ).start()  # fmt: skip
+    reader = TopicReader(kafka_bootstrap, f"{topics}.events")
+    try:
+        bridge.wait_for_log("consuming Celery events")
+        running = reader.wait_for(
+            lambda v: [s for s in statuses_of(v).values() if len(s) >= 5],
+            timeout=30, what="5 bridge.status records of one bridge",
+        )  # fmt: skip
+        assert bridge.alive(), "the records came while it runs, not at shutdown"
+    finally:
+        bridge.stop(signal.SIGTERM)
+    [records] = running
+    assert {r["interval_seconds"] for r in records} == {0.5}
+    assert {r["cluster"] for r in records} == {CLUSTER}
+    gaps = [b["timestamp"] - a["timestamp"] for a, b in itertools.pairwise(records)]
+    # The first comes at once; the next ones an interval apart (plus the send's own time).
+    assert all(0.45 <= gap < 5 for gap in gaps), gaps
+    assert records[-1]["celery_connected"]
+    assert records[-1]["kafka_connected"]
+
+
+def test_a_worker_started_without_events_sends_them_once_the_bridge_connects(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """No -E and worker_send_task_events off: only the bridge's enable_events turns them on."""
+    worker = start_worker(celery_worker(tmp_path, broker, task_events=False))
+    bridge = bridge_process(
+        tmp_path, cluster=CLUSTER, broker=broker, kafka=kafka_bootstrap, prefix=topics
+    ).start()
+    reader = TopicReader(kafka_bootstrap, f"{topics}.events")
+    try:
+        bridge.wait_for_log("snapshot:")  # enable_events came first, then the snapshot
+        client(broker).send_task("demo.tasks.add", (2, 3), task_id="t-quiet")
+
+        def finished(values: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+            events = by_task(values)["t-quiet"]
+            return events if any(e["kind"] == "task.succeeded" for e in events) else None
+
+        events = reader.wait_for(finished, timeout=60, what="t-quiet's success in Kafka")
+    finally:
+        bridge.stop(signal.SIGTERM)
+        worker.stop()
+    assert "task events: OFF" in worker.log(), "the worker must start with events off"
+    worker_side = [e["kind"] for e in events if e["kind"] != "task.sent"]
+    assert worker_side == ["task.received", "task.started", "task.succeeded"]
+
+
+def test_the_broker_password_is_never_in_the_bridge_log(tmp_path: Path, kafka_bootstrap: str,
+                                                        topics: str) -> None:  # fmt: skip
+    """Everything the bridge logs in a run (DEBUG): connect, snapshot, events, a command, the
+    broker and the dedup Redis going away. The URL is given with --broker."""
+    password = "pw-Zq81-never-logged"
+    with private_redis(tmp_path, password=password) as url:
+        assert password in url
+        worker = start_worker(celery_worker(tmp_path, url))
+        bridge = bridge_process(
+            tmp_path, cluster=CLUSTER, kafka=kafka_bootstrap, prefix=topics,
+            # The variable points elsewhere: only the flag makes this bridge work.
+            broker="redis://127.0.0.1:1/0", flags=("--broker", url),
+        ).start()  # fmt: skip
+        reader = TopicReader(kafka_bootstrap, f"{topics}.events")
+        try:
+            bridge.wait_for_log("snapshot:")
+            client(url).send_task("demo.tasks.always_fails", ("c-1",), task_id="t-secret")
+            reader.wait_for(
+                lambda v: any(e["kind"] == "task.failed" for e in by_task(v)["t-secret"]),
+                timeout=60, what="t-secret's failure in Kafka",
+            )  # fmt: skip
+            worker.stop()
+            redis.Redis.from_url(url).shutdown(nosave=True)
+            bridge.wait_for_log("unreachable", timeout=30)
+            send_revoke(kafka_bootstrap, topics, "c-while-down")
+            bridge.wait_for_log("dedup Redis", timeout=30)
+        finally:
+            bridge.stop(signal.SIGTERM)
+            worker.stop()
+    log = bridge.log()
+    assert "redis://:**@127.0.0.1:" in log, "the masked URL is what it logs"
+    assert password not in log
+    # (Task tracebacks appear inside logged event payloads at DEBUG, never as lines of their own.)
+    assert not [line for line in log.splitlines() if line.startswith("Traceback")]
