@@ -106,7 +106,10 @@ async def bare(url: str, notices: list[Notice], senders: int, sign: bool) -> Rat
 async def runner(url: str, notices: list[Notice], senders: int, sign: bool) -> Rate:
     """ActionRunner.deliver for each notice, every result checked."""
     settings = ActionSettings(
-        allow_hosts="127.0.0.1", per_host_concurrency=senders, queue_size=len(notices)
+        allow_hosts="127.0.0.1",
+        per_endpoint_concurrency=senders,
+        per_host_concurrency=senders,
+        queue_size=len(notices),
     )
     async with ActionRunner(settings) as actions:
 

@@ -51,8 +51,13 @@ class Outbound:
 
     @property
     def host(self) -> str:
-        """``host:port``: the key of the per-host limits, and what logs may name."""
+        """``host:port``: the key of the per-host cap, and what logs and errors may name."""
         return f"{self.url.host}:{self.url.port or (443 if self.url.scheme == 'https' else 80)}"
+
+    @property
+    def endpoint(self) -> tuple[str, str, bytes]:
+        """Scheme, ``host:port`` and path (no query): the key of a lane. Never shown: secret."""
+        return (self.url.scheme, self.host, self.url.raw_path.partition(b"?")[0])
 
 
 def reveal_secret(secret: SecretStr, field_name: str, ctx: Context) -> str:

@@ -1,9 +1,11 @@
 """The action runner: deliver a notice once, within bounds, without leaking a secret.
 
-One shared ``httpx.AsyncClient`` serves every action. Each host gets its own
-lane (``per_host_concurrency`` requests in flight, ``queue_size`` waiting), so
-an endpoint that hangs fills only its own lane and fails its own actions with
-"queue full" while every other host is served as before. A delivery is
+One shared ``httpx.AsyncClient`` serves every action. Each endpoint (a URL
+without its query) gets its own lane (``per_endpoint_concurrency`` requests in
+flight, ``queue_size`` waiting; see :mod:`flowguard.actions.lanes`), so an
+endpoint that hangs fills only its own lane and fails its own actions with
+"queue full" while every other endpoint, on its host or another, is served as
+before. A delivery is
 bounded in total (``max_total_seconds``: waiting, attempts and backoff);
 408/429/5xx and network errors are retried with capped, jittered backoff,
 ``Retry-After`` is honoured, and any other status is final.
@@ -19,8 +21,7 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -29,6 +30,7 @@ import httpx
 from flowguard.actions._transport import make_client
 from flowguard.actions.backoff import Verdict, backoff_seconds, retry_after_seconds, verdict
 from flowguard.actions.delivery import DeliveredCache, DeliveryStore
+from flowguard.actions.lanes import Lanes
 from flowguard.actions.outbound import Context, Outbound, excerpt, scrub
 from flowguard.actions.registry import preparer
 from flowguard.actions.safety import check_url_target
@@ -52,21 +54,6 @@ class _Reply:
     retry_after_seconds: float | None
 
 
-class _Lane:
-    """One host's share of the runner: a few requests in flight, a bounded number waiting."""
-
-    def __init__(self, concurrency: int, queue_size: int) -> None:
-        self.concurrency = concurrency
-        self.slots = asyncio.Semaphore(concurrency)
-        self.queue_size = queue_size
-        self.waiting = 0
-        self.busy = 0
-
-    @property
-    def idle(self) -> bool:
-        return self.waiting == 0 and self.busy == 0
-
-
 class ActionRunner:
     """Delivers Slack, webhook and PagerDuty notices; see the module docstring."""
 
@@ -85,7 +72,7 @@ class ActionRunner:
         self._rng = rng or random.Random()
         self._clock = clock
         self._cache = DeliveredCache(self.settings.dedup_cache_size)
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes = Lanes(self.settings)
         self._vetted: set[tuple[str, str]] = set()
         self._client: httpx.AsyncClient | None = None
 
@@ -219,7 +206,7 @@ class ActionRunner:
     async def _attempt(self, out: Outbound, deadline: float) -> _Reply:
         assert self._client is not None
         loop = asyncio.get_running_loop()
-        async with self._slot(out.host, deadline):
+        async with self._lanes.slot(out.endpoint, out.host, deadline):
             remaining = deadline - loop.time()
             timeout = httpx.Timeout(
                 min(out.timeout_seconds, remaining),
@@ -264,41 +251,6 @@ class ActionRunner:
             body,
             retry_after_seconds(response.headers.get("retry-after"), now=self._clock()),
         )
-
-    @asynccontextmanager
-    async def _slot(self, host: str, deadline: float) -> AsyncIterator[None]:
-        """A request slot on ``host``'s lane, or a clear failure: queue full, or no slot in time."""
-        lane = self._lanes.get(host)
-        if lane is None:
-            lane = self._lanes[host] = _Lane(
-                self.settings.per_host_concurrency, self.settings.queue_size
-            )
-        if lane.slots.locked() and lane.waiting >= lane.queue_size:
-            raise ActionFailed(
-                f"queue full for {host}: {lane.busy} in flight, {lane.waiting} waiting"
-            )
-        lane.waiting += 1
-        try:
-            if lane.slots.locked():
-                async with asyncio.timeout_at(deadline):
-                    await lane.slots.acquire()
-            else:  # a free slot: taken at once, no timer to arm
-                await lane.slots.acquire()
-        except TimeoutError:
-            raise ActionFailed(
-                f"no free slot for {host} within {self.settings.max_total_seconds:g}s "
-                f"({lane.busy} requests in flight)"
-            ) from None
-        finally:
-            lane.waiting -= 1
-        lane.busy += 1
-        try:
-            yield
-        finally:
-            lane.busy -= 1
-            lane.slots.release()
-            if lane.idle:
-                del self._lanes[host]
 
     async def _claim(self, action_id: str) -> bool:
         if not self._cache.claim(action_id):

@@ -34,14 +34,26 @@ class ActionSettings(BaseSettings):
         le=3600,
         description="Bound on one delivery: waiting for a slot, every attempt and every backoff.",
     )
+    per_endpoint_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Requests in flight to one endpoint (a URL without its query) at a time.",
+    )
     per_host_concurrency: int = Field(
-        default=8, ge=1, le=1000, description="Requests in flight to one host:port at a time."
+        default=64,
+        ge=1,
+        le=10_000,
+        description=(
+            "Requests in flight to one host:port at a time, all its endpoints together: bounds "
+            "the connections to a host whatever the number of workflows sending there."
+        ),
     )
     queue_size: int = Field(
         default=200,
         ge=0,
         le=100_000,
-        description="Deliveries that may wait for one host; one more fails at once (queue full).",
+        description="Deliveries that may wait for one endpoint; one more fails at once.",
     )
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     request_timeout_seconds: float = Field(
