@@ -20,6 +20,7 @@ from tests.processes import (
     TopicReader,
     bridge_process,
     celery_worker,
+    free_port,
     private_redis,
     produce,
     start_worker,
@@ -204,3 +205,147 @@ def test_commands_for_other_clusters_stale_ones_and_garbage(
     finally:
         bridge.stop()
     assert not [v for v in results.poll() if v["command_id"] == "c-other"]
+
+
+Placed = list[tuple[bytes | None, dict[str, Any], int]]
+
+
+def task_events(reader: TopicReader, *task_ids: str) -> Placed:
+    """(key, event, partition) of the given tasks' events, in Kafka's order per partition."""
+    reader.poll()
+    return [
+        (key, value, partition)
+        for key, value, partition, _ in reader.records
+        if value.get("kind", "").startswith("task.") and value.get("task_id") in task_ids
+    ]
+
+
+def kinds_of(events: Placed, task_id: str) -> list[str]:
+    return [value["kind"] for _, value, _ in events if value["task_id"] == task_id]
+
+
+def until_kind(reader: TopicReader, kind: str, task_id: str, *others: str) -> Placed:
+    """Once ``task_id`` has a ``kind`` event in Kafka: its events and those of ``others``."""
+
+    def probe() -> Placed | None:
+        found = task_events(reader, task_id, *others)
+        return found if kind in kinds_of(found, task_id) else None
+
+    return wait_until(probe, timeout_seconds=60, what=f"{kind} of {task_id} in Kafka")
+
+
+def test_a_retry_chain_is_keyed_by_its_root_and_lands_in_one_partition(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The retry is a child (new task id, root_id/parent_id the original): its events, also
+    those that do not carry root_id (started, succeeded), are keyed by the root."""
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    try:
+        app = Celery("client", broker=broker)
+        app.conf.task_send_sent_event = True
+        app.send_task(
+            "demo.tasks.flaky_network", (7,), {"fail_times": 1, "key": "t-root"},
+            queue="email", task_id="t-root",
+        )  # fmt: skip
+        until_kind(events, "task.failed", "t-root")
+        send(kafka_bootstrap, topics, retry_of("t-root", "c-chain"))
+        child = "t-root-retry-c-chain"
+        found = until_kind(events, "task.succeeded", child, "t-root")
+    finally:
+        bridge.stop()
+        worker.stop()
+    assert kinds_of(found, child) == ["task.received", "task.started", "task.succeeded"]
+    assert kinds_of(found, "t-root")[-1] == "task.failed"
+    received = next(v for _, v, _ in found if v["task_id"] == child)
+    assert (received["root_id"], received["parent_id"]) == ("t-root", "t-root")
+    assert {key for key, _, _ in found} == {f"{CLUSTER}/t-root".encode()}
+    assert len({partition for _, _, partition in found}) == 1
+
+
+def test_revoke_keeps_a_waiting_task_from_running(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    calls_db = redis.Redis.from_url(broker)
+    try:
+        app = Celery("client", broker=broker)
+        # Held by the worker until its ETA: long enough for the command to get there first.
+        app.send_task("demo.tasks.add", (1, 2), task_id="t-waiting", countdown=8)
+        until_kind(events, "task.received", "t-waiting")  # the worker holds it
+        revoke = RevokeCommand(
+            command_id="c-revoke-waiting", cluster=CLUSTER, issued_at=iso(time.time()) or "",
+            task_id="t-waiting",
+        )  # fmt: skip
+        send(kafka_bootstrap, topics, revoke)
+        [result] = results_for(results, "c-revoke-waiting", 1)
+        assert result["status"] == "done"
+        worker.wait_for_log("Tasks flagged as revoked: t-waiting", timeout=30)
+        # At its ETA the worker discards it and says so: only then is "never ran" decided.
+        until_kind(events, "task.revoked", "t-waiting")
+    finally:
+        bridge.stop()
+        worker.stop()
+    assert "Discarding revoked task: demo.tasks.add[t-waiting]" in worker.log()
+    assert [c for c in recorded_calls(calls_db) if c["task_id"] == "t-waiting"] == []
+    assert "task.started" not in kinds_of(task_events(events, "t-waiting"), "t-waiting")
+
+
+def test_a_retry_not_before_a_time_runs_no_earlier(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    try:
+        not_before = time.time() + 6
+        command = retry_of("t-later", "c-later", kwargs="{'fail_times': 0}",
+                           not_before=iso(not_before))  # fmt: skip
+        send(kafka_bootstrap, topics, command)
+        [result] = results_for(results, "c-later", 1)
+        assert result["status"] == "done"
+        assert time.time() < not_before, "the command was carried out before its time came"
+        child = "t-later-retry-c-later"
+        found = until_kind(events, "task.started", child)
+    finally:
+        bridge.stop()
+        worker.stop()
+    by_kind = {value["kind"]: value for _, value, _ in found}
+    assert by_kind["task.received"]["eta"] is not None
+    assert by_kind["task.started"]["timestamp"] >= not_before
+
+
+def test_commands_wait_for_the_dedup_redis_while_events_go_on(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The dedup Redis is away at start (nothing on its port), then comes up on that port."""
+    dedup_port = free_port()
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics,
+                          dedup_url=f"redis://127.0.0.1:{dedup_port}/0")  # fmt: skip
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    try:
+        send(kafka_bootstrap, topics, retry_of("t-dedup", "c-dedup", kwargs="{'fail_times': 0}"))
+        bridge.wait_for_log("dedup Redis", timeout=30)
+        app = Celery("client", broker=broker)
+        app.send_task("demo.tasks.add", (1, 2), task_id="t-meanwhile")
+        until_kind(events, "task.succeeded", "t-meanwhile")  # events go on meanwhile
+        assert bridge.alive()
+        assert not [r for r in results.poll() if r["command_id"] == "c-dedup"]
+        with private_redis(tmp_path, port=dedup_port):
+            [result] = results_for(results, "c-dedup", 1)
+            bridge.wait_for_log("is back", timeout=30)
+    finally:
+        bridge.stop()
+        worker.stop()
+    assert result["status"] == "done"
+    lines = [line for line in bridge.log().splitlines() if "flowguard.bridge: dedup Redis" in line]
+    assert len(lines) == 2, lines
+    assert "unreachable" in lines[0]
+    assert "is back" in lines[1]
