@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+Shot = Callable[[Page, str], None]
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,17 @@ def page(browser: Browser) -> Iterator[Page]:
     yield opened
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def shot(tmp_path: Path) -> Shot:
+    """Take a full-page screenshot by name: into docs/screenshots only when
+    FLOWGUARD_SCREENSHOTS=1 (refreshing the docs), else under the test's tmp_path, so a test
+    run never changes the tree."""
+    where = DOCS_SCREENSHOTS if os.environ.get("FLOWGUARD_SCREENSHOTS") == "1" else tmp_path
+    where.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Page, name: str) -> None:
+        page.screenshot(path=str(where / f"{name}.png"), full_page=True)
+
+    return take

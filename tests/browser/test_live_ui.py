@@ -15,8 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.api.server import Served, serve
-from tests.browser.conftest import sign_in
-from tests.browser.test_ui import shot
+from tests.browser.conftest import Shot, sign_in
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
 from tests.processes import private_redis
@@ -44,7 +43,7 @@ def live(tmp_path: Path, kafka_bootstrap: str, topic_prefix: str) -> Iterator[tu
 
 
 def test_failing_celery_task_retried_seen_in_history_and_chain_then_rolled_back(
-    page: Page, live: tuple[Stack, Served]
+    page: Page, live: tuple[Stack, Served], shot: Shot
 ) -> None:
     stack, served = live
     sign_in(page, served)

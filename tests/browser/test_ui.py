@@ -9,17 +9,12 @@ from aiokafka import AIOKafkaProducer
 from playwright.sync_api import Page, expect
 
 from tests.api.server import Served, in_thread
-from tests.browser.conftest import SCREENSHOTS, sign_in
+from tests.browser.conftest import Shot, sign_in
 from tests.helpers import wait_until
 from topics.execution import ExecutionRecord
 
 pytestmark = pytest.mark.integration
 STREAM = Path(__file__).resolve().parents[2] / "tests" / "data" / "streams" / "flaky_chain.jsonl"
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 async def _produce(served: Served, records: list[ExecutionRecord]) -> None:
@@ -36,7 +31,9 @@ async def _produce(served: Served, records: list[ExecutionRecord]) -> None:
         await producer.stop()
 
 
-def test_template_save_enable_test_history_versions_rollback(page: Page, served: Served) -> None:
+def test_template_save_enable_test_history_versions_rollback(
+    page: Page, served: Served, shot: Shot
+) -> None:
     sign_in(page, served)
     expect(page.get_by_text("No workflows yet")).to_be_visible()
     page.get_by_role("link", name="Create Workflow").first.click()
