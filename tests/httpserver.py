@@ -12,9 +12,10 @@ talk to it. Every request is recorded before it is answered.
         assert first.json()["schema"] == "flowguard.webhook/1"
 
 API: :class:`Reply` (what to answer), :class:`Recorded` (what arrived),
+:class:`Streamed` (how much of a streamed answer the client took),
 :class:`RecordingServer` (``url``, ``url_for``, ``script``, ``requests``,
-``wait_for_requests``, ``release``, ``close``). A path without a script
-answers ``200 ok``; a script's last reply repeats.
+``wait_for_requests``, ``wait_for_streamed``, ``release``, ``close``). A path
+without a script answers ``200 ok``; a script's last reply repeats.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Reply:
     """One scripted answer. ``hang`` never answers until :meth:`RecordingServer.release`.
 
     ``echo`` answers with the request itself (line, headers, body) instead of ``body``:
-    the worst case for code that records response excerpts.
+    the worst case for code that records response excerpts. ``stream_bytes`` answers with
+    that many bytes instead, written as the client reads them (see :class:`Streamed`).
     """
 
     status: int = 200
@@ -51,6 +53,22 @@ class Reply:
     hang: bool = False
     retry_after: str | float | None = None
     echo: bool = False
+    stream_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A streamed answer: bytes the server got to write, and whether it wrote them all.
+
+    Writes wait while the client does not read (TCP flow control), so ``written`` is what
+    the client read plus what the two sockets' buffers hold: a client that stops reading
+    and closes early leaves ``complete`` false and ``written`` far below the size.
+    """
+
+    path: str
+    size: int
+    written: int
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class RecordingServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._recorded: list[Recorded] = []
+        self._streamed: list[Streamed] = []
         self._scripts: dict[str, list[Reply]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -110,6 +129,15 @@ class RecordingServer:
             timeout_seconds=timeout_seconds,
             what=f"{count} request(s) to {path or 'any path'} on {self.url}",
         )
+
+    def wait_for_streamed(self, path: str, *, timeout_seconds: float = 10.0) -> Streamed:
+        """The first streamed answer to ``path`` once it ended (all written, or client gone)."""
+
+        def ended() -> Streamed | None:
+            with self._lock:
+                return next((s for s in self._streamed if s.path == path), None)
+
+        return wait_until(ended, timeout_seconds=timeout_seconds, what=f"a stream to {path} ended")
 
     def release(self) -> None:
         """Let every hanging request answer (503) now and any later one at once."""
@@ -176,10 +204,37 @@ class RecordingServer:
         headers = dict(reply.headers)
         if reply.retry_after is not None:
             headers["Retry-After"] = str(reply.retry_after)
+        if reply.stream_bytes:
+            return await self._stream(request, reply, headers)
         payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
         if reply.echo:
             payload = _echo(request, recorded)
         return web.Response(status=reply.status, body=payload, headers=headers)
+
+    async def _stream(
+        self, request: web.Request, reply: Reply, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        response.content_length = reply.stream_bytes
+        written, complete = 0, False
+        chunk = b"x" * _STREAM_CHUNK
+        try:
+            await response.prepare(request)
+            while written < reply.stream_bytes:
+                part = chunk[: reply.stream_bytes - written]
+                await response.write(part)
+                written += len(part)
+            await response.write_eof()
+            complete = True
+        except ConnectionError:
+            pass  # the client went away: that is what a stream is for
+        finally:
+            with self._lock:
+                self._streamed.append(Streamed(request.path, reply.stream_bytes, written, complete))
+        return response
+
+
+_STREAM_CHUNK = 64 * 1024
 
 
 def _echo(request: web.Request, recorded: Recorded) -> bytes:

@@ -108,6 +108,19 @@ def test_4xx_is_final_and_recorded_as_a_short_excerpt(http_server: RecordingServ
     assert len(http_server.requests("/hook")) == 1
 
 
+def test_a_huge_response_is_read_only_up_to_the_cap(http_server: RecordingServer) -> None:
+    """The runner stops reading at max_response_bytes and hangs up: the rest is never sent."""
+    size = 64 * 1024 * 1024
+    http_server.script("/hook", Reply(502, stream_bytes=size))
+    action = {"type": "webhook", "url": http_server.url_for("/hook"), "retries": 0}
+    [done] = deliver([notice(action)], config=settings(max_response_bytes=64 * 1024))
+    assert done.result.detail.startswith("HTTP 502: xxxx")
+    streamed = http_server.wait_for_streamed("/hook")
+    assert not streamed.complete, "the client hung up before the end"
+    # What the client read (64 KiB) plus what the sockets' buffers held: a few MB at most.
+    assert streamed.written < 16 * 1024 * 1024, streamed
+
+
 def test_a_hanging_endpoint_times_out(http_server: RecordingServer) -> None:
     http_server.script("/hook", Reply(hang=True))
     action = {"type": "webhook", "url": http_server.url_for("/hook"), "timeout_seconds": 0.3}
