@@ -23,6 +23,7 @@ EXAMPLE_TRIGGER = Trigger(
     event="task.failed",
     at=1_767_225_600.0,
     cluster="example-cluster",
+    worker="celery@worker-1",  # a task trigger names its task's worker, as the engine's do
     task=TaskContext(
         id="5f0c1c1e-0000-4000-8000-000000000001",
         root_id="5f0c1c1e-0000-4000-8000-000000000001",
@@ -61,7 +62,7 @@ def trigger_of(record: ExecutionRecord) -> Trigger:
         )
         if task
         else None,
-        worker=record.worker.hostname if record.worker else None,
+        worker=record.worker.hostname if record.worker else (task.worker if task else None),
         reason=record.trigger.reason,
     )
 

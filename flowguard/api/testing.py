@@ -147,7 +147,11 @@ async def test_workflow(body: TestInput, who: Editor, svc: Svc) -> TestResult:
 
 
 def _preview_workflow(definition: dict[str, Any] | None) -> Workflow:
-    base = {"name": "preview", "trigger": {"event": "task.failed"}, "action": {"type": "retry"}}
+    """The draft, or (a draft still invalid as it is typed) a stand-in with the draft's name."""
+    name = (definition or {}).get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        name = "preview"
+    base = {"name": name, "trigger": {"event": "task.failed"}, "action": {"type": "retry"}}
     try:
         return parse_workflow(definition or base, source="definition")
     except WorkflowInvalid:

@@ -38,7 +38,11 @@ def test_send_samples_posts_one_marked_message_per_notification(
     draft = {
         "name": "Payments to Slack",
         "trigger": {"event": "task.failed", "conditions": {"task_name_pattern": "payments.*"}},
-        "action": {"type": "slack", "webhook_url": url, "message": "{task_name}: {error_message}"},
+        "action": {
+            "type": "slack",
+            "webhook_url": url,
+            "message": "{task_name} on {worker}: {error_message}",
+        },
     }
     with served_local.client("editor") as api:
         answer = api.post(
@@ -52,16 +56,23 @@ def test_send_samples_posts_one_marked_message_per_notification(
     assert body["samples"][0]["action_id"].startswith("sample/")
     [post] = slack.wait_for_requests(1, path="/hook", timeout_seconds=30)
     text = post.json()["text"]
-    assert "payments.process_payment" in text
+    assert "payments.process_payment on w1@flowguard" in text
     assert "test" in text.lower()
     assert url not in answer.text
 
 
 def test_preview_renders_or_names_the_unknown_variable(served_local: Served) -> None:
     with served_local.client("viewer") as api:
-        good = api.post("/api/preview", json={"template": "{task_name} on {cluster}"}).json()
+        good = api.post(
+            "/api/preview", json={"template": "{task_name} on {cluster} by {worker}"}
+        ).json()
+        named = api.post(
+            "/api/preview",
+            json={"template": "{workflow_name}", "definition": {"name": "Half typed"}},
+        ).json()
         bad = api.post("/api/preview", json={"template": "{nope}"}).json()
-    assert good["text"] == "myapp.tasks.send_email on example-cluster"
+    assert good["text"] == "myapp.tasks.send_email on example-cluster by celery@worker-1"
+    assert named["text"] == "Half typed", "an invalid draft still previews with its name"
     assert bad["text"] is None
     assert "unknown variable {nope}" in bad["problem"]
 

@@ -68,10 +68,10 @@ def test_template_save_enable_test_history_versions_rollback(
 
     # Test Workflow over a recorded stream.
     page.click("[data-tab=test]")
-    page.locator("textarea").fill(STREAM.read_text())
+    page.get_by_test_id("test-events").fill(STREAM.read_text())
     page.get_by_test_id("run-test").click()
     expect(page.get_by_test_id("test-results")).to_contain_text("execution records (dry run)")
-    expect(page.get_by_test_id("test-results")).to_contain_text("fired")
+    expect(page.locator("[data-testid=verdict][data-fired=true]").first).to_be_visible()
     shot(page, "workflow-test")
 
     # Execution History: records on the log show up, expand, and link to the retry chain.
@@ -126,3 +126,71 @@ def test_inline_validation_names_the_field(page: Page, served: Served) -> None:
 def test_viewer_sees_no_write_controls(page: Page, served: Served) -> None:
     sign_in(page, served, "viewer")
     expect(page.get_by_text("Create Workflow")).to_have_count(0)
+
+
+def _enabled(served: Served, workflow_id: str) -> bool:
+    with served.client("viewer") as api:
+        return bool(api.get(f"/api/workflows/{workflow_id}").json()["enabled"])
+
+
+def test_save_keeps_the_state_and_only_save_and_enable_enables(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=auto-retry-network-errors]").get_by_role("button").click()
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    page.click("#save")
+    page.wait_for_url("**/ui/workflows/auto-retry-network-errors?saved=1")
+    expect(page.get_by_text("disabled", exact=True)).to_be_visible()
+    assert _enabled(served, "auto-retry-network-errors") is False
+
+    def edit_and(button: str, attempts: str, version: int) -> None:
+        page.goto(f"{served.base_url}/ui/workflows/auto-retry-network-errors/edit")
+        page.fill("[data-path='actions.0.max_attempts']", attempts)
+        expect(page.get_by_test_id("valid")).to_be_visible()
+        page.click(button)
+        page.wait_for_url(f"**?saved={version}")
+
+    edit_and("#save", "4", 2)
+    assert _enabled(served, "auto-retry-network-errors") is False
+    edit_and("#save-enable", "5", 3)
+    assert _enabled(served, "auto-retry-network-errors") is True
+    edit_and("#save", "6", 4)
+    assert _enabled(served, "auto-retry-network-errors") is True
+    expect(page.get_by_text("enabled", exact=True)).to_be_visible()
+
+
+def test_slack_preview_renders_the_variables_live(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=alert-on-payment-processing-failures]").get_by_role(
+        "button"
+    ).click()
+    page.fill("[data-path=name]", "Payments on call")
+    page.fill(
+        "[data-path='actions.0.message']",
+        "{workflow_name}: {task_name} failed on {worker}: {error_message} ({task_args})",
+    )
+    expect(page.locator("[data-preview='actions.0.message']")).to_have_text(
+        "Payments on call: myapp.tasks.send_email failed on celery@worker-1: "
+        "Connection refused (('user@example.com',))"
+    )
+    page.fill("[data-path='actions.0.message']", "{nope}")
+    expect(page.locator("[data-preview='actions.0.message']")).to_contain_text("{nope}")
+
+
+def test_test_workflow_runs_an_unsaved_draft(page: Page, served: Served, shot: Shot) -> None:
+    """The product page: test workflows before enabling them, from the editor itself."""
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=auto-retry-network-errors]").get_by_role("button").click()
+    page.fill("[data-path='actions.0.max_attempts']", "2")
+    draft = page.get_by_test_id("draft-test")
+    draft.get_by_test_id("test-events").fill(STREAM.read_text())
+    draft.get_by_test_id("run-test").click()
+    results = draft.get_by_test_id("test-results")
+    expect(results).to_contain_text("execution records (dry run)")
+    expect(results.locator("[data-testid=verdict][data-fired=true]").first).to_be_visible()
+    expect(results).to_contain_text("retry:planned")
+    shot(page, "editor-test")
+    with served.client("viewer") as api:
+        assert api.get("/api/workflows").json() == [], "testing a draft saves nothing"

@@ -134,6 +134,55 @@ const FG = {
     return me;
   },
 
+  // Test Workflow: a dry run of what `workflow()` returns ({workflow_id} or a draft
+  // {definition, workflow_id?}) over uploaded JSONL or a cluster's last hours. Nothing is retried.
+  testPanel(workflow) {
+    const results = FG.el("div", { "data-testid": "test-results" });
+    const jsonl = FG.el("textarea", { rows: 6, placeholder: "JSON lines of Celery events",
+      "data-testid": "test-events" });
+    const file = FG.el("input", { type: "file", accept: ".jsonl,.json,.txt", onchange: async () => {
+      jsonl.value = await file.files[0].text();
+    } });
+    const cluster = FG.el("input", { value: "default" });
+    const hours = FG.el("input", { type: "number", value: "", placeholder: "hours", min: "0", step: "any" });
+    const samples = FG.el("input", { type: "checkbox" });
+    const run = async () => {
+      const body = { ...workflow(), cluster: cluster.value, send_samples: samples.checked };
+      if (hours.value) body.hours = Number(hours.value); else body.events_jsonl = jsonl.value;
+      FG.fill(results, FG.el("p", { class: "muted" }, "Running…"));
+      try {
+        FG.fill(results, ...FG.testResults(await FG.api("POST", "/api/test", body)));
+      } catch (e) { FG.fill(results, FG.problemList(e)); }
+    };
+    return [FG.el("div", { class: "card" },
+      FG.el("p", { class: "muted" }, "A dry run through the engine: nothing is retried. Upload recorded events, or read a cluster's last hours from Kafka."),
+      FG.el("label", {}, "Events (JSONL)"), file, jsonl,
+      FG.el("div", { class: "grid" },
+        FG.el("div", {}, FG.el("label", {}, "Cluster"), cluster),
+        FG.el("div", {}, FG.el("label", {}, "…or the last N hours from Kafka"), hours),
+        FG.el("div", {}, FG.el("label", {}, "Send a sample notification (marked as a test)"), samples)),
+      FG.el("p", {}, FG.el("button", { type: "button", onclick: run, "data-testid": "run-test" }, "Run test"))),
+    results];
+  },
+
+  testResults(r) {
+    return [
+      FG.el("p", {}, `${r.source}: ${r.stats.events} events, ${r.stats.triggers} triggers, ` +
+        `${r.records.length} execution records (dry run)`),
+      r.samples.length ? FG.el("p", {}, "Samples: ", r.samples.map((s) => `${s.type} ${s.status} ${s.detail}`).join("; ")) : null,
+      FG.el("table", {}, FG.el("thead", {}, FG.el("tr", {}, ["Trigger", "At", "Task / worker", "Fired?", "Why"].map((h) => FG.el("th", {}, h)))),
+        FG.el("tbody", {}, r.verdicts.map((v) => FG.el("tr", { "data-testid": "verdict", "data-fired": String(v.fired) },
+          FG.el("td", {}, v.event), FG.el("td", {}, FG.when(v.at)), FG.el("td", {}, v.subject),
+          FG.el("td", {}, FG.badge(v.fired ? "fired" : "no", v.fired ? "success" : "skipped")),
+          FG.el("td", {}, v.reason))))),
+      FG.el("h2", {}, "Records"),
+      ...r.records.map((rec) => FG.el("details", { class: "card" },
+        FG.el("summary", {}, `${rec.trigger.event} ${rec.task ? rec.task.name : ""} → `,
+          FG.badge(rec.outcome), ` ${rec.actions.map((a) => `${a.type}:${a.status}`).join(", ")}`),
+        FG.recordDetail(rec))),
+    ];
+  },
+
   // The record of one execution, expanded: trigger, conditions, actions, breaker, outcome.
   recordDetail(record) {
     const task = record.task || {};

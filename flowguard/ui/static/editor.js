@@ -30,7 +30,8 @@ const NEW_ACTION = {
   pagerduty: { type: "pagerduty", routing_key: "" },
 };
 
-const state = { def: null, workflowId: null, version: null };
+// enabled: what "Save" keeps (false for a new workflow); "Save and Enable" sets it true.
+const state = { def: null, workflowId: null, version: null, enabled: false };
 let validateTimer = null;
 
 function normalize(def) {
@@ -157,17 +158,22 @@ function changed() {
   validateTimer = setTimeout(validate, 250);
 }
 
+// The saved workflow this draft edits: the server counts its masked secrets as the stored ones.
+function editing() { return state.workflowId ? { workflow_id: state.workflowId } : {}; }
+
+// Each message template rendered with an example failure's variables ({workflow_name} is the
+// form's name), by the engine's own template code.
 async function preview() {
   for (const node of document.querySelectorAll("[data-preview]")) {
     const template = getPath(node.dataset.preview);
     if (!template) { node.textContent = "(default message)"; continue; }
-    const answer = await FG.api("POST", "/api/preview", { template });
+    const answer = await FG.api("POST", "/api/preview", { template, definition: cleaned() });
     node.textContent = answer.text ?? `✗ ${answer.problem}`;
   }
 }
 
 async function validate() {
-  const result = await FG.api("POST", "/api/validate", { definition: cleaned() });
+  const result = await FG.api("POST", "/api/validate", { definition: cleaned(), ...editing() });
   for (const node of document.querySelectorAll(".invalid")) node.classList.remove("invalid");
   const box = document.getElementById("validation");
   FG.fill(box);
@@ -208,7 +214,7 @@ function yamlEdited(event) {
 
 async function save(enable) {
   const definition = cleaned();
-  if (enable) definition.enabled = true;
+  definition.enabled = enable || state.enabled;
   const body = { definition, comment: document.getElementById("comment").value };
   const box = document.getElementById("validation");
   try {
@@ -235,7 +241,13 @@ function editorPage(title) {
         FG.el("input", { id: "comment", style: "width:100%" }),
         FG.el("div", { class: "row" },
           FG.el("button", { id: "save", type: "button", class: "secondary", onclick: () => save(false) }, "Save"),
-          FG.el("button", { id: "save-enable", type: "button", onclick: () => save(true) }, "Save and Enable")))),
+          FG.el("button", { id: "save-enable", type: "button", onclick: () => save(true) }, "Save and Enable")),
+        FG.el("p", { class: "muted", "data-testid": "save-note" }, state.workflowId
+          ? `Save keeps it ${state.enabled ? "enabled" : "disabled"}; Save and Enable starts it.`
+          : "Save keeps the new workflow disabled; Save and Enable starts it at once."))),
+    FG.el("div", { class: "card", "data-testid": "draft-test" },
+      FG.el("h2", {}, "Test Workflow (this draft, before saving or enabling it)"),
+      ...FG.testPanel(() => ({ definition: cleaned(), ...editing() }))),
   ];
 }
 
@@ -270,6 +282,7 @@ async function pickTemplate() {
     const detail = await FG.api("GET", `/api/workflows/${match[1]}`);
     state.workflowId = detail.id;
     state.version = detail.version;
+    state.enabled = detail.enabled;
     start(detail.definition, `Edit: ${detail.name} (v${detail.version})`);
   } else {
     await pickTemplate();
