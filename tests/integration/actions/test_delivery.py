@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests import celery_events as ev
 from tests.httpserver import RecordingServer, Reply
@@ -13,6 +15,7 @@ from tests.integration.actions.runner_helpers import deliver, settings
 from tests.unit.actions.notices import ROUTING_KEY, engine_notices, failing_chain, notice
 
 T0 = 1_760_000_000.0
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_webhook_delivers_the_versioned_payload(http_server: RecordingServer) -> None:
@@ -139,23 +142,38 @@ def test_connection_refused_is_retried_then_reported() -> None:
     assert "gave up after 2 attempts" in done.result.detail
 
 
-def test_the_receiver_verifies_the_signature(http_server: RecordingServer) -> None:
+def documented_verify(doc: str) -> Callable[..., bool]:
+    """The ``verify`` of ``doc``'s Python snippet, run as written: the docs cannot drift."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def verify(" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, doc, "exec"), namespace)
+    verify: Callable[..., bool] = namespace["verify"]
+    return verify
+
+
+@pytest.mark.parametrize("doc", ["docs/actions.md", "README.md"])
+def test_the_receiver_verifies_the_signature_as_documented(
+    http_server: RecordingServer, doc: str
+) -> None:
+    verify = documented_verify(doc)
     secret = "whsec-0123456789abcdef"
     action = {"type": "webhook", "url": http_server.url_for("/hook"), "secret": secret}
     deliver([notice(action)])
     [request] = http_server.requests("/hook")
-    assert verify(secret.encode(), request.headers, request.body)
-    assert not verify(b"another-secret-entirely", request.headers, request.body)
-    assert not verify(secret.encode(), request.headers, request.body + b" ")
-
-
-def verify(secret: bytes, headers: dict[str, str] | object, body: bytes) -> bool:
-    """The receiver's side, as docs/actions.md shows it."""
-    assert isinstance(headers, dict)
-    timestamp = headers["flowguard-timestamp"]
-    expected = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    fresh = abs(time.time() - int(timestamp)) <= 300
-    return fresh and hmac.compare_digest(f"v1={expected}", headers["flowguard-signature"])
+    lower, body = dict(request.headers), request.body  # a plain dict of lower-case names
+    as_sent = {k.title(): v for k, v in lower.items()}
+    assert verify(secret.encode(), lower, body)
+    assert verify(secret.encode(), as_sent, body)
+    assert not verify(b"another-secret-entirely", lower, body)
+    assert not verify(secret.encode(), lower, body + b" ")
+    stale = int(lower["flowguard-timestamp"]) - 301
+    assert not verify(secret.encode(), {**lower, "flowguard-timestamp": str(stale)}, body)
+    for timestamp in ("", "soon", "12.5", "9" * 5000):
+        assert not verify(secret.encode(), {**lower, "flowguard-timestamp": timestamp}, body)
+    assert not verify(secret.encode(), {"flowguard-signature": lower["flowguard-signature"]}, body)
+    assert not verify(secret.encode(), {"flowguard-timestamp": lower["flowguard-timestamp"]}, body)
+    assert not verify(secret.encode(), {**lower, "flowguard-signature": "v1=ö"}, body)
 
 
 def test_a_redirect_is_not_followed(http_servers: Callable[[], RecordingServer]) -> None:
