@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from flowguard.api.models import LastExecution, WorkflowSummary
 from flowguard.engine.documents import parse_workflow
 from flowguard.errors import WorkflowInvalid
 from flowguard.history import HistoryProjection
 from topics._base import from_iso
+from topics.execution import ExecutionRecord
 from topics.workflows import WorkflowVersion
 
 HOUR = 3600
@@ -23,6 +25,21 @@ def _sparkline(history: HistoryProjection, workflow_id: str, now: float) -> list
         if 0 <= index < 24:
             counts[index] += count
     return counts
+
+
+def _circuit_state(last: ExecutionRecord | None, now: float) -> Literal["closed", "open"] | None:
+    """The breaker as the next execution would find it, judged from the latest record.
+
+    An open circuit stays open at most one window after the execution that found it open
+    (by then the executions that filled it have left the window), so a record older than
+    that says closed, however it was recorded.
+    """
+    if last is None:
+        return None
+    breaker = last.circuit_breaker
+    if breaker.state == "open" and now < from_iso(last.trigger.at) + breaker.window_seconds:
+        return "open"
+    return "closed"
 
 
 def _summary(history: HistoryProjection, version: WorkflowVersion, now: float) -> WorkflowSummary:
@@ -46,7 +63,7 @@ def _summary(history: HistoryProjection, version: WorkflowVersion, now: float) -
         trigger=trigger,
         saved_at=version.saved_at,
         saved_by=version.saved_by,
-        circuit_state=last.circuit_breaker.state if last is not None else None,
+        circuit_state=_circuit_state(last, now),
         last_execution=LastExecution(
             execution_id=last.execution_id, outcome=last.outcome, at=last.trigger.at
         )
@@ -57,9 +74,11 @@ def _summary(history: HistoryProjection, version: WorkflowVersion, now: float) -
     )
 
 
-def summaries(history: HistoryProjection, versions: list[WorkflowVersion]) -> list[WorkflowSummary]:
+def summaries(
+    history: HistoryProjection, versions: list[WorkflowVersion], *, now: float | None = None
+) -> list[WorkflowSummary]:
     """One summary per workflow, ordered by name (blocking: run it off the event loop)."""
-    now = time.time()
+    now = time.time() if now is None else now
     return sorted(
         (_summary(history, v, now) for v in versions), key=lambda s: (s.name.lower(), s.id)
     )
