@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -18,7 +20,7 @@ from click.testing import CliRunner
 
 from bridge.translate import parse_line
 from flowguard.cli import main
-from tests.api.server import Served
+from tests.api.server import Served, serve
 from tests.helpers import wait_until
 from topics.events import event_key
 from topics.execution import ExecutionRecord
@@ -216,3 +218,101 @@ def test_history_filters_pages_counts_chain_and_cancel(served: Served) -> None:
         "editor-user",
         "oops",
     )
+
+
+# (execution id, event, cluster, task name, task id, at, outcome); "-" task: a worker trigger.
+VARIED = [
+    ("v01", "task.failed", "eu", "app.send", "t1", "2026-11-03T10:05:00Z", "success"),
+    ("v02", "task.failed", "us", "app.send", "t2", "2026-11-03T10:40:00Z", "failure"),
+    ("v03", "task.orphaned", "eu", "app.bill", "t3", "2026-11-03T11:00:00Z", "success"),
+    ("v04", "task.orphaned", "us", "app.bill", "t4", "2026-11-03T11:59:59Z", "skipped"),
+    ("v05", "task.execution_time_exceeded", "eu", "app.slow", "t5", "2026-11-03T13:30:00Z",
+     "success"),
+    ("v06", "worker.offline", "us", "-", "-", "2026-11-03T13:31:00Z", "success"),
+    ("v07", "task.failed", "eu", "app.bill", "t7", "2026-11-03T13:45:00Z", "failure"),
+]  # fmt: skip
+
+
+def _varied(row: tuple[str, ...]) -> ExecutionRecord:
+    execution_id, event, cluster, name, task_id, at, outcome = row
+    data: dict[str, object] = {
+        "execution_id": execution_id,
+        "workflow": {"id": "wf-v", "name": "Varied", "version": 1},
+        "trigger": {"id": f"trig-{execution_id}", "event": event, "at": at},
+        "circuit_breaker": {
+            "state": "closed", "count": 1, "max_executions": 100, "window_seconds": 3600,
+        },
+        "outcome": outcome,
+    }  # fmt: skip
+    if task_id == "-":
+        data["worker"] = {"cluster": cluster, "hostname": "w9@host"}
+    else:
+        data["task"] = {"cluster": cluster, "id": task_id, "root_id": task_id, "name": name}
+    return ExecutionRecord.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def varied_history(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """One app for the varied-records tests: VARIED produced to its execution log, projected."""
+    prefix = f"fg-test-varied-{uuid.uuid4().hex[:8]}"
+    with serve(kafka_bootstrap, prefix, tmp_path_factory.mktemp("history")) as served:
+        asyncio.run(_produce_records(served, [_varied(row) for row in VARIED]))
+        with served.client("viewer") as api:
+            wait_until(
+                lambda: len(api.get("/api/executions").json()["items"]) == len(VARIED),
+                timeout_seconds=60,
+                what="the varied records in the history",
+            )
+        yield served
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, ["v07", "v06", "v05", "v04", "v03", "v02", "v01"]),
+        ({"trigger": "task.orphaned"}, ["v04", "v03"]),
+        ({"trigger": "worker.offline"}, ["v06"]),
+        ({"cluster": "us"}, ["v06", "v04", "v02"]),
+        ({"task_name": "app.bill"}, ["v07", "v04", "v03"]),
+        ({"task_id": "t5"}, ["v05"]),
+        ({"since": "2026-11-03T11:00:00Z"}, ["v07", "v06", "v05", "v04", "v03"]),
+        ({"until": "2026-11-03T11:00:00Z"}, ["v02", "v01"]),  # until is exclusive
+        ({"since": "2026-11-03T10:30:00Z", "until": "2026-11-03T13:31:00Z"},
+         ["v05", "v04", "v03", "v02"]),
+        ({"since": "2026-11-03T12:00:00+01:00", "until": "2026-11-03T13:00:00+01:00"},
+         ["v04", "v03"]),  # 11:00Z to 12:00Z
+        ({"cluster": "eu", "task_name": "app.bill", "outcome": "failure"}, ["v07"]),
+        ({"trigger": "task.failed", "cluster": "us", "task_name": "app.bill"}, []),
+    ],
+)  # fmt: skip
+def test_history_filters_over_varied_records(
+    varied_history: Served, params: dict[str, str], expected: list[str]
+) -> None:
+    with varied_history.client("viewer") as api:
+        answer = api.get("/api/executions", params={"workflow": "wf-v", **params})
+    assert answer.status_code == 200, answer.text
+    assert [r["execution_id"] for r in answer.json()["items"]] == expected
+
+
+def test_history_counts_per_hour_and_outcome(varied_history: Served) -> None:
+    window = {"since": "2026-11-03T09:00:00Z", "until": "2026-11-03T15:00:00Z"}
+    with varied_history.client("viewer") as api:
+        counts = api.get("/api/executions/counts", params={"workflow": "wf-v", **window}).json()
+        other = api.get("/api/executions/counts", params={"workflow": "nope", **window}).json()
+        part = api.get(
+            "/api/executions/counts",
+            params={"since": "2026-11-03T11:30:00Z", "until": "2026-11-03T12:00:00Z"},
+        ).json()
+    assert counts == [
+        {"hour": "2026-11-03T10:00:00Z", "outcome": "failure", "count": 1},
+        {"hour": "2026-11-03T10:00:00Z", "outcome": "success", "count": 1},
+        {"hour": "2026-11-03T11:00:00Z", "outcome": "skipped", "count": 1},
+        {"hour": "2026-11-03T11:00:00Z", "outcome": "success", "count": 1},
+        {"hour": "2026-11-03T13:00:00Z", "outcome": "failure", "count": 1},
+        {"hour": "2026-11-03T13:00:00Z", "outcome": "success", "count": 2},
+    ]
+    assert other == []
+    # Whole hours: every hour overlapping the range counts in full.
+    assert part == counts[2:4]
