@@ -61,12 +61,13 @@ def _reason(error: ErrorDetails) -> str:
 def problems_of(exc: ValidationError, *, wrote_single_action: bool = False) -> list[Problem]:
     """(field path, reason) for each error. Never echoes input values: they may be secrets."""
     errors = exc.errors(include_url=False, include_input=True)
-    # A container whose item failed is also reported "too short"; the item's error says it all.
-    inner = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    # A container whose item failed is also reported "too short" (the failed item does not
+    # count); the item's own error, however deep inside it, says it all.
+    inside = {tuple(e["loc"][:n]) for e in errors for n in range(1, len(e["loc"]))}
     return [
         (_path(tuple(e["loc"]), wrote_single_action), _reason(e))
         for e in errors
-        if not (e["type"] == "too_short" and tuple(e["loc"]) in inner)
+        if not (e["type"] == "too_short" and tuple(e["loc"]) in inside)
     ]
 
 

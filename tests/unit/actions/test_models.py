@@ -149,3 +149,23 @@ def test_good_actions_load(action: dict[str, Any]) -> None:
     parse_workflow(
         {"name": "w", "trigger": {"event": "task.failed"}, "action": action}, source="f.yaml"
     )
+
+
+@pytest.mark.parametrize("key", ["action", "actions"])
+def test_a_bad_only_action_is_the_only_problem_reported(key: str) -> None:
+    action = {"type": "webhook", "url": "nope", "retries": -1}
+    doc = {"name": "w", "trigger": {"event": "task.failed"}, key: action}
+    if key == "actions":
+        doc[key] = [action]
+    with pytest.raises(WorkflowInvalid) as info:
+        parse_workflow(doc, source="f.yaml")
+    where = "action" if key == "action" else "actions.0"
+    assert sorted(f for f, _ in info.value.problems) == [f"{where}.retries", f"{where}.url"]
+
+
+def test_an_empty_actions_list_is_still_refused() -> None:
+    doc = {"name": "w", "trigger": {"event": "task.failed"}, "actions": []}
+    with pytest.raises(WorkflowInvalid) as info:
+        parse_workflow(doc, source="f.yaml")
+    assert [f for f, _ in info.value.problems] == ["actions"]
+    assert "at least 1 item" in info.value.problems[0][1]
