@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 from celery import Celery
 
+from flowguard.api.settings import ApiSettings
 from flowguard.settings import get_settings
 from flowguard.store import WorkflowStore
 from flowguard.templates import TEMPLATE_DIR
@@ -28,15 +30,24 @@ HOME = Path(os.environ.get("FLOWGUARD_HOME", Path.cwd() / ".flowguard")) / "demo
 CLUSTER = "demo"
 #: Local only: the API listens on 127.0.0.1. Set FLOWGUARD_API_TOKENS for anything else.
 DEMO_TOKENS = "demo:admin:demo-admin-token"
+# The API reads the workflow history and the execution log before it listens.
+API_READY_SECONDS = 60.0
 
 
-def _spawn(name: str, argv: list[str], **env: str) -> None:
+def api_url(api: ApiSettings) -> str:
+    """Where the demo's API answers (a wildcard listen address is reached on loopback)."""
+    host = "127.0.0.1" if api.host in ("", "0.0.0.0", "::") else api.host
+    return f"http://{host}:{api.port}"
+
+
+def _spawn(name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes] | None:
+    """Start ``name`` in the background; None when it already runs (its pid file is live)."""
     pidfile = HOME / f"{name}.pid"
     if pidfile.exists():
         try:
             os.kill(int(pidfile.read_text()), 0)
             click.echo(f"{name} already runs (pid {pidfile.read_text().strip()})")
-            return
+            return None
         except (ProcessLookupError, ValueError):
             pass
     log = (HOME / f"{name}.log").open("ab")
@@ -46,6 +57,7 @@ def _spawn(name: str, argv: list[str], **env: str) -> None:
     )  # fmt: skip
     pidfile.write_text(str(proc.pid))
     click.echo(f"started {name} (pid {proc.pid}, log {HOME / (name + '.log')})")
+    return proc
 
 
 def _wait_for(name: str, text: str, timeout: float = 90) -> None:
@@ -55,6 +67,35 @@ def _wait_for(name: str, text: str, timeout: float = 90) -> None:
         if time.monotonic() > deadline:
             raise click.ClickException(f"{name} did not say {text!r} in {timeout:g} s: see {log}")
         time.sleep(0.2)
+
+
+def wait_for_api(
+    base_url: str,
+    proc: subprocess.Popen[bytes] | None,
+    *,
+    log: Path,
+    timeout_seconds: float = API_READY_SECONDS,
+) -> None:
+    """Until ``GET /api/health`` answers 200; a clear error at the deadline or if it exits."""
+    deadline = time.monotonic() + timeout_seconds
+    last = "no answer"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise click.ClickException(
+                f"the API exited (status {proc.returncode}) before answering: see {log}"
+            )
+        try:
+            answer = httpx.get(f"{base_url}/api/health", timeout=2.0, trust_env=False)
+            if answer.status_code == 200:
+                return
+            last = f"HTTP {answer.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"the API at {base_url} did not answer in {timeout_seconds:g} s ({last}): see {log}"
+            )
+        time.sleep(0.25)
 
 
 async def _apply_templates(bootstrap: str, prefix: str) -> None:
@@ -89,10 +130,14 @@ def start(broker: str) -> None:
     _spawn("bridge", [python, "-m", "bridge.cli"], FLOWGUARD_CLUSTER=CLUSTER,
            FLOWGUARD_BROKER=broker, **common)  # fmt: skip
     _spawn("worker", [python, "-m", "flowguard", "worker"], **common)
-    _spawn("api", [python, "-m", "flowguard", "api"], FLOWGUARD_API_TOKENS=DEMO_TOKENS, **common)
+    api = _spawn(
+        "api", [python, "-m", "flowguard", "api"], FLOWGUARD_API_TOKENS=DEMO_TOKENS, **common
+    )
     _wait_for("celery", "ready.")
     _wait_for("bridge", "consuming Celery events")
     _wait_for("worker", "workflows loaded from")
+    url = api_url(ApiSettings())
+    wait_for_api(url, api, log=HOME / "api.log")
     app = Celery("demo-client", broker=broker)
     app.conf.task_send_sent_event = True
     stamp = int(time.time())
@@ -106,7 +151,7 @@ def start(broker: str) -> None:
         "\nsent 3 flaky network tasks (each fails once with ConnectionError) and 3 payments that "
         "fail.\nThe 'Auto-retry network errors' template retries after 60 s. Watch:\n"
         "  .venv/bin/flowguard history\n"
-        "  http://127.0.0.1:8080/ui/  (web UI and API; token: demo-admin-token)\n"
+        f"  {url}/ui/  (web UI and API; token: demo-admin-token)\n"
         "Stop everything with: make stop"
     )
 
