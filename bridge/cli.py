@@ -53,10 +53,7 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
     Every option but --log-level can also be set in the environment (in brackets), and so can
     every other setting: FLOWGUARD_<SETTING>, see docs/bridge.md.
     """
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    configure_logging(log_level)
     given = {name: value for name, value in flags.items() if value is not None}
     if no_commands:
         given["commands"] = False
@@ -75,6 +72,27 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+class _ConnectAttempts(logging.Filter):
+    """aiokafka logs every failed connection attempt at ERROR. The bridge says itself, once,
+    that Kafka is unreachable and once that it is back: below DEBUG, those lines are noise
+    that repeats for as long as Kafka is away."""
+
+    PREFIXES = ("Unable connect to", "Unable to update metadata from")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES))
+
+
+def configure_logging(level: str) -> None:
+    """Log lines to stderr; aiokafka's per-attempt connection errors only at DEBUG."""
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        logging.getLogger("aiokafka").addFilter(_ConnectAttempts())
 
 
 def _where_set(field: str) -> str:

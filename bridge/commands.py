@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bridge.producer import KafkaOut
+from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
 from flowguard.engine.retry import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
@@ -137,27 +137,33 @@ class CommandRunner:
         except TimeoutError:
             log.warning("command offsets not committed on the way out (Kafka does not answer); "
                         "those commands are read again and answered duplicate")  # fmt: skip
-        with contextlib.suppress(TimeoutError, KafkaError):
-            await asyncio.wait_for(consumer.stop(), self.stop_timeout)
+        await self._close(consumer)
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
-        """A started consumer, waiting for Kafka with backoff (said once)."""
+        """A started consumer, waiting for Kafka with backoff (said once). A consumer that did
+        not start (refused, or cancelled at shutdown while starting) is closed."""
         backoff, said = Backoff(0.5, 10.0), False
         while True:
             consumer = self._make_consumer()
             try:
                 await consumer.start()
             except KafkaError as exc:
-                with contextlib.suppress(KafkaError):
-                    await consumer.stop()
+                await self._close(consumer)
                 if not said:
-                    log.error("commands: Kafka at %s unreachable (%s: %s); retrying with backoff",
-                              self.out.where, type(exc).__name__, exc)  # fmt: skip
+                    log.error("commands: Kafka at %s unreachable (%s); retrying with backoff",
+                              self.out.where, describe(exc))  # fmt: skip
                     said = True
                 await asyncio.sleep(backoff.next())
                 continue
+            except BaseException:
+                await self._close(consumer)
+                raise
             self.consumer = consumer
             return consumer
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(TimeoutError, KafkaError):
+            await asyncio.wait_for(consumer.stop(), self.stop_timeout)
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One record: decoded, ours or not, carried out once; the offset marked processed."""

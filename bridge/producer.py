@@ -30,6 +30,12 @@ from bridge.receiver import Backoff
 log = logging.getLogger("flowguard.bridge")
 
 
+def describe(error: BaseException) -> str:
+    """``Type: text`` for a log line (aiokafka's errors already start with their type)."""
+    text, kind = str(error), type(error).__name__
+    return text if text.startswith(kind) else f"{kind}: {text}"
+
+
 class KafkaOut:
     """Owns the current producer and the retired ones until they have stopped."""
 
@@ -61,13 +67,10 @@ class KafkaOut:
         while True:
             try:
                 await self._producer.start()
-                return True
             except KafkaError as exc:
                 if not said:
-                    log.error(
-                        "Kafka at %s unreachable (%s: %s); retrying with backoff",
-                        self.where, type(exc).__name__, exc,
-                    )  # fmt: skip
+                    log.error("Kafka at %s unreachable (%s); retrying with backoff",
+                              self.where, describe(exc))  # fmt: skip
                     said = True
                 with contextlib.suppress(Exception):
                     await self._producer.stop()
@@ -76,6 +79,10 @@ class KafkaOut:
                     await asyncio.wait_for(self._stopping.wait(), backoff.next())
                 if self._stopping.is_set():
                     return False
+                continue
+            if said:
+                log.warning("Kafka at %s answers", self.where)
+            return True
 
     async def renew(self, failed: AIOKafkaProducer, error: BaseException) -> None:
         """After ``failed`` lost a delivery: a new producer, once however many callers ask."""

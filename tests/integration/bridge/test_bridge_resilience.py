@@ -22,6 +22,7 @@ from flowguard.kafka_admin import create_topics
 from tests.helpers import wait_until
 from tests.processes import (
     REPO,
+    Process,
     TopicReader,
     bridge_process,
     celery_worker,
@@ -217,3 +218,81 @@ def test_a_restarted_bridge_publishes_the_running_task_from_its_snapshot(
         e for e in events.poll()[:seen_before]
         if e.get("kind") == "task.snapshot" and e["task_id"] == "t-slow"
     ]  # fmt: skip
+
+
+def bridge_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if " ERROR flowguard.bridge: " in line]
+
+
+def tracebacks(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith("Traceback")]
+
+
+def test_kafka_unreachable_at_start_said_once_then_published_to_when_it_appears(
+    tmp_path: Path, broker: str, topic_prefix: str
+) -> None:
+    """Kafka's port has nothing on it at first. One bridge is stopped while it waits; the other
+    waits until a broker starts on that port, then publishes. Each says so once (INFO level:
+    what an operator sees), with no traceback."""
+    kafka = OwnKafka()  # not started yet: nothing listens on its port
+    started: list[Process] = []
+
+    def bridge(name: str) -> Process:
+        process = bridge_process(
+            tmp_path, cluster=CLUSTER, broker=broker, kafka=kafka.bootstrap,
+            prefix=topic_prefix, name=name, flags=("--log-level", "INFO"),
+        ).start()  # fmt: skip
+        started.append(process)
+        return process
+
+    try:
+        stopped, waiting = bridge("bridge-stopped"), bridge("bridge-waiting")
+        for process in (stopped, waiting):
+            process.wait_for_log(f"Kafka at {kafka.bootstrap} unreachable", timeout=30)
+        assert stopped.stop(signal.SIGTERM, timeout=15) == 0, stopped.log()
+        assert "stopped before Kafka answered" in stopped.log()
+
+        kafka.start()
+        asyncio.run(create_topics(kafka.bootstrap, topic_prefix, 30))
+        events = TopicReader(kafka.bootstrap, f"{topic_prefix}.events")
+        events.wait_for(
+            lambda v: [e for e in v if e.get("kind") == "bridge.status"],
+            timeout=60, what="a status record of the bridge that waited",
+        )  # fmt: skip
+        waiting.wait_for_log("consuming Celery events", timeout=30)
+        assert f"Kafka at {kafka.bootstrap} answers" in waiting.log()
+        assert waiting.stop(signal.SIGTERM) == 0, waiting.log()
+    finally:
+        for process in started:
+            process.kill()
+        kafka.remove()
+    for process in (stopped, waiting):
+        log = process.log()
+        [line] = bridge_errors(log)
+        # Nothing per attempt from aiokafka either, and every client closed.
+        assert "Unable connect to" not in log
+        assert "Unclosed" not in log
+        assert (
+            f"flowguard.bridge: Kafka at {kafka.bootstrap} unreachable (KafkaConnectionError"
+            in line
+        )
+        assert "retrying with backoff" in line
+        assert not tracebacks(log), log
+
+
+def test_a_setting_missing_for_commands_stops_the_bridge_with_one_line_and_exit_code_2(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """An amqp broker and no dedup_url: refused at start, before it waits for any service."""
+    bridge = bridge_process(
+        tmp_path, cluster=CLUSTER, broker="amqp://guest:guest@127.0.0.1:1//",
+        kafka=f"127.0.0.1:{free_port()}", prefix=topic_prefix, flags=("--log-level", "INFO"),
+    ).start()  # fmt: skip
+    assert bridge.proc is not None
+    bridge.proc.wait(30)
+    log = bridge.log()
+    assert bridge.proc.returncode == 2, log
+    assert log.splitlines() == [
+        "error: dedup_url: required when the broker is not Redis (FLOWGUARD_DEDUP_URL, a Redis "
+        "URL where the bridge keeps the ids of commands it carried out)"
+    ]
