@@ -19,6 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from flowguard.actions.settings import ActionSettings
+from flowguard.engine.workflow import url_problem
 from flowguard.errors import ActionFailed, ConfigError
 from flowguard.secrets import mask, reveal
 
@@ -72,9 +73,14 @@ def reveal_secret(secret: SecretStr, field_name: str, ctx: Context) -> str:
 def parse_url(value: str, field_name: str) -> httpx.URL:
     """The revealed URL as httpx sees it; the value itself never enters the error.
 
+    The rules are the load-time ones (a literal was checked then; an ``${ENV}``
+    value is only known now): no credentials, spaces or control characters.
     Cached: a workflow sends to the same few URLs over and over, and parsing is
     a fair share of a delivery's own CPU (``httpx.URL`` is immutable).
     """
+    problem = url_problem(value)
+    if problem is not None:
+        raise ActionFailed(f"{field_name}: {problem}")
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL:

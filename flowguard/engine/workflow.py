@@ -93,7 +93,7 @@ def _url(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value()
     if _env_ref_or_refuse(value):
         return secret
-    problem = _url_problem(value)
+    problem = url_problem(value)
     if problem is not None:
         raise PydanticCustomError("url_invalid", "{reason}", {"reason": problem})
     return secret
@@ -114,7 +114,11 @@ def _env_ref_or_refuse(value: str) -> bool:
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def _url_problem(value: str) -> str | None:
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not an acceptable action URL, or ``None``. Never quotes it.
+
+    Checked on literals when a workflow loads and on ``${ENV}`` values when the action runs.
+    """
     if any(c.isspace() or ord(c) < 32 for c in value):
         return "must be a URL without spaces or control characters"
     try:

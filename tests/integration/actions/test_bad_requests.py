@@ -109,3 +109,22 @@ def test_a_request_httpx_refuses_is_final_and_never_quoted(
     )
     assert "ENVHEADERSECRET" not in caplog.text
     assert http_server.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("http://user:pw-ENVHEADERSECRET@{host}/hook", "credentials in the URL are not allowed"),
+        ("http://{host}/hook/ENVHEADERSECRET\n", "must be a URL without spaces or control"),
+    ],
+)
+def test_an_env_url_is_held_to_the_load_time_rules(
+    http_server: RecordingServer, value: str, reason: str
+) -> None:
+    """A literal URL is refused at load; the same rules hold for ${ENV} when the action runs."""
+    url = value.format(host=f"127.0.0.1:{http_server.port}")
+    [done] = deliver([notice({"type": "webhook", "url": "${HOOK_URL}"})], environ={"HOOK_URL": url})
+    assert done.result.status == "failed"
+    assert done.result.detail.startswith(f"url: {reason}"), done.result.detail
+    assert "ENVHEADERSECRET" not in done.result.detail
+    assert http_server.requests() == []
