@@ -2,7 +2,7 @@
 
 The stored definition is exactly what the author wrote, literal secrets included
 (it is the only place they live). Everything the API sends goes through
-:func:`flowguard.store.mask_definition`; a definition sent back with a masked
+:func:`flowguard.masking.mask_definition`; a definition sent back with a masked
 value unchanged keeps the stored secret (:func:`restore_secrets`), so editing a
 workflow in the browser never needs, or overwrites, its secrets. A mask stands for a
 stored secret only while its action still sends where it did; otherwise, and wherever
@@ -19,8 +19,9 @@ import yaml
 
 from flowguard.engine.workflow import slugify
 from flowguard.errors import WorkflowInvalid
+from flowguard.masking import SECRET_KEYS, looks_masked
 from flowguard.secrets import mask
-from flowguard.store import SECRET_KEYS, WorkflowStore, looks_masked
+from flowguard.store import WorkflowStore
 
 # Where an action sends: restoring its other secrets is only safe while this is unchanged.
 _DESTINATION_KEYS = ("url", "webhook_url", "routing_key")

@@ -37,12 +37,8 @@ from flowguard.api.summaries import summaries
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint
 from flowguard.errors import WorkflowInvalid
-from flowguard.store import (
-    WorkflowNotFound,
-    WorkflowStore,
-    mask_definition,
-    to_yaml,
-)
+from flowguard.masking import mask_definition
+from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import templates
 from topics.workflows import WorkflowVersion
 

@@ -18,8 +18,9 @@ import click
 
 from flowguard.engine.workflow import slugify
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
+from flowguard.masking import mask_definition
 from flowguard.settings import get_settings
-from flowguard.store import WorkflowNotFound, WorkflowStore, mask_definition, to_yaml
+from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import template, templates
 from flowguard.workflow_files import Loaded, load_workflows
 from topics.workflows import WorkflowVersion

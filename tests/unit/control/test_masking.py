@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.store import _mark_changed, mask_definition, to_yaml
+from flowguard.masking import mark_changed, mask_definition, still_masked
+from flowguard.store import to_yaml
 
 SECRET = st.text(
     alphabet=st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=60
@@ -61,7 +62,21 @@ def test_single_action_form_and_non_string_values() -> None:
 def test_a_changed_secret_that_masks_the_same_is_marked() -> None:
     old = workflow("x" * 20 + "tail", "u" * 20, "h" * 20, "k" * 20, "s" * 20)
     new = workflow("y" * 20 + "tail", "u" * 20, "h" * 20, "k" * 20, "s" * 20)
-    marked = _mark_changed(old, new)
+    marked = mark_changed(old, new)
     assert marked["actions"][0]["webhook_url"] == "***tail (changed)"
     assert marked["circuit_breaker"]["notify"]["webhook_url"] == "***tail (changed)"
     assert marked["actions"][1]["url"] == "***uuuu"  # unchanged: no mark
+
+
+def test_still_masked_names_every_mask_and_nothing_else() -> None:
+    definition = workflow("a" * 20, "b" * 20, "c" * 20, "d" * 20, "e" * 20)
+    assert still_masked(definition) == []
+    masked = mask_definition(definition)
+    assert still_masked(masked) == [
+        "actions.0.webhook_url",
+        "actions.1.url",
+        "actions.1.secret",
+        "actions.1.headers.Authorization",
+        "actions.2.routing_key",
+        "circuit_breaker.notify.webhook_url",
+    ]  # the ${TOKEN} reference is not a mask

@@ -1,0 +1,86 @@
+"""Secrets in an author's workflow definition: where they are, masked, and what a mask is.
+
+A definition is stored as its author wrote it, literal secrets included: the only place
+they live. Everything shown to a person or sent over the API goes through
+:func:`mask_definition` (``***`` plus at most four characters, :func:`flowguard.secrets.mask`);
+a value that is still a mask is never a secret (:func:`still_masked`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flowguard.secrets import mask
+
+# Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
+# circuit breaker's notify); every value under ``headers`` is a secret too.
+SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
+# What :func:`flowguard.secrets.mask` makes: ``***`` and at most four characters.
+_MASKED = re.compile(r"\*\*\*.{0,4}", re.DOTALL)
+
+
+def _secret_paths(definition: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(field path, mapping, key) for every secret value in an author's definition, as written."""
+    holders: list[tuple[str, Any]] = [("action", definition.get("action"))]
+    actions = definition.get("actions")
+    if isinstance(actions, list):
+        holders.extend((f"actions.{i}", action) for i, action in enumerate(actions))
+    breaker = definition.get("circuit_breaker")
+    if isinstance(breaker, Mapping):
+        holders.append(("circuit_breaker.notify", breaker.get("notify")))
+    found: list[tuple[str, Mapping[str, Any], str]] = []
+    for path, holder in holders:
+        if not isinstance(holder, Mapping):
+            continue
+        found.extend((f"{path}.{key}", holder, key) for key in holder if key in SECRET_KEYS)
+        headers = holder.get("headers")
+        if isinstance(headers, Mapping):
+            found.extend((f"{path}.headers.{key}", headers, key) for key in headers)
+    return found
+
+
+def mask_definition(definition: Mapping[str, Any], *, reveal: bool = False) -> dict[str, Any]:
+    """A deep copy of an author's definition with every secret masked (unless ``reveal``).
+
+    The definition is the only place a literal secret lives; anything shown to a person or
+    sent over the API goes through here. ``${ENV}`` references are not secret and stay.
+    """
+    copied: dict[str, Any] = copy.deepcopy(dict(definition))
+    if reveal:
+        return copied
+    for _, holder, key in _secret_paths(copied):
+        if isinstance(holder, dict):
+            value = holder[key]
+            holder[key] = mask(value) if isinstance(value, str) else "***"
+    return copied
+
+
+def looks_masked(value: str) -> bool:
+    """Is ``value`` what masking shows (``***`` and up to four characters), not a secret?"""
+    return _MASKED.fullmatch(value) is not None
+
+
+def still_masked(definition: Mapping[str, Any]) -> list[str]:
+    """Field paths of the secrets in ``definition`` that are masks, not secrets."""
+    return [
+        path
+        for path, holder, key in _secret_paths(definition)
+        if isinstance(holder[key], str) and looks_masked(holder[key])
+    ]
+
+
+def mark_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` masked, with a secret that changed but masks the same as before marked so."""
+    before = {path: holder[key] for path, holder, key in _secret_paths(old)}
+    after = {path: holder[key] for path, holder, key in _secret_paths(new)}
+    masked = mask_definition(new)
+    for path, holder, key in _secret_paths(masked):
+        was = before.get(path)
+        if was is None or was == after[path] or not isinstance(holder, dict):
+            continue
+        if isinstance(was, str) and mask(was) == holder[key]:
+            holder[key] = f"{holder[key]} (changed)"
+    return masked
