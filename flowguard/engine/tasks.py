@@ -14,7 +14,7 @@ and flowguard's), the unit the live app keeps per ``cluster/root_id`` key.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowguard.engine.triggers import split_exception, task_trigger
@@ -97,9 +97,6 @@ class Chain:
     tasks: dict[str, TaskState] = field(default_factory=dict)
     failures: int = 0
     updated_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Chain:

@@ -8,7 +8,7 @@ worker sends nothing more, so silence is the only sign of it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from flowguard.engine.triggers import worker_trigger
@@ -31,9 +31,6 @@ class WorkerState:
 
     def expires_at(self, factor: float = DEFAULT_EXPIRY_FACTOR) -> float:
         return self.last_seen + self.freq * factor
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerState:

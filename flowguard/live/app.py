@@ -24,23 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 from pydantic import ValidationError
 
 from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
-from flowguard.engine.execute import Notice, execution_id
+from flowguard.engine.execute import Notice, derive_id, execution_id
 from flowguard.live import detect, execute
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.settings import LiveSettings
+from flowguard.live.slots import Slots
 from topics._base import iso
 from topics.commands import RetryCommand
 from topics.dlq import DeadLetter
@@ -69,6 +70,8 @@ from topics.triggers import (
 )
 
 log = logging.getLogger("flowguard.live")
+#: What a batch's steps asked to send, by the key they were for.
+Steps = list[tuple[str, detect.Out]]
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -92,7 +95,11 @@ class Live:
             topic_allow_declare=True,
             table_standby_replicas=0,
             producer_acks=-1,
-            producer_linger_ms=settings.linger_ms,
+            producer_linger=settings.linger_ms / 1000,
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+            # Room for a whole batch of detection in the stream's buffer.
+            stream_buffer_maxsize=max(4096, 4 * settings.batch_max_events),
             broker_commit_interval=settings.commit_interval_seconds,
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=False,
@@ -109,8 +116,14 @@ class Live:
         self.dlq = self.app.topic(DLQ.name(prefix), **raw)
         events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
         table: dict[str, Any] = {"key_type": str, "default": None}
-        self.chains = self.app.Table("chains", partitions=events_partitions, **table)
-        self.workers = self.app.Table("workers", partitions=events_partitions, **table)
+        # Detection's slots as their JSON (flowguard.live.slots decodes and encodes them).
+        slot: dict[str, Any] = {"key_type": str, "value_type": bytes, "default": None}
+        self.chains = self.app.Table("chains", partitions=events_partitions, **slot)
+        self.workers = self.app.Table("workers", partitions=events_partitions, **slot)
+        self._loaders = {
+            self.chains.name: detect.ChainSlot.from_json,
+            self.workers.name: detect.WorkerSlot.from_json,
+        }
         self.workflow_state = self.app.Table(
             "workflow-state", partitions=triggers_partitions, **table
         )
@@ -124,14 +137,20 @@ class Live:
         # is judged only once every event already on the partition has been applied.
         self._applied: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Detection's write-behind slots, once its agent runs; the lock keeps the timer's
+        # write-back out of the middle of a batch.
+        self.slots: Slots | None = None
+        self._stream: Any = None
+        self._detecting = asyncio.Lock()
 
-        self.app.agent(self.source, name="detect")(self._detect)  # type: ignore[arg-type]
+        self.app.agent(self.source, name="detect")(self._detect)
         self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
         self.app.on_rebalance_complete.connect(self._assigned)
         self.app.on_rebalance_complete.connect(self._rewind_uncommitted)
+        self.app.on_partitions_revoked.connect(self._revoked)
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -175,96 +194,162 @@ class Live:
 
     # detect ------------------------------------------------------------------------
 
-    async def _detect(self, stream: AsyncIterator[Any]) -> None:
+    async def _detect(self, stream: Any) -> None:
+        """Events in batches: as many as are waiting (up to ``batch_max_events``).
+
+        Under load a batch is whatever the consumer fetched; when the stream runs dry the
+        batch is processed at once, so batching adds no latency. Acks are manual: an event is
+        acked once the slots it changed are written (:mod:`flowguard.live.slots`). (Faust's
+        ``take_events`` is not used: its buffer can take events while a batch is processed
+        and ack them unseen.)
+        """
         await self.feed.ready.wait()
-        async for event in stream.events():  # type: ignore[attr-defined]
+        stream = stream.noack()
+        self._stream = stream
+        self.slots = Slots(
+            stream._set_current_event,
+            self._loaders,
+            self.settings.state_flush_seconds,
+            self.settings.state_flush_events,
+        )
+        queue, limit = stream.channel.queue, self.settings.batch_max_events
+        pending: list[Any] = []
+        async for event in stream.events():
+            pending.append(event)
+            if len(pending) < limit and not queue.empty():
+                continue
+            async with self._detecting:
+                await self._detect_batch(pending, self.slots)
+                self.slots.hold(pending, time.monotonic())
+                await self._write_back(due_only=True)
+            pending = []
+
+    async def _write_back(self, *, due_only: bool) -> None:
+        """Write detection's changed slots (if due), then ack the events that changed them.
+
+        Called with ``_detecting`` held, by the agent after a batch and by the timer when the
+        stream is quiet, so the last events of a burst are not held back for long.
+        """
+        slots, stream = self.slots, self._stream
+        if slots is None or stream is None or (due_only and not slots.due(time.monotonic())):
+            return
+        own = stream.current_event
+        done = slots.write_back()
+        stream._set_current_event(own)  # the stream's own, as it was
+        for event in done:
+            await stream.ack(event)
+
+    async def _revoked(self, *_: Any, **__: Any) -> None:
+        if self.slots is not None:
+            self.slots.forget()
+
+    async def _detect_batch(self, events: list[Any], slots: Slots) -> None:
+        """Apply a batch in order and send what it caused, acknowledged by Kafka.
+
+        Effects are acknowledged before the state that records them is written (the slots
+        are written back later): a crash in between applies the input again and sends the
+        same effects again, which everything downstream deduplicates by id (executions,
+        commands, outcomes). The other order would lose them: a due retry taken off its
+        chain whose command never left.
+        """
+        sends: Steps = []
+        letters = []
+        events_topic = self.source.topics[0]
+        for event in events:
             message = event.message
             try:
-                if message.topic == self.source.topics[0]:
-                    await self._on_event(event.key, event.value, message.offset)
+                if event.value is None:
+                    raise ValueError("the record has no value")
+                if message.topic == events_topic:
+                    sends += self._on_event(slots, event)
                 else:
-                    await self._on_scheduled(event.key, event.value, message.partition)
+                    sends += self._on_scheduled(slots, event)
             except (ValueError, ValidationError) as exc:
-                await self._dead_letter(message, event.value, f"cannot decode: {exc}")
-            if message.topic == self.source.topics[0]:
+                letters.append((message, event.value, f"cannot decode: {exc}"))
+            if message.topic == events_topic:
                 self._applied[message.partition] = message.offset
+        for message, value, reason in letters:
+            await self._dead_letter(message, value, reason)
+        sent = False
+        for name, out in sends:
+            sent = await self._send_detected(name, out) or sent
+        if sent:
+            await self.app.producer.flush()
 
-    def _is_offline(self, cluster: str, hostname: str) -> bool:
-        slot = self.workers.get(f"{cluster}/{hostname}")
-        return (
-            slot is not None and not slot["worker"]["online"] and bool(slot["worker"]["offline_at"])
-        )
+    def _is_offline(self, slots: Slots, cluster: str, hostname: str) -> bool:
+        slot: detect.WorkerSlot | None = slots.get(self.workers, f"{cluster}/{hostname}")
+        return slot is not None and not slot.worker.online and bool(slot.worker.offline_at)
 
-    async def _on_event(self, key: bytes | None, value: bytes, offset: int) -> None:
-        data = json.loads(value)
+    def _on_event(self, slots: Slots, event: Any) -> Steps:
+        data = orjson.loads(event.value)
         if isinstance(data, dict) and data.get("kind") == "bridge.status":
-            return
-        event = EVENT_ADAPTER.validate_python(data)
-        index = self.feed.index
-        if isinstance(event, WORKER_EVENT_TYPES):
-            name = f"{event.cluster}/{event.hostname}"
+            return []
+        item = EVENT_ADAPTER.validate_python(data)
+        index, offset = self.feed.index, event.message.offset
+        if isinstance(item, WORKER_EVENT_TYPES):
+            name = f"{item.cluster}/{item.hostname}"
             wslot, out = detect.on_worker_event(
-                self.workers.get(name), event, offset, index,
+                slots.get(self.workers, name), item, offset, index,
                 self.settings.heartbeat_expiry_factor,
             )  # fmt: skip
-            self.workers[name] = wslot
-        elif isinstance(event, TASK_EVENT_TYPES):
-            name = key.decode() if key else f"{event.cluster}/{event.task_id}"
+            slots.put(self.workers, name, wslot, event)
+        elif isinstance(item, TASK_EVENT_TYPES):
+            key = event.key
+            name = key.decode() if key else f"{item.cluster}/{item.task_id}"
             slot, out = detect.on_task_event(
-                self.chains.get(name), name, event, offset, index, self._is_offline
-            )
-            self._store_chain(name, slot)
+                slots.get(self.chains, name), name, item, offset, index,
+                lambda cluster, host: self._is_offline(slots, cluster, host),
+            )  # fmt: skip
+            slots.put(self.chains, name, slot, event)
         else:
-            return
-        await self._send_detected(name, out)
+            return []
+        return [(name, out)]
 
-    def _store_chain(self, name: str, slot: detect.Slot | None) -> None:
-        if slot is None:
-            if self.chains.get(name) is not None:
-                del self.chains[name]
-        else:
-            self.chains[name] = slot
-
-    async def _on_scheduled(self, key: bytes | None, value: bytes, partition: int) -> None:
-        item = SCHEDULED_ADAPTER.validate_json(value)
-        index, now = self.feed.index, time.time()
+    def _on_scheduled(self, slots: Slots, event: Any) -> Steps:
+        item = SCHEDULED_ADAPTER.validate_json(event.value)
+        index, now, partition = self.feed.index, time.time(), event.message.partition
         if isinstance(item, ScheduledRetry):
-            cluster = item.command.cluster
-            slot, out = detect.on_scheduled(self.chains.get(item.chain_key), item, cluster)
-            self.chains[item.chain_key] = slot
-            await self._send_detected(item.chain_key, out)
-        elif isinstance(item, CancelRetry):
-            self._store_chain(
-                item.chain_key, detect.on_cancel(self.chains.get(item.chain_key), item)
+            slot, out = detect.on_scheduled(
+                slots.get(self.chains, item.chain_key), item, item.command.cluster
             )
-        elif isinstance(item, Tick):
-            if self._behind(partition):
-                # Absence is judged on applied input only: look again at the next tick.
-                heapq.heappush(
-                    self._deadlines, (now + self.settings.tick_interval_seconds, item.key)
-                )
-                return
-            worker = self.workers.get(item.key)
-            if worker is not None:
-                worker, out = detect.on_worker_tick(
-                    worker, index, now, self.settings.heartbeat_expiry_factor
-                )
-                self.workers[item.key] = worker
-            else:
-                chain, out = detect.on_chain_tick(self.chains.get(item.key), index, now)
-                self._store_chain(item.key, chain)
-            await self._send_detected(item.key, out)
-        elif isinstance(item, WorkerGone):
+            slots.put(self.chains, item.chain_key, slot, event)
+            return [(item.chain_key, out)]
+        if isinstance(item, CancelRetry):
+            held = slots.get(self.chains, item.chain_key)
+            slots.put(self.chains, item.chain_key, detect.on_cancel(held, item), event)
+            return []
+        if isinstance(item, Tick):
+            return self._on_tick(slots, event, item, now)
+        if isinstance(item, WorkerGone):
             mine = {
-                k: v for k, v in self.chains.items()
-                if v is not None and partition_of(k.encode(), SCHEDULED.partitions) == partition
+                k: v for k, v in slots.items(self.chains)
+                if partition_of(k.encode(), SCHEDULED.partitions) == partition
             }  # fmt: skip
             changed, out = detect.on_worker_gone(mine, item, index)
             for name, slot in changed.items():
-                self.chains[name] = slot
-            await self._send_detected(f"{item.cluster}/{item.hostname}", out)
+                slots.put(self.chains, name, slot, event)
+            return [(f"{item.cluster}/{item.hostname}", out)]
+        return []
 
-    async def _send_detected(self, name: str, out: detect.Out) -> None:
+    def _on_tick(self, slots: Slots, event: Any, item: Tick, now: float) -> Steps:
+        if self._behind(event.message.partition):
+            # Absence is judged on applied input only: look again at the next tick.
+            heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
+            return []
+        index = self.feed.index
+        worker = slots.get(self.workers, item.key)
+        if worker is not None:
+            wslot, out = detect.on_worker_tick(
+                worker, index, now, self.settings.heartbeat_expiry_factor
+            )
+            slots.put(self.workers, item.key, wslot, event)
+        else:
+            slot, out = detect.on_chain_tick(slots.get(self.chains, item.key), index, now)
+            slots.put(self.chains, item.key, slot, event)
+        return [(item.key, out)]
+
+    async def _send_detected(self, name: str, out: detect.Out) -> bool:
+        """Send one step's effects; True if anything was sent."""
         for gone in out.gone:
             log.info("worker %s/%s offline (%s)", gone.cluster, gone.hostname, gone.reason)
         for matched in out.matched:
@@ -286,6 +371,7 @@ class Live:
             )
         for due in out.deadlines:
             heapq.heappush(self._deadlines, (due, name))
+        return bool(out.matched or out.gone or out.commands or out.outcomes)
 
     async def _send_command(self, command: RetryCommand) -> None:
         await self.commands.send(
@@ -321,11 +407,21 @@ class Live:
             log.info("trigger %s: workflow %s is gone or disabled", item.trigger.trigger_id,
                      item.workflow_id)  # fmt: skip
             return
+        # A match comes again with the version it was made under, whatever the feed holds now:
+        # look it up by that version, or a workflow saved in between would decide it twice.
+        matched_id = derive_id(item.workflow_id, item.workflow_version, item.trigger.trigger_id)
         eid = execution_id(published, item.trigger)
+        existing = self.executions.get(matched_id)
+        if existing is not None and "alias" in existing:
+            eid, existing = existing["alias"], self.executions.get(existing["alias"])
+        elif existing is not None:
+            eid = matched_id
         slot, entry, out = execute.on_matched(
-            self.workflow_state.get(item.workflow_id), self.executions.get(eid), item, published
+            self.workflow_state.get(item.workflow_id), existing, item, published
         )
         self.executions[eid] = entry
+        if eid != matched_id:
+            self.executions[matched_id] = {"alias": eid, "at": item.trigger.at}
         self.workflow_state[item.workflow_id] = slot
         await self._send_executed(item.workflow_id, out)
 
@@ -375,7 +471,10 @@ class Live:
     # timers and dead letters ---------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Send a tick for every key whose wall-clock deadline has passed."""
+        """Send a tick for every key whose wall-clock deadline has passed; write back detection's
+        slots when due and the stream is quiet."""
+        async with self._detecting:
+            await self._write_back(due_only=True)
         if self._scan and not self.app.in_recovery:
             self._scan = False
             self._rescan()
@@ -393,17 +492,21 @@ class Live:
         factor = self.settings.heartbeat_expiry_factor
         thresholds = self.feed.index.thresholds()
         self._deadlines = []
-        for name, slot in list(self.workers.items()):
-            if slot is not None and slot["worker"]["online"]:
-                worker = detect.worker_of(slot, "", "")
-                self._deadlines.append((worker.expires_at(factor), name))
-        for name, slot in list(self.chains.items()):
-            if slot is None:
-                continue
+        for name, wslot in self._slots_of(self.workers):
+            if wslot.worker.online:
+                self._deadlines.append((wslot.worker.expires_at(factor), name))
+        for name, slot in self._slots_of(self.chains):
             out = detect.Out()
-            detect.chain_deadlines(detect.chain_of(slot, name, ""), slot, thresholds, out)
+            detect.chain_deadlines(slot, thresholds, out)
             self._deadlines.extend((due, name) for due in out.deadlines)
         heapq.heapify(self._deadlines)
+
+    def _slots_of(self, table: Any) -> list[tuple[str, Any]]:
+        """Every slot of a detection table, decoded (changes not yet written included)."""
+        if self.slots is not None:
+            return list(self.slots.items(table))
+        load = self._loaders[table.name]
+        return [(key, load(raw)) for key, raw in list(table.items()) if raw is not None]
 
     async def _dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
         log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,

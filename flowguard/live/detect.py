@@ -1,13 +1,17 @@
 """Detection, per retry chain and per worker: the engine's task and worker state, made durable.
 
-Pure: each function takes a slot (the table value for one key, a plain dict or ``None``),
-the input, and ``now`` where wall-clock absence matters; it returns the new slot and what to
-send. The Faust agent in :mod:`flowguard.live.app` only reads and writes the tables and sends.
+Pure: each function takes a slot (the decoded table value for one key, or ``None``), the
+input, and ``now`` where wall-clock absence matters; it returns the slot to store (``None``:
+forget the key) and what to send. A slot is owned by whoever holds it: the functions change
+it in place, as the engine changes its chains, so one batch of events decodes a key once and
+encodes it once. The Faust agent in :mod:`flowguard.live.app` only reads and writes the
+tables and sends.
 
 A slot remembers the offset of the last event it applied. Faust commits offsets after the
 fact, so after a crash a few events come again; an event at or below that offset is not
 applied twice, and the matches it caused are sent again (deciding deduplicates them by
-execution id). That is what makes detection exactly-once in effect.
+execution id). That is what makes detection exactly-once in effect. The offset travels in
+the same slot as the state it produced, so any snapshot of a slot is consistent.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from flowguard.engine.matching import WorkflowIndex
 from flowguard.engine.tasks import Chain, apply_task_event, orphan_triggers, runtime_trigger
@@ -25,9 +31,9 @@ from topics.events import TaskEvent, WorkerEvent
 from topics.scheduled import CancelRetry, ScheduledRetry, WorkerGone
 from topics.triggers import ActionOutcome, Matched, Trigger
 
-Slot = dict[str, Any]
 #: How many past offsets keep the matches they caused, for re-sending after a crash.
 EMITTED_KEPT = 8
+Emitted = dict[str, list[dict[str, Any]]]
 
 
 @dataclass(slots=True)
@@ -39,6 +45,42 @@ class Out:
     commands: list[RetryCommand] = field(default_factory=list)
     outcomes: list[ActionOutcome] = field(default_factory=list)
     deadlines: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ChainSlot:
+    """One chain's table value: the chain, its last applied offset, the matches recent
+    offsets caused, and the delayed retries held here until due (by command id)."""
+
+    chain: Chain
+    offset: int = -1
+    emitted: Emitted = field(default_factory=dict)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)  # dataclasses all the way down: orjson walks them natively
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ChainSlot:
+        slot = orjson.loads(data)
+        return cls(Chain.from_dict(slot["chain"]), slot["offset"], slot["emitted"], slot["pending"])
+
+
+@dataclass(slots=True)
+class WorkerSlot:
+    """One worker's table value: its liveness, last applied offset and recent matches."""
+
+    worker: WorkerState
+    offset: int = -1
+    emitted: Emitted = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> WorkerSlot:
+        slot = orjson.loads(data)
+        return cls(WorkerState.from_dict(slot["worker"]), slot["offset"], slot["emitted"])
 
 
 def match(index: WorkflowIndex, trigger: Trigger) -> list[Matched]:
@@ -53,63 +95,60 @@ def match(index: WorkflowIndex, trigger: Trigger) -> list[Matched]:
     ]
 
 
-def _remember(slot: Slot, offset: int, matched: list[Matched]) -> None:
-    slot["offset"] = offset
+def _remember(slot: ChainSlot | WorkerSlot, offset: int, matched: list[Matched]) -> None:
+    slot.offset = offset
     if matched:
-        emitted = slot.setdefault("emitted", {})
+        emitted = slot.emitted
         emitted[str(offset)] = [m.model_dump(mode="json") for m in matched]
         for old in sorted(emitted, key=int)[:-EMITTED_KEPT]:
             del emitted[old]
 
 
-def _replayed(slot: Slot | None, offset: int) -> list[Matched] | None:
+def _replayed(slot: ChainSlot | WorkerSlot | None, offset: int) -> list[Matched] | None:
     """The matches an already-applied event caused, or ``None`` if the event is new."""
-    if slot is None or offset > slot.get("offset", -1):
+    if slot is None or offset > slot.offset:
         return None
-    return [Matched.model_validate(m) for m in slot.get("emitted", {}).get(str(offset), [])]
+    return [Matched.model_validate(m) for m in slot.emitted.get(str(offset), [])]
 
 
 # chains -----------------------------------------------------------------------------
 
 
-def chain_of(slot: Slot | None, key: str, cluster: str) -> Chain:
-    if slot is not None:
-        return Chain.from_dict(slot["chain"])
-    return Chain(
-        cluster=cluster, root_id=key[len(cluster) + 1 :] if key.startswith(cluster) else key
-    )
+def new_chain(key: str, cluster: str) -> ChainSlot:
+    root_id = key[len(cluster) + 1 :] if key.startswith(cluster) else key
+    return ChainSlot(Chain(cluster=cluster, root_id=root_id))
 
 
-def chain_deadlines(chain: Chain, slot: Slot, thresholds: tuple[float, ...], out: Out) -> None:
-    for task in chain.tasks.values():
+def chain_deadlines(slot: ChainSlot, thresholds: tuple[float, ...], out: Out) -> None:
+    for task in slot.chain.tasks.values():
         if task.state == "started" and task.started_at is not None:
             out.deadlines.extend(task.started_at + t for t in thresholds if t not in task.exceeded)
-    out.deadlines.extend(p["due_at"] for p in slot.get("pending", {}).values())
+    out.deadlines.extend(p["due_at"] for p in slot.pending.values())
 
 
-def _keep(chain: Chain, slot: Slot) -> Slot | None:
+def _keep(slot: ChainSlot) -> ChainSlot | None:
     """The slot to store; ``None`` (forget the chain) once no rule can need it again."""
-    slot["chain"] = chain.to_dict()
-    if chain.settled() and not slot.get("pending"):
+    if slot.chain.settled() and not slot.pending:
         return None
     return slot
 
 
 def on_task_event(
-    slot: Slot | None,
+    slot: ChainSlot | None,
     key: str,
     event: TaskEvent,
     offset: int,
     index: WorkflowIndex,
     is_offline: Callable[[str, str], bool],
-) -> tuple[Slot | None, Out]:
+) -> tuple[ChainSlot | None, Out]:
     out = Out()
     again = _replayed(slot, offset)
     if again is not None:
         out.matched = again
         return slot, out
-    chain = chain_of(slot, key, event.cluster)
-    slot = dict(slot or {})
+    if slot is None:
+        slot = new_chain(key, event.cluster)
+    chain = slot.chain
     task = chain.tasks.get(event.task_id)
     starts = task.starts if task is not None else 0
     trigger = apply_task_event(chain, event)
@@ -121,23 +160,24 @@ def on_task_event(
     for found in triggers:
         out.matched += match(index, found)
     _remember(slot, offset, out.matched)
-    chain_deadlines(chain, slot, index.thresholds(), out)
-    return _keep(chain, slot), out
+    chain_deadlines(slot, index.thresholds(), out)
+    return _keep(slot), out
 
 
-def on_chain_tick(slot: Slot | None, index: WorkflowIndex, now: float) -> tuple[Slot | None, Out]:
+def on_chain_tick(
+    slot: ChainSlot | None, index: WorkflowIndex, now: float
+) -> tuple[ChainSlot | None, Out]:
     """Wall-clock absence for one chain: run-time thresholds passed, delayed retries due."""
     out = Out()
     if slot is None:
         return None, out
-    chain = Chain.from_dict(slot["chain"])
-    slot = dict(slot)
+    chain = slot.chain
     for task_id in sorted(chain.tasks):
         for threshold in index.thresholds():
             trigger = runtime_trigger(chain, task_id, threshold, now=now)
             if trigger is not None:
                 out.matched += match(index, trigger)
-    pending = dict(slot.get("pending", {}))
+    pending = slot.pending
     for command_id in sorted(pending, key=lambda c: (pending[c]["due_at"], c)):
         item = ScheduledRetry.model_validate(pending[command_id])
         if item.due_at > now:
@@ -157,54 +197,45 @@ def on_chain_tick(slot: Slot | None, index: WorkflowIndex, now: float) -> tuple[
                 at=iso(now) or "",
             )
         )
-    slot["pending"] = pending
-    chain_deadlines(chain, slot, index.thresholds(), out)
-    return _keep(chain, slot), out
+    chain_deadlines(slot, index.thresholds(), out)
+    return _keep(slot), out
 
 
-def on_scheduled(slot: Slot | None, item: ScheduledRetry, cluster: str) -> tuple[Slot, Out]:
+def on_scheduled(
+    slot: ChainSlot | None, item: ScheduledRetry, cluster: str
+) -> tuple[ChainSlot, Out]:
     """Hold a delayed retry on its chain until due (a second copy changes nothing)."""
-    chain = chain_of(slot, item.chain_key, cluster)
-    slot = dict(slot or {})
-    slot["chain"] = chain.to_dict()
-    pending = dict(slot.get("pending", {}))
-    pending[item.command.command_id] = item.model_dump(mode="json")
-    slot["pending"] = pending
+    if slot is None:
+        slot = new_chain(item.chain_key, cluster)
+    slot.pending[item.command.command_id] = item.model_dump(mode="json")
     return slot, Out(deadlines=[item.due_at])
 
 
-def on_cancel(slot: Slot | None, item: CancelRetry) -> Slot | None:
-    if slot is None or item.command_id not in slot.get("pending", {}):
+def on_cancel(slot: ChainSlot | None, item: CancelRetry) -> ChainSlot | None:
+    if slot is None or item.command_id not in slot.pending:
         return slot
-    slot = dict(slot)
-    slot["pending"] = {k: v for k, v in slot["pending"].items() if k != item.command_id}
-    return _keep(Chain.from_dict(slot["chain"]), slot)
+    del slot.pending[item.command_id]
+    return _keep(slot)
 
 
 def on_worker_gone(
-    slots: dict[str, Slot], gone: WorkerGone, index: WorkflowIndex
-) -> tuple[dict[str, Slot], Out]:
+    slots: dict[str, ChainSlot], gone: WorkerGone, index: WorkflowIndex
+) -> tuple[dict[str, ChainSlot], Out]:
     """``task.orphaned`` for what this partition's chains still run on a worker gone offline."""
     out, changed = Out(), {}
     for key in sorted(slots):
-        chain = Chain.from_dict(slots[key]["chain"])
-        if chain.cluster != gone.cluster:
+        slot = slots[key]
+        if slot.chain.cluster != gone.cluster:
             continue
-        found = orphan_triggers(chain, gone.hostname, at=gone.at, why=gone.reason)
+        found = orphan_triggers(slot.chain, gone.hostname, at=gone.at, why=gone.reason)
         if found:
-            changed[key] = {**slots[key], "chain": chain.to_dict()}
+            changed[key] = slot
             for trigger in found:
                 out.matched += match(index, trigger)
     return changed, out
 
 
 # workers ----------------------------------------------------------------------------
-
-
-def worker_of(slot: Slot | None, event_cluster: str, hostname: str) -> WorkerState:
-    if slot is not None:
-        return WorkerState.from_dict(slot["worker"])
-    return WorkerState(cluster=event_cluster, hostname=hostname)
 
 
 def _went_offline(worker: WorkerState, trigger: Trigger, index: WorkflowIndex, out: Out) -> None:
@@ -217,35 +248,35 @@ def _went_offline(worker: WorkerState, trigger: Trigger, index: WorkflowIndex, o
 
 
 def on_worker_event(
-    slot: Slot | None, event: WorkerEvent, offset: int, index: WorkflowIndex, factor: float
-) -> tuple[Slot, Out]:
+    slot: WorkerSlot | None, event: WorkerEvent, offset: int, index: WorkflowIndex, factor: float
+) -> tuple[WorkerSlot, Out]:
     out = Out()
     again = _replayed(slot, offset)
     if again is not None and slot is not None:
         out.matched = again
         return slot, out
-    worker = worker_of(slot, event.cluster, event.hostname)
-    slot = dict(slot or {})
+    if slot is None:
+        slot = WorkerSlot(WorkerState(cluster=event.cluster, hostname=event.hostname))
+    worker = slot.worker
     trigger = apply_worker_event(worker, event)
     if trigger is not None:
         _went_offline(worker, trigger, index, out)
     _remember(slot, offset, out.matched)
     if worker.online:
         out.deadlines.append(worker.expires_at(factor))
-    slot["worker"] = worker.to_dict()
     return slot, out
 
 
 def on_worker_tick(
-    slot: Slot | None, index: WorkflowIndex, now: float, factor: float
-) -> tuple[Slot | None, Out]:
+    slot: WorkerSlot | None, index: WorkflowIndex, now: float, factor: float
+) -> tuple[WorkerSlot | None, Out]:
     out = Out()
     if slot is None:
         return None, out
-    worker = WorkerState.from_dict(slot["worker"])
+    worker = slot.worker
     trigger = expire_worker(worker, now=now, factor=factor)
     if trigger is not None:
         _went_offline(worker, trigger, index, out)
     elif worker.online:
         out.deadlines.append(worker.expires_at(factor))
-    return {**slot, "worker": worker.to_dict()}, out
+    return slot, out

@@ -25,6 +25,7 @@ from tests.processes import (
     private_redis,
     python_env,
     start_worker,
+    tail,
 )
 
 CLUSTER = "prod"
@@ -100,10 +101,26 @@ class Stack:
             proc.kill()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item, so a fixture can tell that its test failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def stack(tmp_path: Path, broker: str, kafka_bootstrap: str, topic_prefix: str) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, broker: str, kafka_bootstrap: str,
+    topic_prefix: str,
+) -> Iterator[Stack]:  # fmt: skip
     running = Stack(tmp_path, broker, kafka_bootstrap, topic_prefix)
     try:
         yield running
     finally:
         running.close()
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            # What every process said, next to the failure (CI keeps nothing else).
+            for proc in (*running.extra, running.flowguard, running.bridge, running.celery):
+                print(f"--- {proc.name} log (last 60 lines):\n{tail(proc.log_path, 60)}")

@@ -8,9 +8,8 @@
   out once, on time.
 - A workflow saved while failures stream in takes effect within 1 s.
 
-A SIGKILLed consumer leaves the group only when its session times out. Faust's default is
-60 s, longer than the delayed retry these tests wait on, so the group here runs with Faust's
-own ``BROKER_SESSION_TIMEOUT`` at the broker's minimum (6 s).
+A SIGKILLed consumer leaves the group only when its session times out: 10 s by default
+(``FLOWGUARD_SESSION_TIMEOUT_SECONDS``), and 6 s here, the broker's minimum.
 """
 
 from __future__ import annotations
@@ -69,9 +68,8 @@ def retry_workflow(workflow_id: str, delay_seconds: float, max_attempts: int = 3
 
 @pytest.fixture
 def group(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Stack:
-    """The stack, its flowguard workers leaving the group 6 s after a SIGKILL (not Faust's 60 s)."""
-    monkeypatch.setenv("BROKER_SESSION_TIMEOUT", str(SESSION_TIMEOUT_SECONDS))
-    monkeypatch.setenv("BROKER_HEARTBEAT_INTERVAL", "1")
+    """The stack, its flowguard workers leaving the group 6 s after a SIGKILL."""
+    monkeypatch.setenv("FLOWGUARD_SESSION_TIMEOUT_SECONDS", str(SESSION_TIMEOUT_SECONDS))
     stack: Stack = request.getfixturevalue("stack")
     return stack
 

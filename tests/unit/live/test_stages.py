@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from flowguard.engine.documents import parse_workflow
@@ -89,12 +90,13 @@ def test_a_due_retry_is_sent_unless_the_chain_recovered() -> None:
 
     early, nothing = detect.on_chain_tick(slot, index, now=32.0)
     assert (nothing.commands, nothing.outcomes) == ([], [])
+    # Slots are owned by whoever holds them (the functions change them in place): branch here.
+    recovered = copy.deepcopy(early)
     _, due = detect.on_chain_tick(early, index, now=33.5)
     assert due.commands == [scheduled.command]
     assert [o.status for o in due.outcomes] == ["sent"]
 
     # Another task of the chain (someone retried it by hand) succeeded meanwhile.
-    recovered = early
     for offset, (kind, ts) in enumerate([("task.received", 8.0), ("task.succeeded", 10.0)], 3):
         recovered, _ = detect.on_task_event(
             recovered, KEY, event(kind, ts, task_id="t2", root_id="t1"), offset, index,
