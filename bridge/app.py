@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from bridge.buffer import EventBuffer
 from bridge.commands import CommandRunner, DedupStore
 from bridge.intake import Intake, encode
-from bridge.producer import KafkaOut
+from bridge.producer import KafkaOut, describe
 from bridge.publisher import Publisher
 from bridge.receiver import CeleryReceiver
 from bridge.settings import BridgeSettings
@@ -142,8 +142,13 @@ class Bridge:
         try:
             async with asyncio.timeout(self.settings.kafka_timeout_seconds):
                 await self.publisher.flush()
-        except Exception as exc:  # Kafka away at shutdown: the counts below say what is left
-            log.warning("shutdown: buffered events not all sent (%s: %s)", type(exc).__name__, exc)
+        except TimeoutError:
+            log.warning(
+                "shutdown: Kafka did not take every buffered event within %g s; the totals "
+                "below count them as buffered", self.settings.kafka_timeout_seconds,
+            )  # fmt: skip
+        except Exception as exc:  # Kafka refusing at shutdown: the totals say what is left
+            log.warning("shutdown: buffered events not all sent (%s)", describe(exc))
         await self._send_status(out)
 
     def _kafka_where(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import shutil
@@ -296,3 +297,39 @@ def test_a_setting_missing_for_commands_stops_the_bridge_with_one_line_and_exit_
         "error: dedup_url: required when the broker is not Redis (FLOWGUARD_DEDUP_URL, a Redis "
         "URL where the bridge keeps the ids of commands it carried out)"
     ]
+
+
+def test_sigterm_with_a_batch_in_flight_keeps_every_event_counted(
+    tmp_path: Path, broker: str, own_kafka: OwnKafka, topic_prefix: str
+) -> None:
+    """Kafka stops; events wait in flight and in the buffer; SIGTERM. The shutdown cannot send
+    them, and its totals still add up: received = published + dropped + buffered."""
+    asyncio.run(create_topics(own_kafka.bootstrap, topic_prefix, 30))
+    events = TopicReader(own_kafka.bootstrap, f"{topic_prefix}.events")
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = bridge_process(
+        tmp_path, cluster=CLUSTER, broker=broker, kafka=own_kafka.bootstrap, prefix=topic_prefix,
+        kafka_timeout_seconds="2", commands="false",
+    ).start()  # fmt: skip
+    app = client(broker)
+    try:
+        bridge.wait_for_log("snapshot:")
+        app.send_task("demo.tasks.add", (1, 2), task_id="t-before")
+        events.wait_for(
+            lambda v: len(task_events(v, {"t-before"})) == EVENTS_PER_TASK,
+            timeout=60, what="t-before's events in Kafka",
+        )  # fmt: skip
+        own_kafka.stop()
+        ids = {f"t-during-{i}" for i in range(5)}
+        for task_id in sorted(ids):
+            app.send_task("demo.tasks.add", (1, 2), task_id=task_id)
+        bridge.wait_for_log("does not take events", timeout=30)  # a batch is waiting for acks
+        assert bridge.stop(signal.SIGTERM, timeout=60) == 0, bridge.log()
+    finally:
+        bridge.kill()
+        worker.kill()
+    [line] = [line for line in bridge.log().splitlines() if " stopped: {" in line]
+    totals = ast.literal_eval(line.partition(" stopped: ")[2])
+    assert totals["published"] >= EVENTS_PER_TASK
+    assert totals["buffered"] > 0, "Kafka was down: something must have been left unsent"
+    assert totals["received"] == totals["published"] + totals["dropped"] + totals["buffered"]
