@@ -194,3 +194,28 @@ def test_test_workflow_runs_an_unsaved_draft(page: Page, served: Served, shot: S
     shot(page, "editor-test")
     with served.client("viewer") as api:
         assert api.get("/api/workflows").json() == [], "testing a draft saves nothing"
+
+
+def test_editing_a_slack_template_workflow_keeps_its_webhook(page: Page, served: Served) -> None:
+    """Written with `action:` (as every shipped template), edited in the browser: the masked
+    webhook URL is the stored one, so the draft validates and saves without retyping it."""
+    hook = "https://hooks.slack.com/services/T0/B0/realrealrealreal1234"
+    text = (
+        "name: Payments to Slack\ntrigger: {event: task.failed}\n"
+        f"action: {{type: slack, webhook_url: '{hook}', message: 'x {{task_name}}'}}\n"
+    )
+    with served.client("editor") as api:
+        api.post("/api/workflows", json={"yaml": text}).raise_for_status()
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/workflows/payments-to-slack/edit")
+    expect(page.locator("[data-path='actions.0.webhook_url']")).to_have_value("***1234")
+    page.fill("[data-path='actions.0.message']", "{workflow_name}: {task_name} failed")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    page.click("#save")
+    page.wait_for_url("**?saved=2")
+    with served.client("admin") as admin:
+        exported = admin.get(
+            "/api/workflows/payments-to-slack/export", params={"reveal_secrets": True}
+        ).text
+    assert hook in exported
+    assert "{workflow_name}: {task_name} failed" in exported
