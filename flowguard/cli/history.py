@@ -17,10 +17,12 @@ from pathlib import Path
 
 import click
 
+from flowguard.cli.workflows import _resolve
 from flowguard.engine.workflow import ID_PATTERN, slugify
 from flowguard.errors import FlowguardError
 from flowguard.history import HistoryProjection
-from flowguard.settings import get_settings
+from flowguard.settings import Settings, get_settings
+from flowguard.store import WorkflowNotFound, WorkflowStore
 from topics.execution import ExecutionRecord
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -37,8 +39,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _workflow_id(name: str) -> str:
-    return name if re.match(ID_PATTERN, name) else slugify(name)
+async def _workflow_id(settings: Settings, name: str) -> str:
+    """The id of the workflow NAME names, resolved by the store as ``flowguard workflows``
+    does (an id, a name's slug, or a name whose id differs from its slug). One the store no
+    longer knows may still have executions in the log: NAME is taken as its id, or slugified."""
+    async with WorkflowStore(
+        settings.kafka_bootstrap_servers, settings.topic_prefix, settings.kafka_timeout_seconds
+    ) as store:
+        try:
+            return _resolve(store, name)
+        except WorkflowNotFound:
+            return name if re.match(ID_PATTERN, name) else slugify(name)
 
 
 def _row(record: ExecutionRecord) -> str:
@@ -83,6 +94,7 @@ def command(
     since_at = time.time() - parse_duration(since) if since else None
     path = cache_dir / f"history-{settings.topic_prefix}.sqlite"
     try:
+        workflow_id = asyncio.run(_workflow_id(settings, workflow)) if workflow else None
         with HistoryProjection(path) as projection:
             asyncio.run(
                 projection.catch_up(
@@ -91,7 +103,7 @@ def command(
                     request_timeout_seconds=settings.kafka_timeout_seconds,
                 )
             )
-            records = _collect(projection, limit, workflow, task_id, outcome, since_at)
+            records = _collect(projection, limit, workflow_id, task_id, outcome, since_at)
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -107,7 +119,7 @@ def command(
 def _collect(
     projection: HistoryProjection,
     limit: int,
-    workflow: str | None,
+    workflow_id: str | None,
     task_id: str | None,
     outcome: str | None,
     since: float | None,
@@ -116,7 +128,7 @@ def _collect(
     cursor = None
     while len(records) < limit:
         page = projection.query(
-            workflow=_workflow_id(workflow) if workflow else None,
+            workflow=workflow_id,
             task_id=task_id,
             outcome=outcome,
             since=since,

@@ -57,3 +57,35 @@ def test_bad_duration_names_the_option(cli_env: str, tmp_path: Path) -> None:
     result = run(tmp_path, "--since", "yesterday")
     assert result.exit_code == 2
     assert "'yesterday': expected a number and s, m, h or d" in result.output
+
+
+def test_a_workflow_is_found_by_its_name_when_its_id_is_not_the_names_slug(
+    cli_env: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    saved = CliRunner().invoke(cli, ["workflows", "apply", str(_workflow_file(tmp_path))])
+    assert saved.exit_code == 0, saved.output
+    now = time.time()
+    # record(i) names workflow WORKFLOWS[i % 3]: i = 0, 3, 6 are "auto-retry" (its own id is
+    # "auto-retry"; the slug of its name, "payments-retry", is nobody's id).
+    asyncio.run(produce(kafka_bootstrap, cli_env, [record(i, at=now - i) for i in range(9)]))
+
+    by_name = run(tmp_path / "cache", "--workflow", "Payments retry", "--format", "jsonl")
+    assert by_name.exit_code == 0, by_name.output
+    found = [json.loads(line) for line in by_name.output.splitlines()]
+    assert [r["execution_id"] for r in found] == ["ex-000000", "ex-000003", "ex-000006"]
+    by_id = run(tmp_path / "cache", "--workflow", "auto-retry", "--format", "jsonl")
+    assert by_id.output == by_name.output
+    # A workflow the store does not know is still looked for by its id or its name's slug.
+    by_slug = run(tmp_path / "cache", "--workflow", "Alert payments", "--format", "jsonl")
+    assert len(by_slug.output.splitlines()) == 3
+
+
+def _workflow_file(tmp: Path) -> Path:
+    path = tmp / "payments-retry.yaml"
+    path.write_text(
+        "id: auto-retry\n"
+        "name: Payments retry\n"
+        "trigger:\n  event: task.failed\n"
+        "action:\n  type: retry\n  delay_seconds: 5\n"
+    )
+    return path
