@@ -20,6 +20,7 @@ from flowguard.engine.breaker import BreakerState
 from flowguard.engine.execute import Notice, PendingRetry, decide, resolve
 from flowguard.engine.matching import Published, WorkflowIndex
 from flowguard.engine.tasks import (
+    CHAIN_RETENTION_SECONDS,
     Chain,
     apply_task_event,
     chain_key,
@@ -44,6 +45,7 @@ class EngineConfig:
     dry_run: bool = True
     heartbeat_expiry_factor: float = DEFAULT_EXPIRY_FACTOR
     explain: bool = False
+    chain_retention_seconds: float = CHAIN_RETENTION_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class Output:
 
 
 # Timer kinds, in the order they fire when due at the same instant.
-_WORKER, _RUNTIME, _RETRY = 0, 1, 2
+_WORKER, _RUNTIME, _RETRY, _FORGET = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,14 @@ class _RuntimeCheck:
     threshold: float
 
 
-# A timer's payload: a worker key (heartbeat expiry), a run-time check, or a delayed retry.
-_Payload = str | _RuntimeCheck | PendingRetry
+@dataclass(frozen=True, slots=True)
+class _Forget:
+    chain_key: str
+
+
+# A timer's payload: a worker key (heartbeat expiry), a run-time check, a delayed retry, or
+# a chain whose tasks are all final, to forget once its retention has passed.
+_Payload = str | _RuntimeCheck | PendingRetry | _Forget
 
 
 class Engine:
@@ -135,11 +143,17 @@ class Engine:
                 self._orphan_if_offline(chain, task.worker, out)
         if trigger is not None:
             self._handle(trigger, out)
-        elif chain.settled() and chain_key(chain.cluster, chain.root_id) not in self._pinned:
+        key = chain_key(chain.cluster, chain.root_id)
+        if key in self._pinned:
+            return
+        if chain.settled():
             self._forget(chain)
+        elif (at := chain.forget_at(self.config.chain_retention_seconds)) is not None:
+            self._timer(at, _FORGET, _Forget(key))
 
     def _forget(self, chain: Chain) -> None:
-        """Drop a chain no rule can need again: never failed, nothing running, no retry pending."""
+        """Drop a chain no rule can need again: settled (or final and quiet for its retention),
+        nothing running, no retry pending."""
         del self.chains[chain_key(chain.cluster, chain.root_id)]
         for task_id in chain.tasks:
             self._roots.pop((chain.cluster, task_id), None)
@@ -213,6 +227,8 @@ class Engine:
                 self._expire(payload, due, out)
             elif isinstance(payload, _RuntimeCheck):
                 self._runtime(payload, due, out)
+            elif isinstance(payload, _Forget):
+                self._forget_if_quiet(payload.chain_key, due)
             else:
                 self._due(payload, out)
         self.clock = max(self.clock, now)
@@ -222,6 +238,14 @@ class Engine:
         trigger = expire_worker(worker, now=due, factor=self.config.heartbeat_expiry_factor)
         if trigger is not None:
             self._went_offline(worker, trigger, out)
+
+    def _forget_if_quiet(self, key: str, due: float) -> None:
+        chain = self.chains.get(key)
+        if chain is None or key in self._pinned:
+            return
+        at = chain.forget_at(self.config.chain_retention_seconds)
+        if at is not None and at <= due:  # no event moved it since the timer was set
+            self._forget(chain)
 
     def _runtime(self, check: _RuntimeCheck, due: float, out: Output) -> None:
         chain = self.chains.get(check.chain_key)

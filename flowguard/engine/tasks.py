@@ -35,6 +35,11 @@ RANK = {
 }
 RUNNING = frozenset({"received", "started"})
 SETTLED = frozenset({"succeeded", "revoked", "rejected"})
+#: No task will report again (short of someone sending it anew).
+FINAL = SETTLED | {"failed"}
+#: How long a chain whose tasks are all final is kept for its failure counts and recovery
+#: checks (delayed retries pin it longer); then it is forgotten, as if it had never failed.
+CHAIN_RETENTION_SECONDS = 3600.0
 # Only these event types carry name, args, root_id, ... (Celery sends them nowhere else).
 _CARRY_FIELDS = frozenset({"task.sent", "task.received", "task.snapshot"})
 
@@ -107,6 +112,14 @@ class Chain:
         """Never failed and every task finished: failure counts, orphans, run-time checks and
         recovery checks can no longer need it, so the engine may forget it."""
         return self.failures == 0 and all(t.state in SETTLED for t in self.tasks.values())
+
+    def forget_at(self, retention: float = CHAIN_RETENTION_SECONDS) -> float | None:
+        """When a chain that failed may be forgotten, unless an event comes first: ``None``
+        while a task may still report (queued, running, or waiting for Celery's own retry).
+        Without it every chain that ever failed would be kept for good."""
+        if not self.tasks or any(t.state not in FINAL for t in self.tasks.values()):
+            return None
+        return self.updated_at + retention
 
     def running_on(self, hostname: str) -> Iterable[TaskState]:
         return (t for t in self.tasks.values() if t.running and t.worker == hostname)

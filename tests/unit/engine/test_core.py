@@ -302,3 +302,36 @@ def test_retry_budget_is_per_chain_across_interleaved_chains(
         assert sum(r.outcome == "success" for r in records) == min(count, max_attempts)
         assert all(r.reason == "max_attempts_reached" for r in records[max_attempts:])
     assert len(out.commands) == sum(min(c, max_attempts) for c in seen.values())
+
+
+ESCALATE_AT_2 = {
+    "name": "escalate",
+    "trigger": {"event": "task.failed", "conditions": {"failure_count_threshold": 2}},
+    "action": {"type": "slack", "webhook_url": "https://hooks.example.com/x", "message": "x"},
+}
+
+
+def test_a_finished_chain_that_failed_is_forgotten_after_its_retention() -> None:
+    eng = engine(ESCALATE_AT_2, chain_retention_seconds=600)
+    feed(eng, ev.run("t1", T0, "app.sync"))  # failed once, for good
+    assert list(eng.chains) == ["prod/t1"]
+    # Within the retention the chain is kept: a second failure is its second.
+    early = engine(ESCALATE_AT_2, chain_retention_seconds=600)
+    feed(early, ev.run("t1", T0, "app.sync"))
+    out = feed(early, ev.run("r1", T0 + 500, "app.sync", root_id="t1", parent_id="t1"))
+    assert [r.task.failure_count for r in out.records if r.task] == [2]
+
+    # Past it (an event of another chain moves the clock): forgotten, counts start again.
+    feed(eng, [ev.heartbeat(T0 + 700)])
+    assert "prod/t1" not in eng.chains
+    out = feed(eng, ev.run("r2", T0 + 800, "app.sync", root_id="t1", parent_id="t1"))
+    assert out.records == [], "a failure after the retention is the chain's first again"
+    assert eng.chains["prod/t1"].failures == 1
+
+
+def test_a_chain_with_a_task_still_running_or_an_event_since_is_not_forgotten() -> None:
+    eng = engine(ESCALATE_AT_2, chain_retention_seconds=600)
+    feed(eng, ev.run("t1", T0, "app.sync"))
+    feed(eng, [ev.received("r1", T0 + 550, "app.sync", root_id="t1", parent_id="t1")])
+    feed(eng, [ev.heartbeat(T0 + 5000)])
+    assert "prod/t1" in eng.chains  # r1 was received and never finished
