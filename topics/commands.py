@@ -53,7 +53,7 @@ class RevokeCommand(Record):
 
 
 class CommandResult(Record):
-    """What the bridge did with a command."""
+    """What the bridge did with a command: the retry action's final status in its execution."""
 
     kind: Literal["command.result"] = "command.result"
     version: Literal[1] = 1
@@ -62,6 +62,10 @@ class CommandResult(Record):
     at: str
     status: Literal["done", "duplicate", "failed"]
     detail: str = ""
+    workflow_id: str | None = Field(
+        default=None, description="The command's workflow (retries); where its outcome goes."
+    )
+    execution_id: str | None = Field(default=None, description="The command's execution.")
 
 
 Command = Annotated[RetryCommand | RevokeCommand, Field(discriminator="kind")]

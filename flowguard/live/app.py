@@ -43,10 +43,11 @@ from flowguard.live.feed import WorkflowFeed
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
 from topics._base import iso
-from topics.commands import RetryCommand
+from topics.commands import CommandResult, RetryCommand
 from topics.dlq import DeadLetter
 from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
 from topics.registry import (
+    COMMAND_RESULTS,
     COMMANDS,
     DLQ,
     EVENTS,
@@ -112,6 +113,7 @@ class Live:
         self.scheduled = self.app.topic(SCHEDULED.name(prefix), **raw)
         self.triggers = self.app.topic(TRIGGERS.name(prefix), **raw)
         self.commands = self.app.topic(COMMANDS.name(prefix), **raw)
+        self.results = self.app.topic(COMMAND_RESULTS.name(prefix), **raw)
         self.log_topic = self.app.topic(EXECUTION_LOG.name(prefix), **raw)
         self.dlq = self.app.topic(DLQ.name(prefix), **raw)
         events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
@@ -120,9 +122,11 @@ class Live:
         slot: dict[str, Any] = {"key_type": str, "value_type": bytes, "default": None}
         self.chains = self.app.Table("chains", partitions=events_partitions, **slot)
         self.workers = self.app.Table("workers", partitions=events_partitions, **slot)
+        self.gone = self.app.Table("gone", partitions=events_partitions, **slot)
         self._loaders = {
             self.chains.name: detect.ChainSlot.from_json,
             self.workers.name: detect.WorkerSlot.from_json,
+            self.gone.name: detect.GoneSlot.from_json,
         }
         self.workflow_state = self.app.Table(
             "workflow-state", partitions=triggers_partitions, **table
@@ -136,6 +140,7 @@ class Live:
         # Per events partition: the offset of the last event applied here. Wall-clock absence
         # is judged only once every event already on the partition has been applied.
         self._applied: dict[int, int] = {}
+        self._judge_after: dict[str, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Detection's write-behind slots, once its agent runs; the lock keeps the timer's
         # write-back out of the middle of a batch.
@@ -145,6 +150,7 @@ class Live:
 
         self.app.agent(self.source, name="detect")(self._detect)
         self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
+        self.app.agent(self.results, name="results")(self._results)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
@@ -174,6 +180,7 @@ class Live:
         inputs = {*self.source.topics, *self.triggers.topics}
         events = self.source.topics[0]
         committed = await consumer.seek_to_committed()
+        self._judge_after.clear()
         self._applied = {
             tp.partition: (offset or 0) - 1
             for tp, offset in committed.items()
@@ -187,10 +194,23 @@ class Live:
                 {tp.partition: earliest[tp] - 1 for tp in fresh if tp.topic == events}
             )
 
-    def _behind(self, partition: int) -> bool:
-        """Events of this partition wait to be applied (after a takeover, or under load)."""
+    def _ready_to_judge(self, partition: int, key: str) -> bool:
+        """Absence is judged on applied input only: a tick waits until the events that were
+        on its partition when it first came are applied (after a takeover, or under load).
+
+        The mark is fixed at the first look, so a stream that never runs dry still lets it
+        through once the backlog it saw is behind it.
+        """
         highwater = self.app.consumer.highwater(TP(self.source.topics[0], partition))
-        return highwater is not None and highwater > self._applied.get(partition, -1) + 1
+        if highwater is None:
+            return False  # nothing fetched from the partition yet: its backlog is unknown
+        mark = self._judge_after.pop(key, None)
+        if mark is None:
+            mark = highwater - 1
+        if self._applied.get(partition, -1) >= mark:
+            return True
+        self._judge_after[key] = mark
+        return False
 
     # detect ------------------------------------------------------------------------
 
@@ -276,9 +296,12 @@ class Live:
         if sent:
             await self.app.producer.flush()
 
-    def _is_offline(self, slots: Slots, cluster: str, hostname: str) -> bool:
-        slot: detect.WorkerSlot | None = slots.get(self.workers, f"{cluster}/{hostname}")
-        return slot is not None and not slot.worker.online and bool(slot.worker.offline_at)
+    def _is_offline(
+        self, slots: Slots, partition: int, cluster: str, hostname: str, at: float
+    ) -> bool:
+        """Whether ``hostname`` was judged offline by ``at`` (a start it reports came late)."""
+        mark = slots.get(self.gone, detect.gone_key(partition, cluster, hostname))
+        return mark is not None and at <= mark.offline_at
 
     def _on_event(self, slots: Slots, event: Any) -> Steps:
         data = orjson.loads(event.value)
@@ -298,7 +321,10 @@ class Live:
             name = key.decode() if key else f"{item.cluster}/{item.task_id}"
             slot, out = detect.on_task_event(
                 slots.get(self.chains, name), name, item, offset, index,
-                lambda cluster, host: self._is_offline(slots, cluster, host),
+                lambda cluster, host: self._is_offline(
+                    slots, event.message.partition, cluster, host, item.timestamp
+                ),
+                self.settings.chain_retention_seconds,
             )  # fmt: skip
             slots.put(self.chains, name, slot, event)
         else:
@@ -328,12 +354,13 @@ class Live:
             changed, out = detect.on_worker_gone(mine, item, index)
             for name, slot in changed.items():
                 slots.put(self.chains, name, slot, event)
+            mark = detect.gone_key(partition, item.cluster, item.hostname)
+            slots.put(self.gone, mark, detect.GoneSlot(item.at), event)
             return [(f"{item.cluster}/{item.hostname}", out)]
         return []
 
     def _on_tick(self, slots: Slots, event: Any, item: Tick, now: float) -> Steps:
-        if self._behind(event.message.partition):
-            # Absence is judged on applied input only: look again at the next tick.
+        if not self._ready_to_judge(event.message.partition, item.key):
             heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
             return []
         index = self.feed.index
@@ -344,7 +371,9 @@ class Live:
             )
             slots.put(self.workers, item.key, wslot, event)
         else:
-            slot, out = detect.on_chain_tick(slots.get(self.chains, item.key), index, now)
+            slot, out = detect.on_chain_tick(
+                slots.get(self.chains, item.key), index, now, self.settings.chain_retention_seconds
+            )
             slots.put(self.chains, item.key, slot, event)
         return [(item.key, out)]
 
@@ -447,6 +476,20 @@ class Live:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
+    async def _results(self, stream: AsyncIterator[Any]) -> None:
+        """Bridges' results, to the execution they belong to: a retry's final status."""
+        async for event in stream.events():  # type: ignore[attr-defined]
+            try:
+                result = CommandResult.model_validate_json(event.value or b"")
+            except ValidationError as exc:
+                await self._dead_letter(event.message, event.value, f"cannot decode: {exc}")
+                continue
+            outcome = execute.command_outcome(result)
+            if outcome is not None:
+                await self.triggers.send(
+                    key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
+                )
+
     async def _deliver(self, workflow_id: str, notice: Notice) -> None:
         """Deliver off the stream (a slow endpoint never holds it); the outcome comes back."""
         try:
@@ -497,7 +540,7 @@ class Live:
                 self._deadlines.append((wslot.worker.expires_at(factor), name))
         for name, slot in self._slots_of(self.chains):
             out = detect.Out()
-            detect.chain_deadlines(slot, thresholds, out)
+            detect.chain_deadlines(slot, thresholds, out, self.settings.chain_retention_seconds)
             self._deadlines.extend((due, name) for due in out.deadlines)
         heapq.heapify(self._deadlines)
 

@@ -23,7 +23,13 @@ from typing import Any
 import orjson
 
 from flowguard.engine.matching import WorkflowIndex
-from flowguard.engine.tasks import Chain, apply_task_event, orphan_triggers, runtime_trigger
+from flowguard.engine.tasks import (
+    CHAIN_RETENTION_SECONDS,
+    Chain,
+    apply_task_event,
+    orphan_triggers,
+    runtime_trigger,
+)
 from flowguard.engine.workers import WorkerState, apply_worker_event, expire_worker
 from topics._base import iso
 from topics.commands import RetryCommand
@@ -83,6 +89,26 @@ class WorkerSlot:
         return cls(WorkerState.from_dict(slot["worker"]), slot["offset"], slot["emitted"])
 
 
+@dataclass(slots=True)
+class GoneSlot:
+    """A worker judged offline, as one partition knows it: a start it reported for a time
+    up to ``offline_at`` (its events came late) is an orphan; a later one is a new life."""
+
+    offline_at: float
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> GoneSlot:
+        return cls(**orjson.loads(data))
+
+
+def gone_key(partition: int, cluster: str, hostname: str) -> str:
+    """Each partition keeps its own mark (one table, one key per partition and worker)."""
+    return f"{partition}|{cluster}/{hostname}"
+
+
 def match(index: WorkflowIndex, trigger: Trigger) -> list[Matched]:
     return [
         Matched(
@@ -119,18 +145,29 @@ def new_chain(key: str, cluster: str) -> ChainSlot:
     return ChainSlot(Chain(cluster=cluster, root_id=root_id))
 
 
-def chain_deadlines(slot: ChainSlot, thresholds: tuple[float, ...], out: Out) -> None:
+def chain_deadlines(
+    slot: ChainSlot, thresholds: tuple[float, ...], out: Out, retention: float
+) -> None:
     for task in slot.chain.tasks.values():
         if task.state == "started" and task.started_at is not None:
             out.deadlines.extend(task.started_at + t for t in thresholds if t not in task.exceeded)
     out.deadlines.extend(p["due_at"] for p in slot.pending.values())
+    forget_at = slot.chain.forget_at(retention)
+    if forget_at is not None and not slot.pending:
+        out.deadlines.append(forget_at)
 
 
-def _keep(slot: ChainSlot) -> ChainSlot | None:
-    """The slot to store; ``None`` (forget the chain) once no rule can need it again."""
-    if slot.chain.settled() and not slot.pending:
+def _keep(slot: ChainSlot, now: float | None = None, retention: float = 0.0) -> ChainSlot | None:
+    """The slot to store; ``None`` (forget the chain) once no rule can need it again: settled,
+    or (at a tick) its tasks all final for its retention, and no delayed retry held."""
+    if slot.pending:
+        return slot
+    if slot.chain.settled():
         return None
-    return slot
+    if now is None:
+        return slot
+    forget_at = slot.chain.forget_at(retention)
+    return None if forget_at is not None and forget_at <= now else slot
 
 
 def on_task_event(
@@ -140,6 +177,7 @@ def on_task_event(
     offset: int,
     index: WorkflowIndex,
     is_offline: Callable[[str, str], bool],
+    retention: float = CHAIN_RETENTION_SECONDS,
 ) -> tuple[ChainSlot | None, Out]:
     out = Out()
     again = _replayed(slot, offset)
@@ -160,14 +198,18 @@ def on_task_event(
     for found in triggers:
         out.matched += match(index, found)
     _remember(slot, offset, out.matched)
-    chain_deadlines(slot, index.thresholds(), out)
+    chain_deadlines(slot, index.thresholds(), out, retention)
     return _keep(slot), out
 
 
 def on_chain_tick(
-    slot: ChainSlot | None, index: WorkflowIndex, now: float
+    slot: ChainSlot | None,
+    index: WorkflowIndex,
+    now: float,
+    retention: float = CHAIN_RETENTION_SECONDS,
 ) -> tuple[ChainSlot | None, Out]:
-    """Wall-clock absence for one chain: run-time thresholds passed, delayed retries due."""
+    """Wall-clock absence for one chain: run-time thresholds passed, delayed retries due, and
+    a chain whose tasks are all final forgotten once its retention has passed."""
     out = Out()
     if slot is None:
         return None, out
@@ -197,8 +239,8 @@ def on_chain_tick(
                 at=iso(now) or "",
             )
         )
-    chain_deadlines(slot, index.thresholds(), out)
-    return _keep(slot), out
+    chain_deadlines(slot, index.thresholds(), out, retention)
+    return _keep(slot, now, retention), out
 
 
 def on_scheduled(

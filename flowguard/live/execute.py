@@ -21,7 +21,7 @@ from flowguard.engine.breaker import BreakerState
 from flowguard.engine.execute import Notice, NotifyAction, decide, settle
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import PagerDutyAction, SlackAction, WebhookAction, Workflow
-from topics.commands import RetryCommand
+from topics.commands import CommandResult, RetryCommand
 from topics.execution import ExecutionRecord
 from topics.scheduled import CancelRetry, ScheduledRetry
 from topics.triggers import ActionOutcome, CancelExecution, Matched
@@ -130,18 +130,44 @@ def on_matched(
     return slot, entry, out
 
 
+#: How far along an action's status is; an outcome never moves an action back (a retry's
+#: ``sent`` from the scheduler can arrive after the bridge's ``succeeded``).
+STATUS_RANK = {
+    "planned": 0, "scheduled": 0, "sent": 1,
+    "succeeded": 2, "failed": 2, "skipped": 2, "cancelled": 2,
+}  # fmt: skip
+
+
 def on_outcome(entry: Slot | None, item: ActionOutcome) -> tuple[Slot | None, Out]:
-    """An action's outcome: the execution's next record. Unknown or repeated ones change nothing."""
+    """An action's outcome: the execution's next record. Unknown, repeated or older ones (a
+    status before the action's current one) change nothing."""
     if entry is None:
         return None, Out()
     record = ExecutionRecord.model_validate(entry["record"])
     action = next((a for a in record.actions if a.action_id == item.action_id), None)
     if action is None or (action.status == item.status and action.detail == item.detail):
         return entry, Out()
+    if STATUS_RANK[item.status] < STATUS_RANK[action.status]:
+        return entry, Out()
     record = settle(record, item.action_id, item.status, item.detail)
     if item.recovered:
         record = record.model_copy(update={"outcome": "skipped", "reason": "recovered"})
     return {**entry, "record": record.model_dump(mode="json", by_alias=True)}, Out(records=[record])
+
+
+def command_outcome(result: CommandResult) -> ActionOutcome | None:
+    """The retry action's outcome in a bridge's result: ``done`` -> ``succeeded``, ``failed``
+    stays (with the bridge's reason); ``duplicate`` says nothing new (the first result did)."""
+    if result.workflow_id is None or result.execution_id is None or result.status == "duplicate":
+        return None
+    return ActionOutcome(
+        workflow_id=result.workflow_id,
+        execution_id=result.execution_id,
+        action_id=result.command_id,
+        status="succeeded" if result.status == "done" else "failed",
+        detail=f"{result.cluster}: {result.detail}" if result.detail else result.cluster,
+        at=result.at,
+    )
 
 
 def on_cancel(entry: Slot | None, item: CancelExecution) -> tuple[Slot | None, Out]:

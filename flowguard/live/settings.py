@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
 from flowguard.settings import Settings
 
 
@@ -44,6 +45,11 @@ class LiveSettings(Settings):
     state_flush_events: int = Field(
         default=20_000, ge=1, description="... or once this many events wait for the write."
     )
+    chain_retention_seconds: float = Field(
+        default=CHAIN_RETENTION_SECONDS, gt=0,
+        description="A retry chain whose tasks have all finished is kept this long for its "
+        "failure counts (failure_count_threshold) and recovery checks, then forgotten.",
+    )  # fmt: skip
     session_timeout_seconds: float = Field(
         default=10.0, ge=6,
         description="Consumer group session timeout: how soon the partitions of a worker that "

@@ -9,6 +9,7 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.execute import execution_id
 from flowguard.engine.matching import Published, WorkflowIndex
 from flowguard.live import detect, execute
+from topics.commands import CommandResult
 from topics.events import EVENT_ADAPTER
 from topics.triggers import ActionOutcome, CancelExecution
 
@@ -133,3 +134,64 @@ def test_outcomes_make_the_next_record_and_cancel_records_once() -> None:
     assert [(r.seq, r.actions[0].status) for r in sent.records] == [(1, "sent")]
     _, repeated = execute.on_outcome(sent_entry, outcome)
     assert repeated.records == []
+
+
+def test_a_bridge_result_settles_the_retry_and_an_older_status_never_moves_it_back() -> None:
+    published = Published.of(RETRY, 1)
+    _, out = fail_once(WorkflowIndex([published]))
+    _, entry, decided = execute.on_matched(None, None, out.matched[0], published)
+    record = decided.records[0]
+    action_id = record.actions[0].action_id
+
+    def result(status: str, detail: str = "") -> CommandResult:
+        return CommandResult(
+            command_id=action_id, cluster=CLUSTER, at="2026-11-25T00:00:01Z", status=status,
+            detail=detail, workflow_id="retry", execution_id=record.execution_id,
+        )  # fmt: skip
+
+    done = execute.command_outcome(result("done", "sent app.t[r1] on queue q"))
+    assert done is not None
+    assert (done.workflow_id, done.action_id, done.status) == ("retry", action_id, "succeeded")
+    assert done.detail == "prod: sent app.t[r1] on queue q"
+    assert execute.command_outcome(result("duplicate", "already carried out")) is None
+    failed = execute.command_outcome(result("failed", "args not recoverable: ..."))
+    assert failed is not None
+    assert failed.status == "failed"
+    # An older bridge (no workflow on its results) is not followed.
+    assert execute.command_outcome(result("done").model_copy(update={"workflow_id": None})) is None
+
+    succeeded, settled = execute.on_outcome(entry, done)
+    assert [(r.seq, r.actions[0].status, r.outcome) for r in settled.records] == [
+        (1, "succeeded", "success")
+    ]
+    late_sent = ActionOutcome(
+        workflow_id="retry", execution_id=record.execution_id, action_id=action_id,
+        status="sent", at="2026-11-25T00:00:00Z",
+    )  # fmt: skip
+    _, nothing = execute.on_outcome(succeeded, late_sent)
+    assert nothing.records == []
+    _, failed_out = execute.on_outcome(entry, failed)
+    assert [(r.actions[0].status, r.outcome) for r in failed_out.records] == [("failed", "failure")]
+
+
+def test_a_tick_forgets_a_finished_chain_after_its_retention_not_before() -> None:
+    index = WorkflowIndex([Published.of(RETRY, 1)])
+    slot, out = fail_once(index)  # t1 failed at 3.0: every task final
+    assert slot is not None
+    _, quiet = detect.on_task_event(
+        copy.deepcopy(slot), KEY, event("task.failed", 3.0, exception="x"), 9, index,
+        never_offline, 600.0,
+    )  # fmt: skip
+    assert 603.0 in quiet.deadlines  # the tick that may forget it is asked for
+
+    kept, _ = detect.on_chain_tick(copy.deepcopy(slot), index, now=500.0, retention=600.0)
+    assert kept is not None
+    forgotten, _ = detect.on_chain_tick(copy.deepcopy(slot), index, now=604.0, retention=600.0)
+    assert forgotten is None
+
+    # A delayed retry held on the chain keeps it, whatever the retention.
+    _, _, decided = execute.on_matched(None, None, out.matched[0], Published.of(RETRY, 1))
+    [scheduled] = decided.scheduled
+    held, _ = detect.on_scheduled(copy.deepcopy(slot), scheduled, CLUSTER)
+    still, _ = detect.on_chain_tick(held, index, now=30.0, retention=1.0)
+    assert still is not None
