@@ -108,5 +108,17 @@ class ActionOutcome(Record):
     at: str = Field(description="ISO 8601 UTC.")
 
 
-TriggersRecord = Annotated[Matched | ActionOutcome | CancelExecution, Field(discriminator="kind")]
+class ExpireExecutions(Record):
+    """Executions of one workflow that nothing can refer to any more: the worker holding them
+    forgets them (after checking again). Sent by the workers' own periodic scan."""
+
+    kind: Literal["executions.expire"] = "executions.expire"
+    version: Literal[1] = 1
+    workflow_id: str
+    execution_ids: tuple[str, ...]
+
+
+TriggersRecord = Annotated[
+    Matched | ActionOutcome | CancelExecution | ExpireExecutions, Field(discriminator="kind")
+]
 TRIGGERS_ADAPTER: TypeAdapter[TriggersRecord] = TypeAdapter(TriggersRecord)

@@ -67,10 +67,13 @@ from topics.triggers import (
     TRIGGERS_ADAPTER,
     ActionOutcome,
     CancelExecution,
+    ExpireExecutions,
     Matched,
 )
 
 log = logging.getLogger("flowguard.live")
+#: Execution ids per ExpireExecutions record.
+EXPIRE_CHUNK = 500
 #: What a batch's steps asked to send, by the key they were for.
 Steps = list[tuple[str, detect.Out]]
 
@@ -152,6 +155,7 @@ class Live:
         self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
         self.app.agent(self.results, name="results")(self._results)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
+        self.app.timer(settings.expiry_scan_seconds, name="expiry")(self._scan_executions)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
         self.app.on_rebalance_complete.connect(self._assigned)
@@ -429,6 +433,8 @@ class Live:
                 if entry is not None:
                     self.executions[item.execution_id] = entry
                 await self._send_executed(item.workflow_id, out)
+            elif isinstance(item, ExpireExecutions):
+                self._expire(item)
 
     async def _on_matched(self, item: Matched) -> None:
         published = self.feed.get(item.workflow_id)
@@ -450,7 +456,9 @@ class Live:
         )
         self.executions[eid] = entry
         if eid != matched_id:
-            self.executions[matched_id] = {"alias": eid, "at": item.trigger.at}
+            self.executions[matched_id] = {
+                "alias": eid, "at": item.trigger.at, "workflow_id": item.workflow_id,
+            }  # fmt: skip
         self.workflow_state[item.workflow_id] = slot
         await self._send_executed(item.workflow_id, out)
 
@@ -475,6 +483,37 @@ class Live:
                 task = asyncio.create_task(self._deliver(workflow_id, notice))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+    def _expire(self, item: ExpireExecutions) -> None:
+        """Forget executions the scan found expired, if they still are (checked again here,
+        where the workflow's executions are written)."""
+        now, retention = time.time(), self.settings.execution_retention_seconds
+        for eid in item.execution_ids:
+            entry = self.executions.get(eid)
+            if entry is not None and execute.expired(entry, now, retention):
+                del self.executions[eid]
+
+    async def _scan_executions(self) -> None:
+        """Periodically: find executions nothing can refer to any more, and have them forgotten
+        by the agent (a table is written only there, for the key of the record at hand)."""
+        if self.app.in_recovery:
+            return
+        now, retention = time.time(), self.settings.execution_retention_seconds
+        found: dict[str, list[str]] = {}
+        for eid, entry in list(self.executions.items()):
+            if entry is not None and execute.expired(entry, now, retention):
+                workflow_id = entry.get("workflow_id") or entry["record"]["workflow"]["id"]
+                found.setdefault(workflow_id, []).append(eid)
+        for workflow_id, ids in sorted(found.items()):
+            for start in range(0, len(ids), EXPIRE_CHUNK):
+                item = ExpireExecutions(
+                    workflow_id=workflow_id, execution_ids=tuple(ids[start : start + EXPIRE_CHUNK])
+                )
+                await self.triggers.send(
+                    key=workflow_id.encode(), value=item.model_dump_json().encode()
+                )
+        if found:
+            log.info("%d expired executions to forget", sum(len(v) for v in found.values()))
 
     async def _results(self, stream: AsyncIterator[Any]) -> None:
         """Bridges' results, to the execution they belong to: a retry's final status."""

@@ -29,6 +29,10 @@ from topics.triggers import ActionOutcome, CancelExecution, Matched
 Slot = dict[str, Any]
 #: Retry budgets of chains quiet for this long are dropped (a chain's retries end long before).
 BUDGET_TTL_SECONDS = 7 * 24 * 3600.0
+#: An execution whose actions never settle (an outcome lost for good) is forgotten after this.
+STUCK_EXECUTION_SECONDS = 7 * 24 * 3600.0
+#: Action statuses after which nothing more is expected for the action.
+SETTLED_STATUSES = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 
 
 @dataclass(slots=True)
@@ -153,6 +157,19 @@ def on_outcome(entry: Slot | None, item: ActionOutcome) -> tuple[Slot | None, Ou
     if item.recovered:
         record = record.model_copy(update={"outcome": "skipped", "reason": "recovered"})
     return {**entry, "record": record.model_dump(mode="json", by_alias=True)}, Out(records=[record])
+
+
+def expired(entry: Slot, now: float, retention: float) -> bool:
+    """Whether nothing can refer to this execution any more: its trigger is older than
+    ``retention`` and every action has settled (or it has been stuck for a week). A match
+    comes again only within Kafka's uncommitted window, outcomes within a delivery's bound or
+    a delayed retry's delay, cancels only while a retry waits."""
+    age = now - float(entry.get("at", now))
+    if "alias" in entry:
+        return age > retention
+    actions = entry["record"].get("actions", [])
+    settled = all(a["status"] in SETTLED_STATUSES for a in actions)
+    return age > (retention if settled else max(retention, STUCK_EXECUTION_SECONDS))
 
 
 def command_outcome(result: CommandResult) -> ActionOutcome | None:

@@ -50,6 +50,14 @@ class LiveSettings(Settings):
         description="A retry chain whose tasks have all finished is kept this long for its "
         "failure counts (failure_count_threshold) and recovery checks, then forgotten.",
     )  # fmt: skip
+    execution_retention_seconds: float = Field(
+        default=24 * 3600.0, gt=0,
+        description="A settled execution is kept this long (for a trigger or outcome that comes "
+        "again); then forgotten. Its records stay on the execution log.",
+    )  # fmt: skip
+    expiry_scan_seconds: float = Field(
+        default=600.0, gt=0, description="How often each worker looks for executions to forget."
+    )
     session_timeout_seconds: float = Field(
         default=10.0, ge=6,
         description="Consumer group session timeout: how soon the partitions of a worker that "

@@ -195,3 +195,26 @@ def test_a_tick_forgets_a_finished_chain_after_its_retention_not_before() -> Non
     held, _ = detect.on_scheduled(copy.deepcopy(slot), scheduled, CLUSTER)
     still, _ = detect.on_chain_tick(held, index, now=30.0, retention=1.0)
     assert still is not None
+
+
+def test_an_execution_expires_once_settled_and_old_and_a_stuck_one_only_after_a_week() -> None:
+    published = Published.of(RETRY, 1)
+    _, out = fail_once(WorkflowIndex([published]))
+    _, entry, decided = execute.on_matched(None, None, out.matched[0], published)
+    record = decided.records[0]  # its retry is scheduled: not settled
+    day = 24 * 3600.0
+    assert entry["at"] == 3.0
+    assert not execute.expired(entry, now=3.0 + 2 * day, retention=day)
+    assert execute.expired(entry, now=3.0 + 8 * day, retention=day)
+
+    outcome = ActionOutcome(
+        workflow_id="retry", execution_id=record.execution_id,
+        action_id=record.actions[0].action_id, status="succeeded", at="2026-11-25T00:00:00Z",
+    )  # fmt: skip
+    settled, _ = execute.on_outcome(entry, outcome)
+    assert settled is not None
+    assert not execute.expired(settled, now=3.0 + day / 2, retention=day)
+    assert execute.expired(settled, now=3.0 + day + 1, retention=day)
+    alias = {"alias": record.execution_id, "at": 3.0, "workflow_id": "retry"}
+    assert execute.expired(alias, now=3.0 + day + 1, retention=day)
+    assert not execute.expired(alias, now=3.0 + 10, retention=day)
