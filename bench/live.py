@@ -63,7 +63,14 @@ from topics.events import (  # noqa: E402
     TaskSucceeded,
     WorkerHeartbeat,
 )
-from topics.registry import COMMANDS, EVENTS, EXECUTION_LOG, WORKFLOW_HISTORY, WORKFLOWS  # noqa: E402
+from topics.registry import (  # noqa: E402
+    COMMANDS,
+    EVENTS,
+    EXECUTION_LOG,
+    TRIGGERS,
+    WORKFLOW_HISTORY,
+    WORKFLOWS,
+)
 
 CLUSTER = "bench"
 FAILURE_RATE = 0.05
@@ -302,6 +309,22 @@ async def bare(bootstrap: str, topic: str, expected: int) -> tuple[float, float]
         await consumer.stop()
 
 
+async def faust_floor(
+    bootstrap: str, topic: str, expected: int, app_id: str, tmp: Path
+) -> tuple[float, float]:
+    """A Faust agent that only counts the same backlog (bench/faust_floor.py): events/s, CPU µs."""
+    out = tmp / f"{app_id}.json"
+    env = {**os.environ, "FLOOR_TOPIC": topic, "FLOOR_EVENTS": str(expected),
+           "FLOOR_APP": app_id, "FLOOR_BOOTSTRAP": bootstrap, "FLOOR_OUT": str(out)}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "faust_floor.py"), "worker", "-l", "warn",
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.wait_for(proc.wait(), max(180.0, expected / 500))
+    result = json.loads(out.read_text())
+    return float(result["rate"]), float(result["cpu_us"])
+
+
 async def recorded(log: Tail, times: list[float]) -> int:
     """Add the ``recorded_at`` of new seq-0 execution records to ``times``; how many so far."""
     for value in await log.values():
@@ -349,6 +372,7 @@ async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
             await producer.stop()
         total = len(stream.items)
         bare_rate, bare_cpu = await bare(bootstrap, topic, total)
+        floor_rate, floor_cpu = await faust_floor(bootstrap, topic, total, f"{prefix}-floor", tmp)
         times: list[float] = []
         samples: list[tuple[float, float]] = []
         async with (
@@ -363,12 +387,16 @@ async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
                 return await caught_up(bootstrap, worker.app_id, topic)
 
             await until(done, max(180.0, total / 200), "the end of the backlog", pause=0.1)
+            # The worker's first write: a match (sent as soon as a batch is applied) or a
+            # changelog record (written up to state_flush_seconds after the change).
             first, last = await span(bootstrap, f"{worker.app_id}-chains-changelog", 12)
+            first = min(first, (await span(bootstrap, TRIGGERS.name(prefix), 12))[0])
         again = await bare(bootstrap, topic, total)
         last = max(last, *times)
         cpu = cpu_at(samples, last) - cpu_at(samples, first)
         return {"events": total, "failures": len(stream.failures), "seconds": last - first,
                 "bare": max(bare_rate, again[0]), "bare_cpu": min(bare_cpu, again[1]),
+                "floor": floor_rate, "floor_cpu": floor_cpu,
                 "worker": total / (last - first), "first_record": min(times) - first,
                 "worker_cpu": cpu / total * 1e6}  # fmt: skip
     finally:
@@ -523,9 +551,13 @@ def table(args: argparse.Namespace, t: dict[str, Any], lats: list[dict[str, Any]
         rows += [
             f"| bare aiokafka consumer, json + EVENT_ADAPTER, {t['events']:,} events "
             f"| {t['bare']:,.0f} events/s; {t['bare_cpu']:.0f} µs CPU/event | 1.00 |",
+            f"| a Faust agent that only counts (bench/faust_floor.py), same backlog "
+            f"| {t['floor']:,.0f} events/s; {t['floor_cpu']:.0f} µs CPU/event "
+            f"| {t['floor'] / t['bare']:.2f} wall, {t['bare_cpu'] / t['floor_cpu']:.2f} CPU |",
             f"| `flowguard worker`, 100 workflows, {t['failures']:,} failures retried "
             f"| {t['worker']:,.0f} events/s; {t['worker_cpu']:.0f} µs CPU/event "
-            f"| {t['worker'] / t['bare']:.2f} wall, {cpu_ratio:.2f} CPU (goal ≥ 0.5) |",
+            f"| {t['worker'] / t['bare']:.2f} wall, {cpu_ratio:.2f} CPU (goal ≥ 0.5); "
+            f"{t['worker'] / t['floor']:.2f} of the Faust agent |",
         ]
     for lat in lats:
         rows += [
