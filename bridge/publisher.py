@@ -44,8 +44,9 @@ class _Flight:
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
 
     def acknowledged(self) -> asyncio.Future[list[Any]]:
-        """Every future's result or exception, in order (cancelling it cancels none of them)."""
-        return asyncio.gather(*(asyncio.shield(f) for f in self.futures), return_exceptions=True)
+        """Every future's result or exception, in order. Await it only through ``shield``:
+        cancelling the gather would cancel the producer's futures."""
+        return asyncio.gather(*self.futures, return_exceptions=True)
 
 
 class Publisher:
