@@ -209,6 +209,8 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.records: list[tuple[bytes | None, dict[str, Any], int, int]] = []
+        #: (partition, offset) -> the record's Kafka timestamp (when it was produced), seconds.
+        self.produced_at: dict[tuple[int, int], float] = {}
         self._positions: dict[int, int] = {}
 
     def poll(self) -> list[dict[str, Any]]:
@@ -235,8 +237,9 @@ class TopicReader:
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, records in batches.items():
                     for r in records:
-                        value = json.loads(r.value) if r.value is not None else {}
+                        value = _decode(r.value)
                         self.records.append((r.key, value, r.partition, r.offset))
+                        self.produced_at[r.partition, r.offset] = r.timestamp / 1000
                         self._positions[tp.partition] = r.offset + 1
         finally:
             await consumer.stop()
@@ -246,6 +249,17 @@ class TopicReader:
     ) -> Any:
         return wait_until(lambda: check(self.poll()), timeout_seconds=timeout, what=what,
                           interval_seconds=0.2)  # fmt: skip
+
+
+def _decode(value: bytes | None) -> dict[str, Any]:
+    """A record's JSON; one that is not JSON (a poison record) as ``{"undecodable": ...}``."""
+    if value is None:
+        return {}
+    try:
+        decoded: dict[str, Any] = json.loads(value)
+    except ValueError:
+        return {"undecodable": value.decode(errors="replace")}
+    return decoded
 
 
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:

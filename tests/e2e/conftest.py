@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +60,13 @@ def flowguard_worker(tmp: Path, kafka: str, prefix: str, name: str = "flowguard"
 class Stack:
     """One cluster's worker and bridge, one flowguard worker, all on real processes."""
 
-    def __init__(self, tmp: Path, broker: str, kafka: str, prefix: str) -> None:
+    def __init__(
+        self, tmp: Path, broker: str, kafka: str, prefix: str, **celery_options: Any
+    ) -> None:
         self.tmp, self.broker, self.kafka, self.prefix = tmp, broker, kafka, prefix
+        self.celery_options = celery_options
         asyncio.run(create_topics(kafka, prefix, 30))
-        self.celery = start_worker(celery_worker(tmp, broker))
+        self.celery = start_worker(celery_worker(tmp, broker, **celery_options))
         self.bridge = bridge_process(
             tmp, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=prefix,
             commit_interval_seconds="0",
@@ -101,6 +106,38 @@ class Stack:
             proc.kill()
 
 
+def stays(
+    predicate: Callable[[], object],
+    seconds: float,
+    *,
+    what: str,
+    interval_seconds: float = 0.2,
+) -> None:
+    """Fail as soon as ``predicate`` turns truthy within ``seconds``: something that must not
+    happen (a second firing, an extra execution) did not happen in that long.
+
+    A bounded wait on a condition, not synchronization: the test's answer does not depend on
+    the wait being long enough, only its power to catch a late duplicate does.
+    """
+    deadline = time.monotonic() + seconds
+    pause = threading.Event()  # never set: wait() is the poll interval
+    while True:
+        found = predicate()
+        if found:
+            raise AssertionError(f"{what} within {seconds:g}s: {found!r}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        pause.wait(min(interval_seconds, remaining))
+
+
+@pytest.fixture
+def celery_options() -> dict[str, Any]:
+    """Options of the stack's Celery worker (``tests.processes.celery_worker``); a test
+    parametrizes ``celery_options`` to change them (late acks, a short visibility timeout)."""
+    return {}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Keep each phase's report on the item, so a fixture can tell that its test failed."""
@@ -112,9 +149,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def stack(
     request: pytest.FixtureRequest, tmp_path: Path, broker: str, kafka_bootstrap: str,
-    topic_prefix: str,
+    topic_prefix: str, celery_options: dict[str, Any],
 ) -> Iterator[Stack]:  # fmt: skip
-    running = Stack(tmp_path, broker, kafka_bootstrap, topic_prefix)
+    running = Stack(tmp_path, broker, kafka_bootstrap, topic_prefix, **celery_options)
     try:
         yield running
     finally:
