@@ -52,6 +52,11 @@ class WorkerGone(Record):
     hostname: str
     at: float
     reason: str
+    started_before: float | None = Field(
+        default=None,
+        description="Only tasks it started by then are orphans (when it went offline), not a "
+        "restarted worker's own under the same name.",
+    )
 
 
 Scheduled = Annotated[ScheduledRetry | CancelRetry | Tick | WorkerGone, Field(discriminator="kind")]

@@ -29,9 +29,11 @@ from flowguard.engine.tasks import (
 )
 from flowguard.engine.workers import (
     DEFAULT_EXPIRY_FACTOR,
+    DEFAULT_OFFLINE_GRACE_SECONDS,
     WorkerState,
     apply_worker_event,
     expire_worker,
+    orphans_now,
     worker_key,
 )
 from topics.commands import RetryCommand
@@ -46,6 +48,7 @@ class EngineConfig:
     heartbeat_expiry_factor: float = DEFAULT_EXPIRY_FACTOR
     explain: bool = False
     chain_retention_seconds: float = CHAIN_RETENTION_SECONDS
+    offline_grace_seconds: float = DEFAULT_OFFLINE_GRACE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class Output:
 
 
 # Timer kinds, in the order they fire when due at the same instant.
-_WORKER, _RUNTIME, _RETRY, _FORGET = 0, 1, 2, 3
+_WORKER, _ORPHANS, _RUNTIME, _RETRY, _FORGET = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +89,15 @@ class _Forget:
     chain_key: str
 
 
-# A timer's payload: a worker key (heartbeat expiry), a run-time check, a delayed retry, or
-# a chain whose tasks are all final, to forget once its retention has passed.
-_Payload = str | _RuntimeCheck | PendingRetry | _Forget
+@dataclass(frozen=True, slots=True)
+class _Orphans:
+    worker_key: str
+
+
+# A timer's payload: a worker key (heartbeat expiry), a worker whose goodbye's grace ends,
+# a run-time check, a delayed retry, or a chain whose tasks are all final, to forget once
+# its retention has passed.
+_Payload = str | _Orphans | _RuntimeCheck | PendingRetry | _Forget
 
 
 class Engine:
@@ -191,7 +200,7 @@ class Engine:
         worker = self.workers.get(key)
         if worker is None:
             worker = self.workers[key] = WorkerState(cluster=event.cluster, hostname=event.hostname)
-        trigger = apply_worker_event(worker, event)
+        trigger = apply_worker_event(worker, event, self.config.offline_grace_seconds)
         if worker.online:
             self._timer(worker.expires_at(self.config.heartbeat_expiry_factor), _WORKER, key)
         if trigger is not None:
@@ -199,19 +208,35 @@ class Engine:
 
     def _went_offline(self, worker: WorkerState, trigger: Trigger, out: Output) -> None:
         self._handle(trigger, out)
+        self._orphans(worker, trigger.at, trigger.reason, out)
+        if worker.orphans_due is not None:  # a goodbye: its tasks may still finish
+            key = worker_key(worker.cluster, worker.hostname)
+            self._timer(worker.orphans_due, _ORPHANS, _Orphans(key))
+
+    def _orphans(self, worker: WorkerState, now: float, why: str, out: Output) -> None:
+        """``task.orphaned`` for what the worker still ran when it went offline, once due."""
+        offline_at = orphans_now(worker, now)
+        if offline_at is None:
+            return
         for key in sorted(self.chains):
             chain = self.chains[key]
             if chain.cluster == worker.cluster:
                 for orphan in orphan_triggers(
-                    chain, worker.hostname, at=trigger.at, why=trigger.reason
+                    chain, worker.hostname, at=now, why=why, started_before=offline_at
                 ):
                     self._handle(orphan, out)
 
     def _orphan_if_offline(self, chain: Chain, hostname: str, out: Output) -> None:
-        """A start reported by a worker already judged offline (its events arrived late)."""
+        """A start reported by a worker already judged offline (its events arrived late); within
+        a goodbye's grace the timer judges it."""
         worker = self.workers.get(worker_key(chain.cluster, hostname))
-        if worker is not None and not worker.online and worker.offline_at is not None:
-            for orphan in orphan_triggers(chain, hostname, at=self.clock, why="already offline"):
+        if worker is None or worker.online or worker.offline_at is None:
+            return
+        if worker.orphans_due is None:
+            for orphan in orphan_triggers(
+                chain, hostname, at=self.clock, why="already offline",
+                started_before=worker.offline_at,
+            ):  # fmt: skip
                 self._handle(orphan, out)
 
     # timers ---------------------------------------------------------------------
@@ -225,6 +250,10 @@ class Engine:
             self.clock = max(self.clock, due)
             if isinstance(payload, str):
                 self._expire(payload, due, out)
+            elif isinstance(payload, _Orphans):
+                grace = self.config.offline_grace_seconds
+                why = f"worker-offline event; still running {grace:g}s later"
+                self._orphans(self.workers[payload.worker_key], due, why, out)
             elif isinstance(payload, _RuntimeCheck):
                 self._runtime(payload, due, out)
             elif isinstance(payload, _Forget):

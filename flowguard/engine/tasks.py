@@ -274,11 +274,16 @@ def apply_task_event(chain: Chain, event: TaskEvent) -> Trigger | None:
     return _HANDLERS[kind](task, event, chain)
 
 
-def orphan_triggers(chain: Chain, hostname: str, *, at: float, why: str) -> list[Trigger]:
-    """``task.orphaned`` for each task still running on a worker that went offline (once each)."""
+def orphan_triggers(
+    chain: Chain, hostname: str, *, at: float, why: str, started_before: float | None = None
+) -> list[Trigger]:
+    """``task.orphaned`` for each task still running on a worker that went offline (once each);
+    with ``started_before``, only tasks it started by then (not a restarted worker's own)."""
     found = []
     for task in sorted(chain.running_on(hostname), key=lambda t: t.task_id):
         if task.state != "started" or task.orphaned_start == task.starts:
+            continue
+        if started_before is not None and (task.started_at or 0.0) > started_before:
             continue
         task.orphaned_start = task.starts
         found.append(

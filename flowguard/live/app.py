@@ -317,7 +317,7 @@ class Live:
             name = f"{item.cluster}/{item.hostname}"
             wslot, out = detect.on_worker_event(
                 slots.get(self.workers, name), item, offset, index,
-                self.settings.heartbeat_expiry_factor,
+                self.settings.heartbeat_expiry_factor, self.settings.offline_grace_seconds,
             )  # fmt: skip
             slots.put(self.workers, name, wslot, event)
         elif isinstance(item, TASK_EVENT_TYPES):
@@ -359,7 +359,8 @@ class Live:
             for name, slot in changed.items():
                 slots.put(self.chains, name, slot, event)
             mark = detect.gone_key(partition, item.cluster, item.hostname)
-            slots.put(self.gone, mark, detect.GoneSlot(item.at), event)
+            offline_at = item.started_before if item.started_before is not None else item.at
+            slots.put(self.gone, mark, detect.GoneSlot(offline_at), event)
             return [(f"{item.cluster}/{item.hostname}", out)]
         return []
 
@@ -371,8 +372,9 @@ class Live:
         worker = slots.get(self.workers, item.key)
         if worker is not None:
             wslot, out = detect.on_worker_tick(
-                worker, index, now, self.settings.heartbeat_expiry_factor
-            )
+                worker, index, now, self.settings.heartbeat_expiry_factor,
+                self.settings.offline_grace_seconds,
+            )  # fmt: skip
             slots.put(self.workers, item.key, wslot, event)
         else:
             slot, out = detect.on_chain_tick(
@@ -577,6 +579,8 @@ class Live:
         for name, wslot in self._slots_of(self.workers):
             if wslot.worker.online:
                 self._deadlines.append((wslot.worker.expires_at(factor), name))
+            if wslot.worker.orphans_due is not None:
+                self._deadlines.append((wslot.worker.orphans_due, name))
         for name, slot in self._slots_of(self.chains):
             out = detect.Out()
             detect.chain_deadlines(slot, thresholds, out, self.settings.chain_retention_seconds)

@@ -30,7 +30,13 @@ from flowguard.engine.tasks import (
     orphan_triggers,
     runtime_trigger,
 )
-from flowguard.engine.workers import WorkerState, apply_worker_event, expire_worker
+from flowguard.engine.workers import (
+    DEFAULT_OFFLINE_GRACE_SECONDS,
+    WorkerState,
+    apply_worker_event,
+    expire_worker,
+    orphans_now,
+)
 from topics._base import iso
 from topics.commands import RetryCommand
 from topics.events import TaskEvent, WorkerEvent
@@ -269,7 +275,10 @@ def on_worker_gone(
         slot = slots[key]
         if slot.chain.cluster != gone.cluster:
             continue
-        found = orphan_triggers(slot.chain, gone.hostname, at=gone.at, why=gone.reason)
+        found = orphan_triggers(
+            slot.chain, gone.hostname, at=gone.at, why=gone.reason,
+            started_before=gone.started_before,
+        )  # fmt: skip
         if found:
             changed[key] = slot
             for trigger in found:
@@ -280,17 +289,33 @@ def on_worker_gone(
 # workers ----------------------------------------------------------------------------
 
 
+def _orphans(worker: WorkerState, now: float, why: str, out: Out) -> None:
+    """Tell every partition to orphan what the worker still ran, once that is due (at once
+    after silence; after a goodbye, once its grace has passed: see engine.workers)."""
+    offline_at = orphans_now(worker, now)
+    if offline_at is not None:
+        out.gone.append(
+            WorkerGone(
+                cluster=worker.cluster, hostname=worker.hostname, at=now, reason=why,
+                started_before=offline_at,
+            )
+        )  # fmt: skip
+    elif worker.orphans_due is not None:
+        out.deadlines.append(worker.orphans_due)
+
+
 def _went_offline(worker: WorkerState, trigger: Trigger, index: WorkflowIndex, out: Out) -> None:
     out.matched += match(index, trigger)
-    out.gone.append(
-        WorkerGone(
-            cluster=worker.cluster, hostname=worker.hostname, at=trigger.at, reason=trigger.reason
-        )
-    )
+    _orphans(worker, trigger.at, trigger.reason, out)
 
 
 def on_worker_event(
-    slot: WorkerSlot | None, event: WorkerEvent, offset: int, index: WorkflowIndex, factor: float
+    slot: WorkerSlot | None,
+    event: WorkerEvent,
+    offset: int,
+    index: WorkflowIndex,
+    factor: float,
+    grace: float = DEFAULT_OFFLINE_GRACE_SECONDS,
 ) -> tuple[WorkerSlot, Out]:
     out = Out()
     again = _replayed(slot, offset)
@@ -300,7 +325,7 @@ def on_worker_event(
     if slot is None:
         slot = WorkerSlot(WorkerState(cluster=event.cluster, hostname=event.hostname))
     worker = slot.worker
-    trigger = apply_worker_event(worker, event)
+    trigger = apply_worker_event(worker, event, grace)
     if trigger is not None:
         _went_offline(worker, trigger, index, out)
     _remember(slot, offset, out.matched)
@@ -310,7 +335,11 @@ def on_worker_event(
 
 
 def on_worker_tick(
-    slot: WorkerSlot | None, index: WorkflowIndex, now: float, factor: float
+    slot: WorkerSlot | None,
+    index: WorkflowIndex,
+    now: float,
+    factor: float,
+    grace: float = DEFAULT_OFFLINE_GRACE_SECONDS,
 ) -> tuple[WorkerSlot | None, Out]:
     out = Out()
     if slot is None:
@@ -319,6 +348,8 @@ def on_worker_tick(
     trigger = expire_worker(worker, now=now, factor=factor)
     if trigger is not None:
         _went_offline(worker, trigger, index, out)
-    elif worker.online:
-        out.deadlines.append(worker.expires_at(factor))
+    else:
+        _orphans(worker, now, f"worker-offline event; still running {grace:g}s later", out)
+        if worker.online:
+            out.deadlines.append(worker.expires_at(factor))
     return slot, out

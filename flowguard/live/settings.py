@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
+from flowguard.engine.workers import DEFAULT_OFFLINE_GRACE_SECONDS
 from flowguard.settings import Settings
 
 
@@ -45,6 +46,12 @@ class LiveSettings(Settings):
     state_flush_events: int = Field(
         default=20_000, ge=1, description="... or once this many events wait for the write."
     )
+    offline_grace_seconds: float = Field(
+        default=DEFAULT_OFFLINE_GRACE_SECONDS, ge=0,
+        description="After a worker's worker-offline event (a warm shutdown, which finishes "
+        "what it runs), how long its running tasks have before they count as orphaned. "
+        "Heartbeats that stop (SIGKILL) orphan them at once.",
+    )  # fmt: skip
     chain_retention_seconds: float = Field(
         default=CHAIN_RETENTION_SECONDS, gt=0,
         description="A retry chain whose tasks have all finished is kept this long for its "

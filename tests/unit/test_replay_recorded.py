@@ -219,6 +219,35 @@ def test_worker_graceful_stop_fires_worker_offline_once_and_orphans_nothing() ->
     ]
 
 
+WORKERS_DOWN = {
+    "name": "workers down",
+    "trigger": {"event": "worker.offline"},
+    "action": {"type": "webhook", "url": "https://ops.example.com/hook"},
+}
+ANY_FAILURE = {
+    "name": "any failure",
+    "trigger": {"event": "task.failed"},
+    "action": {"type": "webhook", "url": "https://ops.example.com/failed"},
+}
+
+
+def test_a_warm_shutdown_with_a_task_running_orphans_nothing_the_task_finishes() -> None:
+    # worker-offline comes first (0.994), the running task succeeds after it (2.518).
+    records = run("worker_warm_shutdown_busy", TEMPLATES["Recover orphaned tasks"], WORKERS_DOWN)
+    assert [r.trigger.event for r in records] == ["worker.offline"]
+
+
+def test_sigterm_to_the_worker_group_fails_the_task_once_and_orphans_nothing() -> None:
+    # worker-offline (0.066), then task-failed for the running task (0.110): one failure.
+    records = run(
+        "worker_sigterm_group", TEMPLATES["Recover orphaned tasks"], WORKERS_DOWN, ANY_FAILURE
+    )
+    assert [(r.trigger.event, r.task.id if r.task else None) for r in records] == [
+        ("worker.offline", None),
+        ("task.failed", "group-slow"),
+    ]
+
+
 @pytest.mark.parametrize("limit", [50, 10])
 def test_burst_failures_trip_the_breaker_once(limit: int) -> None:
     workflow = {

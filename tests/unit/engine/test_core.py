@@ -16,6 +16,7 @@ from flowguard.engine.core import Engine, EngineConfig, Output
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from tests import celery_events as ev
+from topics._base import iso
 
 T0 = 1_760_000_000.0
 
@@ -335,3 +336,40 @@ def test_a_chain_with_a_task_still_running_or_an_event_since_is_not_forgotten() 
     feed(eng, [ev.received("r1", T0 + 550, "app.sync", root_id="t1", parent_id="t1")])
     feed(eng, [ev.heartbeat(T0 + 5000)])
     assert "prod/t1" in eng.chains  # r1 was received and never finished
+
+
+ORPHANS = {
+    "name": "orphans",
+    "trigger": {"event": "task.orphaned"},
+    "action": {"type": "retry", "delay_seconds": 0, "max_attempts": 1},
+}
+
+
+def test_after_a_goodbye_a_task_is_orphaned_only_if_it_still_runs_after_the_grace() -> None:
+    eng = engine(ORPHANS, offline_grace_seconds=30)
+    stream = [
+        *(ev.heartbeat(T0 + t) for t in range(0, 10, 2)),
+        ev.sent("long", T0, "app.long"),
+        ev.received("long", T0 + 0.1, "app.long"),
+        ev.started("long", T0 + 0.2),
+        ev.sent("quick", T0, "app.quick"),
+        ev.received("quick", T0 + 0.1, "app.quick"),
+        ev.started("quick", T0 + 0.2),
+        ev.heartbeat(T0 + 10, kind="offline"),  # warm shutdown: goodbye first
+        ev.succeeded("quick", T0 + 12),  # ... then it finishes what it runs
+    ]
+    assert feed(eng, stream).records == []
+    # The worker comes back under the same name and starts a task of its own.
+    again = [
+        ev.heartbeat(T0 + 20, kind="online"),
+        ev.sent("new", T0 + 21, "app.new"),
+        ev.received("new", T0 + 21.1, "app.new"),
+        ev.started("new", T0 + 21.2),
+        *(ev.heartbeat(T0 + t) for t in range(22, 40, 2)),
+    ]
+    assert feed(eng, again).records == []
+    out = feed(eng, [ev.heartbeat(T0 + 40.5)])  # the clock passes the grace's end (T0 + 40)
+    orphaned = [r for r in out.records if r.trigger.event == "task.orphaned"]
+    assert [r.task.id for r in orphaned if r.task] == ["long"]
+    assert orphaned[0].trigger.at == iso(T0 + 40)
+    assert "worker-offline event; still running 30s later" in orphaned[0].trigger.reason

@@ -218,3 +218,33 @@ def test_an_execution_expires_once_settled_and_old_and_a_stuck_one_only_after_a_
     alias = {"alias": record.execution_id, "at": 3.0, "workflow_id": "retry"}
     assert execute.expired(alias, now=3.0 + day + 1, retention=day)
     assert not execute.expired(alias, now=3.0 + 10, retention=day)
+
+
+def test_a_goodbye_defers_the_orphan_broadcast_until_its_grace_has_passed() -> None:
+    index = WorkflowIndex([Published.of(RETRY, 1)])
+
+    def worker_event(kind: str, ts: float) -> Any:
+        return EVENT_ADAPTER.validate_python(
+            {"kind": kind, "version": 1, "cluster": CLUSTER, "hostname": "w1@h", "timestamp": ts,
+             "freq": 2.0}
+        )  # fmt: skip
+
+    slot, _ = detect.on_worker_event(None, worker_event("worker.heartbeat", 1.0), 0, index, 2.0)
+    slot, bye = detect.on_worker_event(
+        slot, worker_event("worker.offline", 2.0), 1, index, 2.0, grace=30.0
+    )
+    assert bye.gone == []
+    assert 32.0 in bye.deadlines
+    slot_, early = detect.on_worker_tick(slot, index, now=31.0, factor=2.0, grace=30.0)
+    assert early.gone == []
+    _, due = detect.on_worker_tick(slot_, index, now=32.5, factor=2.0, grace=30.0)
+    [gone] = due.gone
+    assert (gone.hostname, gone.at, gone.started_before) == ("w1@h", 32.5, 2.0)
+    _, once = detect.on_worker_tick(slot_, index, now=40.0, factor=2.0, grace=30.0)
+    assert once.gone == []
+
+    # Silence (a SIGKILL) broadcasts at once.
+    quiet, _ = detect.on_worker_event(None, worker_event("worker.heartbeat", 1.0), 0, index, 2.0)
+    _, expired = detect.on_worker_tick(quiet, index, now=6.0, factor=2.0, grace=30.0)
+    [gone] = expired.gone
+    assert gone.started_before == 5.0  # last heartbeat + 2 x 2 s
