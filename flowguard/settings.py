@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,3 +29,11 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def setting_problem(exc: ValidationError, prefix: str = "FLOWGUARD_") -> str:
+    """A settings error as a user sees it: the variable to fix and why (no input echoed: it may
+    be a secret)."""
+    error = exc.errors(include_input=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    return f"{prefix}{field.upper()}: {error['msg']}"

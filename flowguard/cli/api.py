@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from flowguard.api.app import create_app
 from flowguard.api.settings import ApiSettings
 from flowguard.errors import ConfigError
-from flowguard.settings import get_settings
+from flowguard.settings import get_settings, setting_problem
 
 
 @click.command("api")
@@ -28,9 +28,7 @@ def command(host: str | None, port: int | None) -> None:
         api = ApiSettings()
         app = create_app(get_settings(), api)
     except ValidationError as exc:
-        error = exc.errors(include_input=False)[0]
-        field = ".".join(str(p) for p in error["loc"])
-        click.echo(f"error: FLOWGUARD_API_{field.upper()}: {error['msg']}", err=True)
+        click.echo(f"error: {setting_problem(exc, 'FLOWGUARD_API_')}", err=True)
         sys.exit(2)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import ClusterInfo, cluster_info
-from flowguard.settings import Settings, get_settings
+from flowguard.settings import Settings, get_settings, setting_problem
 from topics.registry import ALL_TOPICS
 
 # Kafka's rule for topic names; the prefix must keep every flowguard topic name legal.
@@ -39,9 +39,7 @@ def _check_configuration() -> Settings:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        _line("FAIL", "configuration", f"FLOWGUARD_{field.upper()}: {error['msg']}")
+        _line("FAIL", "configuration", setting_problem(exc))
         raise _Failed from None
     problem = _configuration_problem(settings)
     if problem:

@@ -6,9 +6,11 @@ import asyncio
 import sys
 
 import click
+from pydantic import ValidationError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import create_topics, ensure_compacted
+from flowguard.settings import setting_problem
 
 
 @click.command("worker")
@@ -29,7 +31,11 @@ def command(log_level: str) -> None:
     from flowguard.live.app import Live
     from flowguard.live.settings import LiveSettings
 
-    settings = LiveSettings()
+    try:
+        settings = LiveSettings()
+    except ValidationError as exc:
+        click.echo(f"error: {setting_problem(exc)}", err=True)
+        sys.exit(2)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     live = Live(settings)
     bootstrap, timeout = settings.kafka_bootstrap_servers, settings.kafka_timeout_seconds
