@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import redis
 from celery import Celery
 
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import create_topics
 from tests.helpers import wait_until
 from tests.processes import (
     Process,
@@ -35,12 +33,6 @@ CLUSTER = "cmd-cluster"
 def broker(tmp_path: Path) -> Iterator[str]:
     with private_redis(tmp_path) as url:
         yield url
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
-    asyncio.run(create_topics(kafka_bootstrap, topic_prefix, 30))
-    return topic_prefix
 
 
 def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:

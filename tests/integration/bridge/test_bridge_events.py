@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import signal
@@ -16,7 +15,6 @@ import pytest
 import redis
 from celery import Celery
 
-from flowguard.kafka_admin import create_topics
 from tests.processes import (
     TopicReader,
     bridge_process,
@@ -37,12 +35,6 @@ TERMINAL = {"task.succeeded", "task.failed"}
 def broker(tmp_path: Path) -> Iterator[str]:
     with private_redis(tmp_path) as url:
         yield url
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
-    asyncio.run(create_topics(kafka_bootstrap, topic_prefix, 30))
-    return topic_prefix
 
 
 def client(broker: str) -> Celery:

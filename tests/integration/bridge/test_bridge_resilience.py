@@ -172,9 +172,9 @@ def test_kafka_down_for_10s_the_bridge_recovers_and_counts_every_drop_exactly(
 
 
 def test_a_restarted_bridge_publishes_the_running_task_from_its_snapshot(
-    tmp_path: Path, broker: str, kafka_bootstrap: str, topic_prefix: str
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
 ) -> None:
-    asyncio.run(create_topics(kafka_bootstrap, topic_prefix, 30))
+    topic_prefix = topics
     events = TopicReader(kafka_bootstrap, f"{topic_prefix}.events")
     worker = start_worker(celery_worker(tmp_path, broker))
     first = bridge_process(

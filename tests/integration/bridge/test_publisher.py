@@ -35,6 +35,16 @@ async def _topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
+async def _drop(bootstrap: str, name: str) -> None:
+    """The shared broker keeps no finished test's topics (see conftest.py)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
 async def _read(bootstrap: str, topic: str, count: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
@@ -86,6 +96,7 @@ def test_a_record_the_topic_refuses_is_dropped_and_the_partition_goes_on(
             values = await _read(kafka_bootstrap, topic, 3)
         finally:
             await out.stop()
+            await _drop(kafka_bootstrap, topic)
         return values, buffer, publisher, out
 
     values, buffer, publisher, out = asyncio.run(scenario())
@@ -118,6 +129,7 @@ def test_delivery_after_a_lost_batch_goes_through_a_new_producer(
             values = await _read(kafka_bootstrap, topic, 1)
         finally:
             await out.stop()
+            await _drop(kafka_bootstrap, topic)
         return values, out.renewals
 
     values, renewals = asyncio.run(scenario())
