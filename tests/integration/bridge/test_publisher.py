@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -77,9 +76,9 @@ def _entry(topic: str, n: int, size: int = 10) -> Entry:
 
 
 def test_a_record_the_topic_refuses_is_dropped_and_the_partition_goes_on(
-    kafka_bootstrap: str, unique: Callable[[str], str]
+    kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    topic = unique("refused")
+    topic = f"{topic_prefix}.refused"
 
     async def scenario() -> tuple[list[bytes], EventBuffer, Publisher, KafkaOut]:
         await _topic(kafka_bootstrap, topic)
@@ -108,9 +107,9 @@ def test_a_record_the_topic_refuses_is_dropped_and_the_partition_goes_on(
 
 
 def test_delivery_after_a_lost_batch_goes_through_a_new_producer(
-    kafka_bootstrap: str, unique: Callable[[str], str]
+    kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    topic = unique("renewed")
+    topic = f"{topic_prefix}.renewed"
 
     async def scenario() -> tuple[list[bytes], int]:
         await _topic(kafka_bootstrap, topic)
