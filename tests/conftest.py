@@ -256,5 +256,5 @@ def topic_prefix(request: pytest.FixtureRequest, unique: Callable[[str], str]) -
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         try:
             asyncio.run(delete_prefixed(bootstrap, prefix))
-        except Exception as exc:  # noqa: BLE001  # cleanup only: never fails the test
+        except Exception as exc:  # cleanup only: never fails the test
             print(f"could not delete the topics of {prefix}: {type(exc).__name__}: {exc}")

@@ -4,7 +4,6 @@ after each test)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +15,7 @@ TIMEOUT_SECONDS = 30
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, topic_prefix: str) -> Iterator[str]:
+def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
     asyncio.run(create_topics(kafka_bootstrap, topic_prefix, TIMEOUT_SECONDS,
                               partitions=PARTITIONS))  # fmt: skip
-    yield topic_prefix
+    return topic_prefix
