@@ -175,7 +175,7 @@ class CommandRunner:
         else:
             if command.cluster == self.cluster:
                 outcome = await self._carry_out(command)
-                await self._report(command.command_id, outcome)
+                await self._report(command, outcome)
         self._uncommitted[tp] = record.offset + 1
 
     async def _carry_out(self, command: RetryCommand | RevokeCommand) -> Outcome:
@@ -261,15 +261,19 @@ class CommandRunner:
         where = f" on queue {command.queue}" if command.queue else ""
         return Outcome("done", f"sent {command.name}[{command.task_id}]{where}")
 
-    async def _report(self, command_id: str, outcome: Outcome) -> None:
+    async def _report(self, command: RetryCommand | RevokeCommand, outcome: Outcome) -> None:
+        """The result, with the execution it belongs to: the flowguard worker settles the
+        retry action's status from it."""
         self.counts[outcome.status] += 1
-        log.info("command %s: %s (%s)", command_id, outcome.status, outcome.detail)
+        log.info("command %s: %s (%s)", command.command_id, outcome.status, outcome.detail)
         result = CommandResult(
-            command_id=command_id,
+            command_id=command.command_id,
             cluster=self.cluster,
             at=iso(time.time()) or "",
             status=outcome.status,
             detail=outcome.detail,
+            workflow_id=command.workflow_id if isinstance(command, RetryCommand) else None,
+            execution_id=command.execution_id,
         )
         await self.out.deliver(
             self.topics["command-results"], result.model_dump_json().encode(), self.cluster.encode()

@@ -105,6 +105,10 @@ def test_retry_runs_the_task_again_once_across_duplicates_and_restarts(
         first, second = results_for(results, "c1", 2)
         assert (first["status"], second["status"]) == ("done", "duplicate")
         assert first["cluster"] == CLUSTER
+        # The execution it belongs to, for the flowguard worker to settle the retry's status.
+        assert (first["workflow_id"], first["execution_id"]) == (
+            command.workflow_id, command.execution_id,
+        )  # fmt: skip
         assert "sent demo.tasks.flaky_network[t1-retry-c1] on queue email" in first["detail"]
         runs = wait_until(
             lambda: [c for c in recorded_calls(calls_db) if c["task_id"] == "t1-retry-c1"],
