@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flowguard.demo.celery_app import recorded_calls
-from tests.e2e.conftest import Stack, stays
+from tests.e2e.conftest import CLUSTER, Stack, stays
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
 from tests.processes import TopicReader, celery_worker, produce, start_worker
@@ -71,7 +71,17 @@ def test_a_transient_failure_is_retried_after_its_delay_and_succeeds(stack: Stac
     waited = started["timestamp"] - failed["timestamp"]
     log.info("retry started %.3fs after the failure", waited)
     assert 2 <= waited <= 2 + 3, f"the retry started {waited:.2f}s after the failure"
-    # The retry succeeded: nothing else ran, and no third record appeared.
+    # The bridge says it sent the retry: the execution's third record settles the action.
+    settled = wait_until(
+        lambda: [r for r in stack.records("auto-retry-network-errors") if r["seq"] == 2],
+        timeout_seconds=30, what="the retry settled by the bridge's result",
+    )  # fmt: skip
+    [done] = settled
+    assert done["execution_id"] == decided["execution_id"]
+    assert done["actions"][0]["status"] == "succeeded"
+    assert done["actions"][0]["detail"].startswith(f"{CLUSTER}: sent demo.tasks.flaky_network[")
+    assert done["outcome"] == "success"
+    # The retry succeeded: nothing else ran.
     wait_until(
         lambda: any(c["task_id"] == retry["task_id"] for c in recorded_calls(stack.calls)),
         timeout_seconds=10, what="the retry recorded",
