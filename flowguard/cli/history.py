@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from flowguard.cli.workflows import _resolve
+from flowguard.cli.workflows import resolve_workflow
 from flowguard.engine.workflow import ID_PATTERN, slugify
 from flowguard.errors import FlowguardError
 from flowguard.history import HistoryProjection
@@ -47,7 +47,7 @@ async def _workflow_id(settings: Settings, name: str) -> str:
         settings.kafka_bootstrap_servers, settings.topic_prefix, settings.kafka_timeout_seconds
     ) as store:
         try:
-            return _resolve(store, name)
+            return resolve_workflow(store, name)
         except WorkflowNotFound:
             return name if re.match(ID_PATTERN, name) else slugify(name)
 

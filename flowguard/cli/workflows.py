@@ -50,7 +50,7 @@ def _run(body: Callable[[WorkflowStore], Awaitable[T]]) -> T:
         sys.exit(1)
 
 
-def _resolve(store: WorkflowStore, name: str) -> str:
+def resolve_workflow(store: WorkflowStore, name: str) -> str:
     """A workflow id from an id or a name; deleted workflows resolve too (for versions)."""
     known = store.ids()
     for candidate in (name, slugify(name)):
@@ -160,7 +160,7 @@ def export(name: str | None, reveal_secrets: bool) -> None:
     async def dump(store: WorkflowStore) -> str:
         current = store.current()
         if name is not None:
-            wid = _resolve(store, name)
+            wid = resolve_workflow(store, name)
             if wid not in current:
                 raise WorkflowNotFound(f"workflow {name!r} was deleted (see `versions`)")
             current = {wid: current[wid]}
@@ -175,7 +175,7 @@ def export(name: str | None, reveal_secrets: bool) -> None:
 
 def _toggle(name: str, enabled: bool, saved_by: str) -> None:
     async def toggle(store: WorkflowStore) -> None:
-        wid = _resolve(store, name)
+        wid = resolve_workflow(store, name)
         before = store.latest(wid)
         saved = await store.set_enabled(wid, enabled, saved_by=saved_by)
         state = "enabled" if enabled else "disabled"
@@ -210,7 +210,7 @@ def delete(name: str, saved_by: str) -> None:
     """Delete a workflow; its versions stay in the history and `rollback` revives it."""
 
     async def remove(store: WorkflowStore) -> None:
-        wid = _resolve(store, name)
+        wid = resolve_workflow(store, name)
         await store.delete(wid, saved_by=saved_by)
         click.echo(f"deleted {wid} (v{store.versions(wid)[-1].workflow_version})")
 
@@ -223,7 +223,7 @@ def versions(name: str) -> None:
     """Every version of a workflow, oldest first, with who saved it and why."""
 
     async def show(store: WorkflowStore) -> None:
-        wid = _resolve(store, name)
+        wid = resolve_workflow(store, name)
         click.echo(_VERSIONS.format("VERSION", "SAVED AT", "BY", "STATE", "COMMENT"))
         for v in store.versions(wid):
             state = (
@@ -246,7 +246,7 @@ def diff(name: str, a: int, b: int) -> None:
     """Unified diff of versions A and B (secrets masked)."""
 
     async def show(store: WorkflowStore) -> str:
-        return store.diff(_resolve(store, name), a, b)
+        return store.diff(resolve_workflow(store, name), a, b)
 
     text = _run(show)
     click.echo(text or f"versions {a} and {b} are the same\n", nl=False)
@@ -260,7 +260,7 @@ def rollback(name: str, version: int, saved_by: str) -> None:
     """Publish VERSION's definition again as the newest version."""
 
     async def back(store: WorkflowStore) -> None:
-        wid = _resolve(store, name)
+        wid = resolve_workflow(store, name)
         before = store.latest(wid)
         saved = await store.rollback(wid, version, saved_by=saved_by)
         if before is not None and saved.workflow_version == before.workflow_version:
