@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -254,7 +255,14 @@ def topic_prefix(request: pytest.FixtureRequest, unique: Callable[[str], str]) -
     yield prefix
     if "kafka_bootstrap" in request.fixturenames:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
-        try:
-            asyncio.run(delete_prefixed(bootstrap, prefix))
-        except Exception as exc:  # cleanup only: never fails the test
-            print(f"could not delete the topics of {prefix}: {type(exc).__name__}: {exc}")
+
+        def delete() -> None:
+            try:
+                asyncio.run(delete_prefixed(bootstrap, prefix))
+            except Exception as exc:  # cleanup only: never fails the test
+                print(f"could not delete the topics of {prefix}: {type(exc).__name__}: {exc}")
+
+        # A thread of its own: some tests (Playwright's sync API) keep a loop running here.
+        cleanup = threading.Thread(target=delete, name=f"delete {prefix}")
+        cleanup.start()
+        cleanup.join()
