@@ -3,6 +3,7 @@ partition current, only when due; the events acked only after."""
 
 from __future__ import annotations
 
+import tracemalloc
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +138,16 @@ def test_slots_survive_their_json() -> None:
     assert ChainSlot.from_json(chain.to_json()) == chain
     worker = WorkerSlot(WorkerState(cluster="prod", hostname="w1", online=True, freq=2.0), 7)
     assert WorkerSlot.from_json(worker.to_json()) == worker
+
+
+def test_a_stored_slot_costs_about_its_length_in_memory() -> None:
+    """What the tables keep per chain (orjson's own output holds its whole 8 KB buffer)."""
+    task = TaskState(task_id="t1", root_id="t1", name="app.t", args="(1,)")
+    chain = ChainSlot(Chain(cluster="prod", root_id="t1", tasks={"t1": task}))
+    tracemalloc.start()
+    try:
+        kept = [chain.to_json() for _ in range(1000)]
+        traced, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert traced < 2 * sum(len(k) for k in kept) + 64 * 1024
