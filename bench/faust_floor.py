@@ -29,7 +29,7 @@ app = faust.App(
     datadir=tempfile.mkdtemp(prefix="faust-floor-"),
     web_enabled=False,
     consumer_auto_offset_reset="earliest",
-    stream_buffer_maxsize=4096,  # as flowguard worker sets it (4 x its 1,000-event batches)
+    stream_buffer_maxsize=4096,  # as flowguard worker sets it (its floor: max(4096, 4 x batch))
 )
 source = app.topic(
     env["FLOOR_TOPIC"], key_type=bytes, value_type=bytes, key_serializer="raw",

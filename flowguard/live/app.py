@@ -1,23 +1,21 @@
-"""The Faust app behind ``flowguard worker``: wiring only; the stages are in detect/execute.
+"""The Faust app behind ``flowguard worker``: wiring only, around the pure stages
+(:mod:`flowguard.live.detect`, :mod:`flowguard.live.execute`).
 
-Two agents, each on co-partitioned topics and the tables of its key:
+Agents, each on co-partitioned topics and the tables of its key:
 
-- ``detect`` reads ``<prefix>.events`` and ``<prefix>.scheduled`` (same partition count, same
-  keys: ``cluster/root_id`` for chains, ``cluster/hostname`` for workers). Tables ``chains``
-  and ``workers``. It matches each trigger against the workflow table (every process reads
-  it whole, :mod:`flowguard.live.feed`) and sends one :class:`Matched` per workflow to
+- ``detect`` (here) reads ``<prefix>.events`` and ``<prefix>.scheduled`` (same partition
+  count, same keys: ``cluster/root_id`` for chains, ``cluster/hostname`` for workers). Tables
+  ``chains``, ``workers`` and ``gone``, written behind (:mod:`flowguard.live.slots`). It
+  matches each trigger against the workflow table (every process reads it whole,
+  :mod:`flowguard.live.feed`) and sends one :class:`Matched` per workflow to
   ``<prefix>.triggers``, keyed by workflow id.
-- ``execute`` reads ``<prefix>.triggers``. Tables ``workflow_state`` (breaker, retry budgets)
-  and ``executions``. It writes every execution record to ``<prefix>.execution-log``, retry
-  commands to ``<prefix>.commands``, delayed retries back to their chain's partition on
-  ``<prefix>.scheduled``, and hands notices to the action runner, whose outcomes come back
-  as :class:`ActionOutcome` records on ``<prefix>.triggers``.
+- ``execute`` and ``results`` (:mod:`flowguard.live.deciding`): breakers, executions, effects.
 
 Tables are only written inside an agent, for the key of the record being processed, so each
 key's changelog stays on its own partition. Wall-clock absence (heartbeats stopped, a task
 running too long, a delayed retry due) is noticed by a timer that reads the tables and sends
 a :class:`Tick` for the key; the agent then re-checks and acts. Processing is at-least-once;
-the stages make it exactly-once in effect (see their docstrings).
+the stages make it exactly-once in effect (see their docstrings and docs/worker.md).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
 from typing import Any
 
 import faust
@@ -37,13 +35,13 @@ from pydantic import ValidationError
 
 from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
-from flowguard.engine.execute import Notice, derive_id, execution_id
-from flowguard.live import detect, execute
+from flowguard.live import detect
+from flowguard.live.deciding import Deciding
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
 from topics._base import iso
-from topics.commands import CommandResult, RetryCommand
+from topics.commands import RetryCommand
 from topics.dlq import DeadLetter
 from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
 from topics.registry import (
@@ -63,17 +61,8 @@ from topics.scheduled import (
     Tick,
     WorkerGone,
 )
-from topics.triggers import (
-    TRIGGERS_ADAPTER,
-    ActionOutcome,
-    CancelExecution,
-    ExpireExecutions,
-    Matched,
-)
 
 log = logging.getLogger("flowguard.live")
-#: Execution ids per ExpireExecutions record.
-EXPIRE_CHUNK = 500
 #: What a batch's steps asked to send, by the key they were for.
 Steps = list[tuple[str, detect.Out]]
 
@@ -139,7 +128,6 @@ class Live:
         self.runner = ActionRunner(actions or ActionSettings())
         self._deadlines: list[tuple[float, str]] = []
         self._scan = True
-        self._delivering: set[str] = set()
         # Per events partition: the offset of the last event applied here. Wall-clock absence
         # is judged only once every event already on the partition has been applied.
         self._applied: dict[int, int] = {}
@@ -151,11 +139,12 @@ class Live:
         self._stream: Any = None
         self._detecting = asyncio.Lock()
 
+        deciding = Deciding(self)
         self.app.agent(self.source, name="detect")(self._detect)
-        self.app.agent(self.triggers, name="execute")(self._execute)  # type: ignore[arg-type]
-        self.app.agent(self.results, name="results")(self._results)  # type: ignore[arg-type]
+        self.app.agent(self.triggers, name="execute")(deciding.on_triggers)  # type: ignore[arg-type]
+        self.app.agent(self.results, name="results")(deciding.on_results)  # type: ignore[arg-type]
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
-        self.app.timer(settings.expiry_scan_seconds, name="expiry")(self._scan_executions)
+        self.app.timer(settings.expiry_scan_seconds, name="expiry")(deciding.scan_executions)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
         self.app.on_rebalance_complete.connect(self._assigned)
@@ -166,7 +155,11 @@ class Live:
 
     async def _start(self) -> None:
         await self.runner.start()
-        task = asyncio.create_task(self.feed.run(), name="workflow-feed")
+        self.spawn(self.feed.run(), name="workflow-feed")
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str | None = None) -> None:
+        """Run ``work`` in the background, held until done (deliveries, the workflow feed)."""
+        task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -257,6 +250,9 @@ class Live:
         slots, stream = self.slots, self._stream
         if slots is None or stream is None or (due_only and not slots.due(time.monotonic())):
             return
+        # Effects before state: what the held events caused is acknowledged before the state
+        # that records it is written (see _detect_batch).
+        await self.app.producer.flush()
         own = stream.current_event
         done = slots.write_back()
         stream._set_current_event(own)  # the stream's own, as it was
@@ -268,11 +264,11 @@ class Live:
             self.slots.forget()
 
     async def _detect_batch(self, events: list[Any], slots: Slots) -> None:
-        """Apply a batch in order and send what it caused, acknowledged by Kafka.
+        """Apply a batch in order and send what it caused.
 
-        Effects are acknowledged before the state that records them is written (the slots
-        are written back later): a crash in between applies the input again and sends the
-        same effects again, which everything downstream deduplicates by id (executions,
+        Effects are acknowledged before the state that records them is written (the producer
+        is flushed at each write-back): a crash in between applies the input again and sends
+        the same effects again, which everything downstream deduplicates by id (executions,
         commands, outcomes). The other order would lose them: a due retry taken off its
         chain whose command never left.
         """
@@ -293,12 +289,9 @@ class Live:
             if message.topic == events_topic:
                 self._applied[message.partition] = message.offset
         for message, value, reason in letters:
-            await self._dead_letter(message, value, reason)
-        sent = False
+            await self.dead_letter(message, value, reason)
         for name, out in sends:
-            sent = await self._send_detected(name, out) or sent
-        if sent:
-            await self.app.producer.flush()
+            await self._send_detected(name, out)
 
     def _is_offline(
         self, slots: Slots, partition: int, cluster: str, hostname: str, at: float
@@ -383,8 +376,8 @@ class Live:
             slots.put(self.chains, item.key, slot, event)
         return [(item.key, out)]
 
-    async def _send_detected(self, name: str, out: detect.Out) -> bool:
-        """Send one step's effects; True if anything was sent."""
+    async def _send_detected(self, name: str, out: detect.Out) -> None:
+        """Send one step's effects."""
         for gone in out.gone:
             log.info("worker %s/%s offline (%s)", gone.cluster, gone.hostname, gone.reason)
         for matched in out.matched:
@@ -399,158 +392,18 @@ class Live:
                     key=name.encode(), value=gone.model_dump_json().encode(), partition=partition
                 )
         for command in out.commands:
-            await self._send_command(command)
+            await self.send_command(command)
         for outcome in out.outcomes:
             await self.triggers.send(
                 key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
             )
         for due in out.deadlines:
             heapq.heappush(self._deadlines, (due, name))
-        return bool(out.matched or out.gone or out.commands or out.outcomes)
 
-    async def _send_command(self, command: RetryCommand) -> None:
+    async def send_command(self, command: RetryCommand) -> None:
         await self.commands.send(
             key=command.cluster.encode(), value=command.model_dump_json().encode()
         )
-
-    # execute -----------------------------------------------------------------------
-
-    async def _execute(self, stream: AsyncIterator[Any]) -> None:
-        await self.feed.ready.wait()
-        async for event in stream.events():  # type: ignore[attr-defined]
-            try:
-                item = TRIGGERS_ADAPTER.validate_json(event.value)
-            except (ValueError, ValidationError) as exc:
-                await self._dead_letter(event.message, event.value, f"cannot decode: {exc}")
-                continue
-            if isinstance(item, Matched):
-                await self._on_matched(item)
-            elif isinstance(item, ActionOutcome):
-                entry, out = execute.on_outcome(self.executions.get(item.execution_id), item)
-                if entry is not None:
-                    self.executions[item.execution_id] = entry
-                await self._send_executed(item.workflow_id, out)
-            elif isinstance(item, CancelExecution):
-                entry, out = execute.on_cancel(self.executions.get(item.execution_id), item)
-                if entry is not None:
-                    self.executions[item.execution_id] = entry
-                await self._send_executed(item.workflow_id, out)
-            elif isinstance(item, ExpireExecutions):
-                self._expire(item)
-
-    async def _on_matched(self, item: Matched) -> None:
-        published = self.feed.get(item.workflow_id)
-        if published is None or not published.workflow.enabled:
-            log.info("trigger %s: workflow %s is gone or disabled", item.trigger.trigger_id,
-                     item.workflow_id)  # fmt: skip
-            return
-        # A match comes again with the version it was made under, whatever the feed holds now:
-        # look it up by that version, or a workflow saved in between would decide it twice.
-        matched_id = derive_id(item.workflow_id, item.workflow_version, item.trigger.trigger_id)
-        eid = execution_id(published, item.trigger)
-        existing = self.executions.get(matched_id)
-        if existing is not None and "alias" in existing:
-            eid, existing = existing["alias"], self.executions.get(existing["alias"])
-        elif existing is not None:
-            eid = matched_id
-        slot, entry, out = execute.on_matched(
-            self.workflow_state.get(item.workflow_id), existing, item, published
-        )
-        self.executions[eid] = entry
-        if eid != matched_id:
-            self.executions[matched_id] = {
-                "alias": eid, "at": item.trigger.at, "workflow_id": item.workflow_id,
-            }  # fmt: skip
-        self.workflow_state[item.workflow_id] = slot
-        await self._send_executed(item.workflow_id, out)
-
-    async def _send_executed(self, workflow_id: str, out: execute.Out) -> None:
-        key = workflow_id.encode()
-        for record in out.records:
-            stamped = record.model_copy(update={"recorded_at": iso(time.time())})
-            await self.log_topic.send(key=key, value=stamped.to_json().encode())
-        for command in out.commands:
-            await self._send_command(command)
-        for scheduled in out.scheduled:
-            await self.scheduled.send(
-                key=scheduled.chain_key.encode(), value=scheduled.model_dump_json().encode()
-            )
-        for cancel in out.cancels:
-            await self.scheduled.send(
-                key=cancel.chain_key.encode(), value=cancel.model_dump_json().encode()
-            )
-        for notice in out.notices:
-            if notice.action_id not in self._delivering:
-                self._delivering.add(notice.action_id)
-                task = asyncio.create_task(self._deliver(workflow_id, notice))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-
-    def _expire(self, item: ExpireExecutions) -> None:
-        """Forget executions the scan found expired, if they still are (checked again here,
-        where the workflow's executions are written)."""
-        now, retention = time.time(), self.settings.execution_retention_seconds
-        for eid in item.execution_ids:
-            entry = self.executions.get(eid)
-            if entry is not None and execute.expired(entry, now, retention):
-                del self.executions[eid]
-
-    async def _scan_executions(self) -> None:
-        """Periodically: find executions nothing can refer to any more, and have them forgotten
-        by the agent (a table is written only there, for the key of the record at hand)."""
-        if self.app.in_recovery:
-            return
-        now, retention = time.time(), self.settings.execution_retention_seconds
-        found: dict[str, list[str]] = {}
-        for eid, entry in list(self.executions.items()):
-            if entry is not None and execute.expired(entry, now, retention):
-                workflow_id = entry.get("workflow_id") or entry["record"]["workflow"]["id"]
-                found.setdefault(workflow_id, []).append(eid)
-        for workflow_id, ids in sorted(found.items()):
-            for start in range(0, len(ids), EXPIRE_CHUNK):
-                item = ExpireExecutions(
-                    workflow_id=workflow_id, execution_ids=tuple(ids[start : start + EXPIRE_CHUNK])
-                )
-                await self.triggers.send(
-                    key=workflow_id.encode(), value=item.model_dump_json().encode()
-                )
-        if found:
-            log.info("%d expired executions to forget", sum(len(v) for v in found.values()))
-
-    async def _results(self, stream: AsyncIterator[Any]) -> None:
-        """Bridges' results, to the execution they belong to: a retry's final status."""
-        async for event in stream.events():  # type: ignore[attr-defined]
-            try:
-                result = CommandResult.model_validate_json(event.value or b"")
-            except ValidationError as exc:
-                await self._dead_letter(event.message, event.value, f"cannot decode: {exc}")
-                continue
-            outcome = execute.command_outcome(result)
-            if outcome is not None:
-                await self.triggers.send(
-                    key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
-                )
-
-    async def _deliver(self, workflow_id: str, notice: Notice) -> None:
-        """Deliver off the stream (a slow endpoint never holds it); the outcome comes back."""
-        try:
-            result = await self.runner.deliver(notice)
-            status, detail = result.status, result.detail
-            if status == "skipped":  # the runner had delivered this action id already
-                status, detail = "succeeded", "delivered before"
-            outcome = ActionOutcome(
-                workflow_id=workflow_id,
-                execution_id=notice.record.execution_id,
-                action_id=notice.action_id,
-                status=status,
-                detail=detail,
-                at=iso(time.time()) or "",
-            )
-            await self.triggers.send(
-                key=workflow_id.encode(), value=outcome.model_dump_json().encode()
-            )
-        finally:
-            self._delivering.discard(notice.action_id)
 
     # timers and dead letters ---------------------------------------------------------
 
@@ -594,7 +447,7 @@ class Live:
         load = self._loaders[table.name]
         return [(key, load(raw)) for key, raw in list(table.items()) if raw is not None]
 
-    async def _dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
+    async def dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
         log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,
                     self.dlq.topics[0], reason)  # fmt: skip
         letter = DeadLetter.of_bytes(
