@@ -53,6 +53,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from celery import Celery  # noqa: E402
 from celery.events.receiver import EventReceiver  # noqa: E402
 
+from flowguard.kafka_admin import delete_topics  # noqa: E402
 from tests.processes import Process, free_port, python_env  # noqa: E402
 from topics.registry import ALL_TOPICS, EVENTS  # noqa: E402
 
@@ -281,16 +282,6 @@ async def make_topics(bootstrap: str, prefix: str) -> None:
         sys.exit(f"Kafka refused topics: {refused}")
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """A shared dev broker holds every test's topics: leave none of ours behind."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        await admin.delete_topics([f"{prefix}.{suffix}" for suffix in BRIDGE_TOPICS])
-    finally:
-        await admin.close()
-
-
 async def read_task_records(
     bootstrap: str, topic: str, events: int, timeout_seconds: float
 ) -> dict[str, tuple[float, float]]:
@@ -379,7 +370,8 @@ def bridge_consumer(
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.stop(signal.SIGTERM)
-        asyncio.run(delete_topics(bootstrap, prefix))
+        # A shared dev broker holds every run's topics: leave none of ours behind.
+        asyncio.run(delete_topics(bootstrap, f"{prefix}.", 30))
     counts = ast.literal_eval(proc.log().rsplit(" stopped: ", 1)[-1].splitlines()[0])
     if counts["dropped"]:
         sys.exit(f"the bridge dropped events: {counts}")

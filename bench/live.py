@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
-from flowguard.kafka_admin import create_topics, list_topics  # noqa: E402
+from flowguard.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
 from flowguard.store import WorkflowStore  # noqa: E402
 from topics._base import from_iso  # noqa: E402
 from topics.events import (  # noqa: E402
@@ -159,14 +159,7 @@ async def setup(bootstrap: str, prefix: str) -> None:
 
 async def teardown(bootstrap: str, prefix: str) -> None:
     """Delete this run's topics: the prefix's own and the app's changelogs (``<prefix>-app-*``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await delete_topics(bootstrap, prefix, 30)
 
 
 async def produce(producer: AIOKafkaProducer, topic: str, items: list[Item]) -> None:

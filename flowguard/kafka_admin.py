@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,23 +66,31 @@ async def _close(client: AIOKafkaAdminClient, bootstrap: str, timeout_seconds: f
         log.warning("closing the admin client for %s failed: %r", bootstrap, exc)
 
 
-async def cluster_info(bootstrap: str, timeout_seconds: float) -> ClusterInfo:
-    """Ask the cluster once for its brokers and topics, all within ``timeout_seconds``.
-
-    Raises :class:`KafkaUnavailable` when no broker answers in time.
-    """
+@asynccontextmanager
+async def _admin(bootstrap: str, timeout_seconds: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client; everything in the block within ``timeout_seconds``, no answer
+    raised as :class:`KafkaUnavailable`, the client closed on the way out."""
     client = _new_admin(bootstrap, timeout_seconds)
     try:
         async with asyncio.timeout(timeout_seconds):
             await client.start()
-            described = await client.describe_cluster()
-            names = await client.list_topics()
+            yield client
     except _UNAVAILABLE as exc:
         raise KafkaUnavailable(
             f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
         ) from exc
     finally:
         await _close(client, bootstrap, timeout_seconds)
+
+
+async def cluster_info(bootstrap: str, timeout_seconds: float) -> ClusterInfo:
+    """Ask the cluster once for its brokers and topics, all within ``timeout_seconds``.
+
+    Raises :class:`KafkaUnavailable` when no broker answers in time.
+    """
+    async with _admin(bootstrap, timeout_seconds) as client:
+        described = await client.describe_cluster()
+        names = await client.list_topics()
     return ClusterInfo(
         broker_count=len(described.get("brokers") or []),
         controller_id=described.get("controller_id"),
@@ -123,17 +133,8 @@ async def partitions_of(
 ) -> dict[str, list[int]]:
     """Each topic's partition ids, sorted, from the brokers (a fresh client's metadata may not
     list a topic created a moment ago). A missing topic is refused, never auto-created."""
-    client = _new_admin(bootstrap, timeout_seconds)
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            await client.start()
-            described = await client.describe_topics(topics)
-    except _UNAVAILABLE as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
-        ) from exc
-    finally:
-        await _close(client, bootstrap, timeout_seconds)
+    async with _admin(bootstrap, timeout_seconds) as client:
+        described = await client.describe_topics(topics)
     found: dict[str, list[int]] = {}
     for topic in described:
         name, code = topic["topic"], topic["error_code"]
@@ -154,23 +155,24 @@ async def create_topics(
     Raises :class:`KafkaUnavailable` when Kafka does not answer, or refuses a topic (the
     broker's reason is in the message).
     """
-    client = _new_admin(bootstrap, timeout_seconds)
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            await client.start()
-            existing = set(await client.list_topics())
-            wanted = [_new_topic(spec, prefix, partitions) for spec in ALL_TOPICS]
-            missing = [topic for topic in wanted if topic.name not in existing]
-            if not missing:
-                return []
-            response = await client.create_topics(missing)
-    except _UNAVAILABLE as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
-        ) from exc
-    finally:
-        await _close(client, bootstrap, timeout_seconds)
+    async with _admin(bootstrap, timeout_seconds) as client:
+        existing = set(await client.list_topics())
+        wanted = [_new_topic(spec, prefix, partitions) for spec in ALL_TOPICS]
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if not missing:
+            return []
+        response = await client.create_topics(missing)
     return _created(bootstrap, response.to_object()["topic_errors"])
+
+
+async def delete_topics(bootstrap: str, prefix: str, timeout_seconds: float) -> list[str]:
+    """Delete every topic whose name starts with ``prefix``; returns those deleted. For tests
+    and benchmarks on a shared broker, which would otherwise keep every run's partitions."""
+    async with _admin(bootstrap, timeout_seconds) as client:
+        mine = sorted(t for t in await client.list_topics() if t.startswith(prefix))
+        if mine:
+            await client.delete_topics(mine)
+    return mine
 
 
 def _new_topic(spec: TopicSpec, prefix: str, partitions: int | None) -> NewTopic:
@@ -201,27 +203,18 @@ async def topic_differences(bootstrap: str, prefix: str, timeout_seconds: float)
     A topic created by hand or by an older flowguard keeps its settings; the live app needs
     ``events`` and ``scheduled`` co-partitioned and ``workflows`` compacted, so say so.
     """
-    client = _new_admin(bootstrap, timeout_seconds)
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            await client.start()
-            existing = set(await client.list_topics())
-            specs = [s for s in ALL_TOPICS if s.name(prefix) in existing]
-            if not specs:
-                return []
-            names = [s.name(prefix) for s in specs]
-            described = {t["topic"]: t for t in await client.describe_topics(names)}
-            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
-            configs: dict[str, dict[str, str]] = {}
-            for response in await client.describe_configs(resources):
-                for _code, _msg, _type, name, entries in response.resources:
-                    configs[name] = {entry[0]: entry[1] for entry in entries}
-    except _UNAVAILABLE as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
-        ) from exc
-    finally:
-        await _close(client, bootstrap, timeout_seconds)
+    async with _admin(bootstrap, timeout_seconds) as client:
+        existing = set(await client.list_topics())
+        specs = [s for s in ALL_TOPICS if s.name(prefix) in existing]
+        if not specs:
+            return []
+        names = [s.name(prefix) for s in specs]
+        described = {t["topic"]: t for t in await client.describe_topics(names)}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        configs: dict[str, dict[str, str]] = {}
+        for response in await client.describe_configs(resources):
+            for _code, _msg, _type, name, entries in response.resources:
+                configs[name] = {entry[0]: entry[1] for entry in entries}
     found = []
     for spec in specs:
         name = spec.name(prefix)
@@ -244,31 +237,22 @@ async def ensure_compacted(
     count at once, and on a busy broker the metadata may not list them yet: the table's
     agent crashes with PartitionsMismatch. Created (and seen) beforehand, they are simply there.
     """
-    client = _new_admin(bootstrap, timeout_seconds)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            await client.start()
-            existing = set(await client.list_topics())
-            missing = [
-                NewTopic(name, count, 1, topic_configs={"cleanup.policy": "compact"})
-                for name, count in partitions.items()
-                if name not in existing
-            ]
-            if missing:
-                await client.create_topics(missing)
-            while True:
-                described = await client.describe_topics(list(partitions))
-                seen = {t["topic"]: len(t.get("partitions") or []) for t in described}
-                if all(seen.get(name) == count for name, count in partitions.items()):
-                    return
-                if loop.time() + 0.25 >= deadline:
-                    raise KafkaUnavailable(f"topics not ready in {timeout_seconds:g} s: {seen}")
-                await asyncio.sleep(0.25)
-    except _UNAVAILABLE as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
-        ) from exc
-    finally:
-        await _close(client, bootstrap, timeout_seconds)
+    async with _admin(bootstrap, timeout_seconds) as client:
+        existing = set(await client.list_topics())
+        missing = [
+            NewTopic(name, count, 1, topic_configs={"cleanup.policy": "compact"})
+            for name, count in partitions.items()
+            if name not in existing
+        ]
+        if missing:
+            await client.create_topics(missing)
+        while True:
+            described = await client.describe_topics(list(partitions))
+            seen = {t["topic"]: len(t.get("partitions") or []) for t in described}
+            if all(seen.get(name) == count for name, count in partitions.items()):
+                return
+            if loop.time() + 0.25 >= deadline:
+                raise KafkaUnavailable(f"topics not ready in {timeout_seconds:g} s: {seen}")
+            await asyncio.sleep(0.25)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import wait_for_metadata
+from flowguard.kafka_admin import delete_topics, wait_for_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = REPO / "tests" / "integration"
@@ -227,23 +227,6 @@ def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
     return name
 
 
-async def delete_prefixed(bootstrap: str, prefix: str, timeout_seconds: float = 30) -> None:
-    """Delete every topic whose name starts with ``prefix`` (a test's own, its apps' changelogs
-    included: they are named ``<prefix>-app-...``)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000)
-    )
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 def topic_prefix(request: pytest.FixtureRequest, unique: Callable[[str], str]) -> Iterator[str]:
     """A flowguard topic prefix of this test's own: ``<prefix>.events``, ``<prefix>.dlq``, ...
@@ -258,7 +241,7 @@ def topic_prefix(request: pytest.FixtureRequest, unique: Callable[[str], str]) -
 
         def delete() -> None:
             try:
-                asyncio.run(delete_prefixed(bootstrap, prefix))
+                asyncio.run(delete_topics(bootstrap, prefix, 30))
             except Exception as exc:  # cleanup only: never fails the test
                 print(f"could not delete the topics of {prefix}: {type(exc).__name__}: {exc}")
 
