@@ -17,7 +17,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from typing import IO, Any
 
 from bridge.buffer import Entry, EventBuffer
@@ -26,49 +25,17 @@ from flowguard.errors import EventInvalid
 from topics._base import iso
 from topics.dlq import DeadLetter
 from topics.events import (
-    BridgeStatus,
     Event,
-    TaskReceived,
-    TaskSent,
     TaskSnapshot,
     WorkerHeartbeat,
     WorkerOffline,
     WorkerOnline,
 )
+from topics.keys import RootMemory, record_key
 
 log = logging.getLogger("flowguard.bridge")
 
 _WORKER_KINDS = (WorkerOnline, WorkerHeartbeat, WorkerOffline)
-
-
-class RootMemory:
-    """task id -> root id, for the last ``size`` tasks seen with a root."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self._roots: OrderedDict[str, str] = OrderedDict()
-        self._size = size
-
-    def remember(self, task_id: str, root_id: str) -> None:
-        self._roots[task_id] = root_id
-        self._roots.move_to_end(task_id)
-        if len(self._roots) > self._size:
-            self._roots.popitem(last=False)
-
-    def root_of(self, task_id: str) -> str | None:
-        return self._roots.get(task_id)
-
-
-def record_key(event: Event, roots: RootMemory) -> str:
-    """The Kafka key of an event; see the module docstring."""
-    if isinstance(event, _WORKER_KINDS):
-        return f"{event.cluster}/{event.hostname}"
-    if isinstance(event, BridgeStatus):
-        return f"{event.cluster}/bridge/{event.bridge_id}"
-    if event.root_id:
-        if isinstance(event, TaskSent | TaskReceived):
-            roots.remember(event.task_id, event.root_id)
-        return f"{event.cluster}/{event.root_id}"
-    return f"{event.cluster}/{roots.root_of(event.task_id) or event.task_id}"
 
 
 def encode(event: Event | DeadLetter) -> bytes:
