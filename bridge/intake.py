@@ -24,18 +24,10 @@ from bridge.translate import translate
 from flowguard.errors import EventInvalid
 from topics._base import iso
 from topics.dlq import DeadLetter
-from topics.events import (
-    Event,
-    TaskSnapshot,
-    WorkerHeartbeat,
-    WorkerOffline,
-    WorkerOnline,
-)
+from topics.events import Event, TaskSnapshot
 from topics.keys import RootMemory, record_key
 
 log = logging.getLogger("flowguard.bridge")
-
-_WORKER_KINDS = (WorkerOnline, WorkerHeartbeat, WorkerOffline)
 
 
 def encode(event: Event | DeadLetter) -> bytes:
