@@ -135,9 +135,9 @@ class Live:
         self._applied: dict[int, int] = {}
         self._judge_after: dict[str, int] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Detection's write-behind slots, once its agent runs; the lock keeps the timer's
-        # write-back out of the middle of a batch.
-        self.slots: Slots | None = None
+        # Detection's write-behind slots; the lock keeps the timer's write-back out of the
+        # middle of a batch. The stream is the detect agent's, once it runs.
+        self.slots = Slots(self._loaders, settings.state_flush_seconds, settings.state_flush_events)
         self._stream: Any = None
         self._detecting = asyncio.Lock()
 
@@ -225,12 +225,6 @@ class Live:
         await self.feed.ready.wait()
         stream = stream.noack()
         self._stream = stream
-        self.slots = Slots(
-            stream._set_current_event,
-            self._loaders,
-            self.settings.state_flush_seconds,
-            self.settings.state_flush_events,
-        )
         queue, limit = stream.channel.queue, self.settings.batch_max_events
         pending: list[Any] = []
         async for event in stream.events():
@@ -250,13 +244,13 @@ class Live:
         stream is quiet, so the last events of a burst are not held back for long.
         """
         slots, stream = self.slots, self._stream
-        if slots is None or stream is None or (due_only and not slots.due(time.monotonic())):
+        if stream is None or (due_only and not slots.due(time.monotonic())):
             return
         # Effects before state: what the held events caused is acknowledged before the state
         # that records it is written (see _detect_batch).
         await self.app.producer.flush()
         own = stream.current_event
-        done = slots.write_back()
+        done = slots.write_back(stream._set_current_event)
         stream._set_current_event(own)  # the stream's own, as it was
         for index, event in enumerate(done, 1):
             await stream.ack(event)  # never suspends: a second's acks would hold the loop
@@ -264,8 +258,7 @@ class Live:
                 await asyncio.sleep(0)
 
     async def _revoked(self, *_: Any, **__: Any) -> None:
-        if self.slots is not None:
-            self.slots.forget()
+        self.slots.forget()
 
     async def _detect_batch(self, events: list[Any], slots: Slots) -> None:
         """Apply a batch in order and send what it caused.
@@ -433,23 +426,16 @@ class Live:
         factor = self.settings.heartbeat_expiry_factor
         thresholds = self.feed.index.thresholds()
         self._deadlines = []
-        for name, wslot in self._slots_of(self.workers):
+        for name, wslot in self.slots.items(self.workers):
             if wslot.worker.online:
                 self._deadlines.append((wslot.worker.expires_at(factor), name))
             if wslot.worker.orphans_due is not None:
                 self._deadlines.append((wslot.worker.orphans_due, name))
-        for name, slot in self._slots_of(self.chains):
+        for name, slot in self.slots.items(self.chains):
             out = detect.Out()
             detect.chain_deadlines(slot, thresholds, out, self.settings.chain_retention_seconds)
             self._deadlines.extend((due, name) for due in out.deadlines)
         heapq.heapify(self._deadlines)
-
-    def _slots_of(self, table: Any) -> list[tuple[str, Any]]:
-        """Every slot of a detection table, decoded (changes not yet written included)."""
-        if self.slots is not None:
-            return list(self.slots.items(table))
-        load = self._loaders[table.name]
-        return [(key, load(raw)) for key, raw in list(table.items()) if raw is not None]
 
     async def dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
         log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,

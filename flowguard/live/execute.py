@@ -31,8 +31,6 @@ Slot = dict[str, Any]
 BUDGET_TTL_SECONDS = 7 * 24 * 3600.0
 #: An execution whose actions never settle (an outcome lost for good) is forgotten after this.
 STUCK_EXECUTION_SECONDS = 7 * 24 * 3600.0
-#: Action statuses after which nothing more is expected for the action.
-SETTLED_STATUSES = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 
 
 @dataclass(slots=True)
@@ -140,6 +138,10 @@ STATUS_RANK = {
     "planned": 0, "scheduled": 0, "sent": 1,
     "succeeded": 2, "failed": 2, "skipped": 2, "cancelled": 2,
 }  # fmt: skip
+#: Action statuses after which nothing more is expected for the action.
+SETTLED_STATUSES = frozenset(
+    s for s, rank in STATUS_RANK.items() if rank == max(STATUS_RANK.values())
+)
 
 
 def on_outcome(entry: Slot | None, item: ActionOutcome) -> tuple[Slot | None, Out]:

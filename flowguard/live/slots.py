@@ -40,12 +40,10 @@ class Slots:
 
     def __init__(
         self,
-        make_current: Callable[[EventT[Any]], None],
         loaders: Mapping[str, Callable[[bytes], Any]],
         max_age_seconds: float,
         max_events: int,
     ) -> None:
-        self._make_current = make_current
         self._loaders = loaders
         self.max_age_seconds = max_age_seconds
         self.max_events = max_events
@@ -85,10 +83,11 @@ class Slots:
             now - self._since >= self.max_age_seconds or len(self._held) >= self.max_events
         )
 
-    def write_back(self) -> list[EventT[Any]]:
-        """Write every changed slot once; return the events that may now be acked."""
+    def write_back(self, make_current: Callable[[EventT[Any]], None]) -> list[EventT[Any]]:
+        """Write every changed slot once, each with its last event made current; return the
+        events that may now be acked."""
         for (_, key), (table, slot, event) in self._dirty.items():
-            self._make_current(event)
+            make_current(event)
             if slot is not None:
                 table[key] = slot.to_json()
                 self.writes += 1

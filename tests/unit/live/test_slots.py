@@ -53,7 +53,7 @@ class Val:
 
 def slots(current: list[Any], max_age: float = 1.0, max_events: int = 100) -> Slots:
     loaders = {"chains": Val.from_json, "workers": Val.from_json}
-    return Slots(current.append, loaders, max_age_seconds=max_age, max_events=max_events)
+    return Slots(loaders, max_age_seconds=max_age, max_events=max_events)
 
 
 def test_each_key_is_written_once_with_the_last_event_that_changed_it_current() -> None:
@@ -68,10 +68,10 @@ def test_each_key_is_written_once_with_the_last_event_that_changed_it_current() 
     assert held.get(chains, "old") == Val("kept")
     assert chains.writes == []  # nothing before the write-back
 
-    assert held.write_back() == [Ev(0, 1), Ev(3, 2), Ev(0, 5)]
+    assert held.write_back(current.append) == [Ev(0, 1), Ev(3, 2), Ev(0, 5)]
     assert chains.writes == [("a", b"a2", Ev(0, 5)), ("b", b"b1", Ev(3, 2))]
     assert held.get(chains, "a") == Val("a2")  # read back from the table once written
-    assert held.write_back() == []
+    assert held.write_back(current.append) == []
     assert held.writes == 2
 
 
@@ -83,19 +83,20 @@ def test_a_chain_forgotten_before_the_write_back_is_never_written() -> None:
     held.put(chains, "short", None, Ev(1, 4))  # settled within the window
     held.put(chains, "stored", None, Ev(1, 2))
     assert held.get(chains, "stored") is None
-    held.write_back()
+    held.write_back(current.append)
     assert chains.writes == [("stored", None, Ev(1, 2))]
     assert "stored" not in chains
 
 
 def test_write_back_is_due_by_age_of_the_oldest_held_event_or_by_count() -> None:
-    held = slots([], max_age=1.0, max_events=3)
+    current: list[Any] = []
+    held = slots(current, max_age=1.0, max_events=3)
     assert not held.due(100.0)
     held.hold([Ev(0, 1)], now=10.0)
     held.hold([Ev(0, 2)], now=10.8)
     assert not held.due(10.9)
     assert held.due(11.0)
-    held.write_back()
+    held.write_back(current.append)
     held.hold([Ev(0, 3), Ev(0, 4)], now=20.0)
     assert not held.due(20.0)
     held.hold([Ev(0, 5)], now=20.1)
@@ -111,7 +112,7 @@ def test_a_rebalance_drops_what_was_held_so_it_is_read_again() -> None:
     held.forget()
     assert held.get(chains, "a") is None
     assert not held.due(100.0)
-    assert held.write_back() == []
+    assert held.write_back(current.append) == []
     assert chains.writes == []
 
 
