@@ -21,7 +21,7 @@ EXECUTION_SCHEMA: Literal["flowguard.execution/1"] = "flowguard.execution/1"
 Outcome = Literal["success", "failure", "skipped"]
 SkipReason = Literal["circuit_open", "max_attempts_reached", "recovered", "cancelled"]
 ActionStatus = Literal[
-    "planned", "scheduled", "sent", "succeeded", "failed", "skipped", "cancelled"
+    "planned", "scheduled", "sent", "stranded", "succeeded", "failed", "skipped", "cancelled"
 ]
 
 
@@ -83,6 +83,11 @@ class ActionResult(Record):
     due_at: str | None = None
     command_id: str | None = None
     retry_task_id: str | None = None
+    queue: str | None = Field(
+        default=None,
+        description="A retry's queue as decided: the task's own, or null when not known (the "
+        "bridge then routes it by the cluster's Celery app, or refuses it).",
+    )
 
 
 class ExecutionRecord(Record):

@@ -5,6 +5,7 @@ The live app's detection stage owns each retry chain's state on the partition of
 partition through this topic, so one place changes the chain's state:
 
 - a delayed retry to hold until due, and re-check against the chain then (``retry.scheduled``);
+- a retry sent at once, to watch until its task reports (``retry.sent``);
 - a cancellation of one (``retry.cancel``, execution rollback);
 - a wall-clock tick: something in this key's state may be due (``tick``);
 - a worker gone offline, sent to *every* partition, because its tasks' chains are spread over
@@ -28,6 +29,18 @@ class ScheduledRetry(Record):
     due_at: float = Field(description="UTC epoch seconds (event time of the trigger + delay).")
     since: float = Field(description="When the retry was decided: recovery is judged after it.")
     command: RetryCommand
+
+
+class RetrySent(Record):
+    """A retry flowguard sent, to watch on its chain: its task's own events settle the retry
+    action (``succeeded``/``failed``), or it is ``stranded`` if no worker receives it."""
+
+    kind: Literal["retry.sent"] = "retry.sent"
+    version: Literal[1] = 1
+    chain_key: str
+    sent_at: float = Field(description="UTC epoch seconds: when the command was issued.")
+    command: RetryCommand
+    stranded: bool = False
 
 
 class CancelRetry(Record):
@@ -59,5 +72,7 @@ class WorkerGone(Record):
     )
 
 
-Scheduled = Annotated[ScheduledRetry | CancelRetry | Tick | WorkerGone, Field(discriminator="kind")]
+Scheduled = Annotated[
+    ScheduledRetry | RetrySent | CancelRetry | Tick | WorkerGone, Field(discriminator="kind")
+]
 SCHEDULED_ADAPTER: TypeAdapter[Scheduled] = TypeAdapter(Scheduled)

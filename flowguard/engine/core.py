@@ -1,45 +1,40 @@
-"""The engine in one process: detection, matching and deciding over an event stream.
+"""The decision core driven in one process: what ``replay`` and Test Workflow run.
 
-``replay`` and the Test Workflow button run this; the live Faust app runs the
-same functions (:mod:`tasks`, :mod:`workers`, :mod:`matching`, :mod:`execute`)
-split across partitions. Time is event time: the clock is the latest event
-timestamp seen (it never goes back), and absence (no heartbeat, still running,
-a delayed retry coming due) is judged against it, so a replay of the same
-events decides the same way, byte for byte.
+The rules are in :mod:`flowguard.engine.detect` (per retry chain and per worker) and
+:mod:`flowguard.engine.executions` (per workflow); ``flowguard worker`` runs the very same
+functions over Faust tables and Kafka topics. This driver keeps their state in dicts, keys
+events as the bridge does (:func:`topics.keys.record_key`), hands each stage's output to the
+next by a call instead of a topic, and keeps time in event time: the clock is the latest event
+timestamp seen (it never goes back), and every key's deadlines that the clock passes are
+ticked, at their due time, before the event that passed them. So a replay of the same events
+decides the same way, byte for byte.
+
+Where the live app differs by nature (what it delivers, when the wall clock ticks, what a
+dry run shows), ``docs/worker.md`` lists it; ``tests/e2e/test_live_equals_replay.py`` keeps
+the rest identical.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flowguard.engine.breaker import BreakerState
-from flowguard.engine.execute import Notice, PendingRetry, decide, resolve
+from flowguard.engine import detect, executions
+from flowguard.engine.execute import Notice
 from flowguard.engine.matching import Published, WorkflowIndex
-from flowguard.engine.tasks import (
-    CHAIN_RETENTION_SECONDS,
-    Chain,
-    apply_task_event,
-    chain_key,
-    orphan_triggers,
-    runtime_trigger,
-)
-from flowguard.engine.workers import (
-    DEFAULT_EXPIRY_FACTOR,
-    DEFAULT_OFFLINE_GRACE_SECONDS,
-    WorkerState,
-    apply_worker_event,
-    expire_worker,
-    orphans_now,
-    worker_key,
-)
+from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
+from flowguard.engine.workers import DEFAULT_EXPIRY_FACTOR, DEFAULT_OFFLINE_GRACE_SECONDS
 from topics.commands import RetryCommand
 from topics.events import Event, TaskEvent, WorkerEvent
-from topics.execution import ConditionResult, ExecutionRecord
-from topics.triggers import Trigger
+from topics.execution import ExecutionRecord
+from topics.keys import RootMemory, record_key
+from topics.scheduled import ScheduledRetry, WorkerGone
+from topics.triggers import ActionOutcome, Trigger
+
+#: The one "partition" of an in-memory run (the live app keeps a mark per partition).
+_PARTITION = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +44,16 @@ class EngineConfig:
     explain: bool = False
     chain_retention_seconds: float = CHAIN_RETENTION_SECONDS
     offline_grace_seconds: float = DEFAULT_OFFLINE_GRACE_SECONDS
+    stranded_after_seconds: float = detect.STRANDED_AFTER_SECONDS
+
+    def timing(self) -> detect.Timing:
+        return detect.Timing(
+            heartbeat_expiry_factor=self.heartbeat_expiry_factor,
+            offline_grace_seconds=self.offline_grace_seconds,
+            chain_retention_seconds=self.chain_retention_seconds,
+            stranded_after_seconds=self.stranded_after_seconds,
+            watch_retries=not self.dry_run,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,31 +78,19 @@ class Output:
             items.clear()
 
 
-# Timer kinds, in the order they fire when due at the same instant.
-_WORKER, _ORPHANS, _RUNTIME, _RETRY, _FORGET = 0, 1, 2, 3, 4
+_DRY_STATUSES = frozenset({"scheduled", "sent"})
 
 
-@dataclass(frozen=True, slots=True)
-class _RuntimeCheck:
-    chain_key: str
-    task_id: str
-    threshold: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Forget:
-    chain_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Orphans:
-    worker_key: str
-
-
-# A timer's payload: a worker key (heartbeat expiry), a worker whose goodbye's grace ends,
-# a run-time check, a delayed retry, or a chain whose tasks are all final, to forget once
-# its retention has passed.
-_Payload = str | _Orphans | _RuntimeCheck | PendingRetry | _Forget
+def dry_run_view(record: ExecutionRecord) -> ExecutionRecord:
+    """A record as a dry run shows it: nothing was sent, so what the live app would have
+    scheduled or sent is ``planned``."""
+    actions = record.actions
+    if any(a.status in _DRY_STATUSES for a in actions):
+        actions = tuple(
+            a.model_copy(update={"status": "planned"}) if a.status in _DRY_STATUSES else a
+            for a in actions
+        )
+    return record.model_copy(update={"dry_run": True, "actions": actions})
 
 
 class Engine:
@@ -105,21 +98,24 @@ class Engine:
 
     def __init__(self, workflows: Iterable[Published], config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.index = WorkflowIndex(workflows)
-        self._thresholds = self.index.thresholds()
-        self.chains: dict[str, Chain] = {}
-        self.workers: dict[str, WorkerState] = {}
-        self.breakers: dict[str, BreakerState] = {}
-        self.retries: dict[str, int] = {}
-        self._roots: dict[tuple[str, str], Chain] = {}
-        # Chains with a delayed retry pending: kept until it comes due, to check recovery.
-        self._pinned: Counter[str] = Counter()
-        self._timers: list[tuple[float, int, int, _Payload]] = []
-        self._seq = itertools.count()
+        self.timing = self.config.timing()
+        published = list(workflows)
+        self.index = WorkflowIndex(published)
+        self._published = {p.workflow.id: p for p in published}
+        self.chains: dict[str, detect.ChainSlot] = {}
+        self.workers: dict[str, detect.WorkerSlot] = {}
+        self.gone: dict[str, detect.GoneSlot] = {}
+        self.workflow_state: dict[str, executions.WorkflowSlot] = {}
+        self.executions: dict[str, executions.Entry] = {}
+        self.roots = RootMemory()
+        # (due, order, key): a key's deadline; stale ones tick and find nothing due.
+        self._deadlines: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
+        self._offset = itertools.count()
         self.clock = float("-inf")
 
     def feed(self, event: Event, out: Output | None = None) -> Output:
-        """Advance the clock to the event, fire what came due before it, then apply it.
+        """Advance the clock to the event, tick what came due before it, then apply it.
 
         Appends to ``out`` when given (a caller-owned buffer: replay drains one per event
         rather than allocating one per event), else to a new :class:`Output`.
@@ -127,7 +123,7 @@ class Engine:
         if out is None:
             out = Output()
         if event.timestamp > self.clock:
-            self._advance(event.timestamp, out)
+            self.advance(event.timestamp, out)
         kind = event.kind
         if kind.startswith("task."):
             self._on_task(event, out)  # type: ignore[arg-type]
@@ -135,199 +131,134 @@ class Engine:
             self._on_worker(event, out)  # type: ignore[arg-type]
         return out
 
-    # detection ------------------------------------------------------------------
-
-    def _on_task(self, event: TaskEvent, out: Output) -> None:
-        chain = self._chain_for(event)
-        task = chain.tasks.get(event.task_id)
-        starts = task.starts if task is not None else 0
-        trigger = apply_task_event(chain, event)
-        task = chain.tasks[event.task_id]
-        if task.starts != starts and task.started_at is not None:
-            key = chain_key(chain.cluster, chain.root_id)
-            for threshold in self._thresholds:
-                check = _RuntimeCheck(key, task.task_id, threshold)
-                self._timer(task.started_at + threshold, _RUNTIME, check)
-            if task.worker is not None:
-                self._orphan_if_offline(chain, task.worker, out)
-        if trigger is not None:
-            self._handle(trigger, out)
-        key = chain_key(chain.cluster, chain.root_id)
-        if key in self._pinned:
-            return
-        if chain.settled():
-            self._forget(chain)
-        elif (at := chain.forget_at(self.config.chain_retention_seconds)) is not None:
-            self._timer(at, _FORGET, _Forget(key))
-
-    def _forget(self, chain: Chain) -> None:
-        """Drop a chain no rule can need again: settled (or final and quiet for its retention),
-        nothing running, no retry pending."""
-        del self.chains[chain_key(chain.cluster, chain.root_id)]
-        for task_id in chain.tasks:
-            self._roots.pop((chain.cluster, task_id), None)
-
-    def _chain_for(self, event: TaskEvent) -> Chain:
-        """The task's chain: by its root id, or where the task was seen before without one."""
-        cluster, task_id = event.cluster, event.task_id
-        known = self._roots.get((cluster, task_id))
-        if known is not None and (event.root_id is None or event.root_id == known.root_id):
-            return known
-        root = event.root_id or task_id
-        key = chain_key(cluster, root)
-        chain = self.chains.get(key)
-        if chain is None:
-            chain = self.chains[key] = Chain(cluster=cluster, root_id=root)
-        if known is not None:
-            self._move(known, chain, task_id)
-        self._roots[(cluster, task_id)] = chain
-        return chain
-
-    def _move(self, old: Chain, chain: Chain, task_id: str) -> None:
-        """A task first seen without its root id (started before received) joins its chain."""
-        task = old.tasks.pop(task_id, None)
-        if task is None:
-            return
-        old.failures -= task.failures
-        if not old.tasks:
-            self.chains.pop(chain_key(old.cluster, old.root_id), None)
-        task.root_id = chain.root_id
-        chain.tasks[task_id] = task
-        chain.failures += task.failures
-
-    def _on_worker(self, event: WorkerEvent, out: Output) -> None:
-        key = worker_key(event.cluster, event.hostname)
-        worker = self.workers.get(key)
-        if worker is None:
-            worker = self.workers[key] = WorkerState(cluster=event.cluster, hostname=event.hostname)
-        trigger = apply_worker_event(worker, event, self.config.offline_grace_seconds)
-        if worker.online:
-            self._timer(worker.expires_at(self.config.heartbeat_expiry_factor), _WORKER, key)
-        if trigger is not None:
-            self._went_offline(worker, trigger, out)
-
-    def _went_offline(self, worker: WorkerState, trigger: Trigger, out: Output) -> None:
-        self._handle(trigger, out)
-        self._orphans(worker, trigger.at, trigger.reason, out)
-        if worker.orphans_due is not None:  # a goodbye: its tasks may still finish
-            key = worker_key(worker.cluster, worker.hostname)
-            self._timer(worker.orphans_due, _ORPHANS, _Orphans(key))
-
-    def _orphans(self, worker: WorkerState, now: float, why: str, out: Output) -> None:
-        """``task.orphaned`` for what the worker still ran when it went offline, once due."""
-        offline_at = orphans_now(worker, now)
-        if offline_at is None:
-            return
-        for key in sorted(self.chains):
-            chain = self.chains[key]
-            if chain.cluster == worker.cluster:
-                for orphan in orphan_triggers(
-                    chain, worker.hostname, at=now, why=why, started_before=offline_at
-                ):
-                    self._handle(orphan, out)
-
-    def _orphan_if_offline(self, chain: Chain, hostname: str, out: Output) -> None:
-        """A start reported by a worker already judged offline (its events arrived late); within
-        a goodbye's grace the timer judges it."""
-        worker = self.workers.get(worker_key(chain.cluster, hostname))
-        if worker is None or worker.online or worker.offline_at is None:
-            return
-        if worker.orphans_due is None:
-            for orphan in orphan_triggers(
-                chain, hostname, at=self.clock, why="already offline",
-                started_before=worker.offline_at,
-            ):  # fmt: skip
-                self._handle(orphan, out)
-
-    # timers ---------------------------------------------------------------------
-
-    def _timer(self, due: float, kind: int, payload: _Payload) -> None:
-        heapq.heappush(self._timers, (due, kind, next(self._seq), payload))
-
-    def _advance(self, now: float, out: Output) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            due, _, _, payload = heapq.heappop(self._timers)
+    def advance(self, now: float, out: Output) -> None:
+        """Tick every key whose deadline is at or before ``now``, each at its due time."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            due, _, key = heapq.heappop(deadlines)
             self.clock = max(self.clock, due)
-            if isinstance(payload, str):
-                self._expire(payload, due, out)
-            elif isinstance(payload, _Orphans):
-                grace = self.config.offline_grace_seconds
-                why = f"worker-offline event; still running {grace:g}s later"
-                self._orphans(self.workers[payload.worker_key], due, why, out)
-            elif isinstance(payload, _RuntimeCheck):
-                self._runtime(payload, due, out)
-            elif isinstance(payload, _Forget):
-                self._forget_if_quiet(payload.chain_key, due)
-            else:
-                self._due(payload, out)
+            self._tick(key, due, out)
         self.clock = max(self.clock, now)
 
-    def _expire(self, key: str, due: float, out: Output) -> None:
-        worker = self.workers[key]
-        trigger = expire_worker(worker, now=due, factor=self.config.heartbeat_expiry_factor)
-        if trigger is not None:
-            self._went_offline(worker, trigger, out)
+    # detection --------------------------------------------------------------------
 
-    def _forget_if_quiet(self, key: str, due: float) -> None:
-        chain = self.chains.get(key)
-        if chain is None or key in self._pinned:
-            return
-        at = chain.forget_at(self.config.chain_retention_seconds)
-        if at is not None and at <= due:  # no event moved it since the timer was set
-            self._forget(chain)
+    def _on_task(self, event: TaskEvent, out: Output) -> None:
+        key = record_key(event, self.roots)
+        slot, found = detect.on_task_event(
+            self.chains.get(key), key, event, next(self._offset), self.index,
+            lambda cluster, host: self._is_offline(cluster, host, event.timestamp), self.timing,
+        )  # fmt: skip
+        self._keep_chain(key, slot)
+        self._detected(key, found, out)
 
-    def _runtime(self, check: _RuntimeCheck, due: float, out: Output) -> None:
-        chain = self.chains.get(check.chain_key)
-        trigger = runtime_trigger(chain, check.task_id, check.threshold, now=due) if chain else None
-        if trigger is not None:
-            self._handle(trigger, out)
+    def _is_offline(self, cluster: str, hostname: str, at: float) -> bool:
+        mark = self.gone.get(detect.gone_key(_PARTITION, cluster, hostname))
+        return mark is not None and at <= mark.offline_at
 
-    def _due(self, pending: PendingRetry, out: Output) -> None:
-        self._pinned[pending.chain_key] -= 1
-        if self._pinned[pending.chain_key] <= 0:
-            del self._pinned[pending.chain_key]
-        chain = self.chains.get(pending.chain_key)
-        task_id = pending.command.original_task_id
-        recovered = chain.recovered_since(task_id, pending.since) if chain else None
-        record, command = resolve(pending, recovered, dry_run=self.config.dry_run)
-        out.records.append(record)
-        if command is not None:
-            out.commands.append(command)
+    def _on_worker(self, event: WorkerEvent, out: Output) -> None:
+        key = record_key(event, self.roots)
+        slot, found = detect.on_worker_event(
+            self.workers.get(key), event, next(self._offset), self.index, self.timing
+        )
+        self.workers[key] = slot
+        self._detected(key, found, out)
 
-    # matching and deciding ------------------------------------------------------
+    def _tick(self, key: str, now: float, out: Output) -> None:
+        if key in self.workers:
+            wslot, found = detect.on_worker_tick(self.workers[key], self.index, now, self.timing)
+            if wslot is not None:
+                self.workers[key] = wslot
+        else:
+            slot, found = detect.on_chain_tick(self.chains.get(key), self.index, now, self.timing)
+            self._keep_chain(key, slot)
+        self._detected(key, found, out)
 
-    def _handle(self, trigger: Trigger, out: Output) -> None:
-        out.triggers.append(trigger)
-        if self.config.explain:
-            out.explanations.extend(
-                Explanation(trigger, item.workflow.id, why)
-                for item, why in self.index.explain(trigger)
+    def _keep_chain(self, key: str, slot: detect.ChainSlot | None) -> None:
+        if slot is None:
+            self.chains.pop(key, None)
+        else:
+            self.chains[key] = slot
+
+    def _gone(self, gone: WorkerGone, out: Output) -> None:
+        """A worker gone offline, as every partition hears it: its chains' orphans."""
+        changed, found = detect.on_worker_gone(self.chains, gone, self.index)
+        self.chains.update(changed)
+        offline_at = gone.started_before if gone.started_before is not None else gone.at
+        mark = detect.gone_key(_PARTITION, gone.cluster, gone.hostname)
+        self.gone[mark] = detect.GoneSlot(offline_at)
+        self._detected(f"{gone.cluster}/{gone.hostname}", found, out)
+
+    def _detected(self, key: str, found: detect.Out, out: Output) -> None:
+        """Hand one detection step's output on, as the live app's topics would."""
+        for due in found.deadlines:
+            heapq.heappush(self._deadlines, (due, next(self._order), key))
+        for trigger in found.triggers:
+            out.triggers.append(trigger)
+            if self.config.explain:
+                out.explanations.extend(
+                    Explanation(trigger, item.workflow.id, why)
+                    for item, why in self.index.explain(trigger)
+                )
+        for matched in found.matched:
+            self._decided(
+                *executions.on_matched(
+                    self.workflow_state.get(matched.workflow_id),
+                    self.executions.get,
+                    matched,
+                    self._published.get(matched.workflow_id),
+                ),
+                workflow_id=matched.workflow_id,
+                out=out,
             )
-        for published, conditions in self.index.match(trigger):
-            self._decide(published, trigger, conditions, out)
+        for gone in found.gone:
+            self._gone(gone, out)
+        out.commands.extend(found.commands)
+        for outcome in found.outcomes:
+            self._outcome(outcome, out)
 
-    def _decide(
+    # deciding ---------------------------------------------------------------------
+
+    def _decided(
         self,
-        published: Published,
-        trigger: Trigger,
-        conditions: list[ConditionResult],
+        slot: executions.WorkflowSlot | None,
+        decided: executions.Out,
+        *,
+        workflow_id: str,
         out: Output,
     ) -> None:
-        wf_id = published.workflow.id
-        budget_key = f"{wf_id}|{trigger.cluster}/{trigger.task.root_id}" if trigger.task else wf_id
-        decision = decide(
-            published,
-            trigger,
-            conditions,
-            breaker=self.breakers.get(wf_id, BreakerState()),
-            retries_made=self.retries.get(budget_key, 0),
-            dry_run=self.config.dry_run,
+        if slot is not None:
+            self.workflow_state[workflow_id] = slot
+        self.executions.update(decided.writes)
+        records = decided.records
+        if self.config.dry_run:
+            records = [dry_run_view(record) for record in records]
+        out.records.extend(records)
+        out.commands.extend(decided.commands)
+        out.notices.extend(decided.notices)
+        for scheduled in decided.scheduled:
+            self._hold(scheduled)
+        if self.timing.watch_retries:
+            for sent in decided.sent:
+                slot_, found = detect.on_retry_sent(
+                    self.chains.get(sent.chain_key), sent, self.timing
+                )
+                self._keep_chain(sent.chain_key, slot_)
+                self._detected(sent.chain_key, found, out)
+        for cancel in decided.cancels:
+            self._keep_chain(
+                cancel.chain_key, detect.on_cancel(self.chains.get(cancel.chain_key), cancel)
+            )
+
+    def _hold(self, scheduled: ScheduledRetry) -> None:
+        slot, found = detect.on_scheduled(
+            self.chains.get(scheduled.chain_key), scheduled, scheduled.command.cluster
         )
-        self.breakers[wf_id] = decision.breaker
-        self.retries[budget_key] = decision.retries_made
-        out.records.append(decision.record)
-        out.commands.extend(decision.commands)
-        out.notices.extend(decision.notices)
-        for pending in decision.pending:
-            self._pinned[pending.chain_key] += 1
-            self._timer(pending.due_at, _RETRY, pending)
+        self.chains[scheduled.chain_key] = slot
+        for due in found.deadlines:
+            heapq.heappush(self._deadlines, (due, next(self._order), scheduled.chain_key))
+
+    def _outcome(self, outcome: ActionOutcome, out: Output) -> None:
+        entry, decided = executions.on_outcome(self.executions.get(outcome.execution_id), outcome)
+        if entry is not None:
+            self.executions[outcome.execution_id] = entry
+        self._decided(None, decided, workflow_id=outcome.workflow_id, out=out)

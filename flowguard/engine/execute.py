@@ -48,6 +48,11 @@ from topics.execution import (
 from topics.triggers import Trigger
 
 NotifyAction = SlackAction | WebhookAction | PagerDutyAction
+#: A retry's detail when no event told the task's queue (Celery's default sends no task-sent).
+QUEUE_UNKNOWN = (
+    "queue not known (no task-sent event seen: Celery's task_send_sent_event is off); the "
+    "bridge routes it with the cluster's Celery app (flowguard-bridge --app), or refuses it"
+)
 _NAMESPACE = uuid.UUID("6f0d2a4e-9b1c-5e7a-8d3f-2c4b6a8e0f11")
 
 
@@ -275,6 +280,8 @@ def _plan_retry(
             action_id=action_id,
             type="retry",
             status=status,
+            detail="" if task.queue else QUEUE_UNKNOWN,
+            queue=task.queue,
             attempt=attempt,
             delay_seconds=delay,
             due_at=iso(due),

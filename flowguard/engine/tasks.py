@@ -102,6 +102,10 @@ class Chain:
     tasks: dict[str, TaskState] = field(default_factory=dict)
     failures: int = 0
     updated_at: float = 0.0
+    #: Task name -> ``[queue, routing_key]`` once any event of the chain told it (a
+    #: ``task-sent``, the bridge's own send of a retry, an ``inspect`` snapshot): every later
+    #: task of that name in the chain, and so every retry of it, goes there.
+    routes: dict[str, list[str | None]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Chain:
@@ -139,14 +143,24 @@ def chain_key(cluster: str, root_id: str) -> str:
     return f"{cluster}/{root_id}"
 
 
-def _join(task: TaskState, event: TaskEvent) -> None:
+def _join(task: TaskState, event: TaskEvent, chain: Chain) -> None:
     """Take what only task-sent/-received carry; the first value seen wins."""
     if task.name is None and event.name is not None:
         task.name, task.args, task.kwargs = event.name, event.args, event.kwargs
     if task.parent_id is None:
         task.parent_id = event.parent_id
-    if task.queue is None and event.queue is not None:
-        task.queue, task.routing_key = event.queue, event.routing_key
+    if event.queue is not None:
+        if task.queue is None:
+            task.queue, task.routing_key = event.queue, event.routing_key
+        if task.name is not None:
+            chain.routes[task.name] = [event.queue, event.routing_key]
+    _route(task, chain)
+
+
+def _route(task: TaskState, chain: Chain) -> None:
+    """A task whose own queue is not known goes where its chain sent its name before."""
+    if task.queue is None and task.name is not None and task.name in chain.routes:
+        task.queue, task.routing_key = chain.routes[task.name]
 
 
 def _new_delivery(task: TaskState, event: TaskEvent) -> bool:
@@ -206,6 +220,7 @@ def _on_failure(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | No
         return None
     task.state, task.finished_at = "failed", event.timestamp
     task.worker = event.hostname or task.worker
+    _route(task, chain)
     return task_trigger(
         "task.failed",
         at=event.timestamp,
@@ -268,7 +283,7 @@ def apply_task_event(chain: Chain, event: TaskEvent) -> Trigger | None:
         chain.tasks[event.task_id] = task
     kind = event.kind
     if kind in _CARRY_FIELDS:
-        _join(task, event)
+        _join(task, event, chain)
     if event.timestamp > chain.updated_at:
         chain.updated_at = event.timestamp
     return _HANDLERS[kind](task, event, chain)

@@ -1,5 +1,5 @@
-"""The Faust app behind ``flowguard worker``: wiring only, around the pure stages
-(:mod:`flowguard.live.detect`, :mod:`flowguard.live.execute`).
+"""The Faust app behind ``flowguard worker``: wiring only, around the decision core
+(:mod:`flowguard.engine.detect`, :mod:`flowguard.engine.executions`), which replay runs too.
 
 Agents, each on co-partitioned topics and the tables of its key:
 
@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
-from flowguard.live import detect
+from flowguard.engine import detect
 from flowguard.live.deciding import Deciding
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.settings import LiveSettings
@@ -57,6 +57,7 @@ from topics.registry import (
 from topics.scheduled import (
     SCHEDULED_ADAPTER,
     CancelRetry,
+    RetrySent,
     ScheduledRetry,
     Tick,
     WorkerGone,
@@ -111,8 +112,7 @@ class Live:
         self.log_topic = self.app.topic(EXECUTION_LOG.name(prefix), **raw)
         self.dlq = self.app.topic(DLQ.name(prefix), **raw)
         events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
-        table: dict[str, Any] = {"key_type": str, "default": None}
-        # Detection's slots as their JSON (flowguard.live.slots decodes and encodes them).
+        # Slots as their JSON (detection's: flowguard.live.slots decodes and encodes them).
         slot: dict[str, Any] = {"key_type": str, "value_type": bytes, "default": None}
         self.chains = self.app.Table("chains", partitions=events_partitions, **slot)
         self.workers = self.app.Table("workers", partitions=events_partitions, **slot)
@@ -123,9 +123,10 @@ class Live:
             self.gone.name: detect.GoneSlot.from_json,
         }
         self.workflow_state = self.app.Table(
-            "workflow-state", partitions=triggers_partitions, **table
+            "workflow-state", partitions=triggers_partitions, **slot
         )
-        self.executions = self.app.Table("executions", partitions=triggers_partitions, **table)
+        self.executions = self.app.Table("executions", partitions=triggers_partitions, **slot)
+        self.timing = settings.timing()
         self.feed = WorkflowFeed(settings.kafka_bootstrap_servers, WORKFLOWS.name(prefix))
         self.runner = ActionRunner(actions or ActionSettings())
         self._deadlines: list[tuple[float, str]] = []
@@ -306,9 +307,8 @@ class Live:
         if isinstance(item, WORKER_EVENT_TYPES):
             name = f"{item.cluster}/{item.hostname}"
             wslot, out = detect.on_worker_event(
-                slots.get(self.workers, name), item, offset, index,
-                self.settings.heartbeat_expiry_factor, self.settings.offline_grace_seconds,
-            )  # fmt: skip
+                slots.get(self.workers, name), item, offset, index, self.timing
+            )
             slots.put(self.workers, name, wslot, event)
         elif isinstance(item, TASK_EVENT_TYPES):
             key = event.key
@@ -318,7 +318,7 @@ class Live:
                 lambda cluster, host: self._is_offline(
                     slots, event.message.partition, cluster, host, item.timestamp
                 ),
-                self.settings.chain_retention_seconds,
+                self.timing,
             )  # fmt: skip
             slots.put(self.chains, name, slot, event)
         else:
@@ -333,6 +333,12 @@ class Live:
                 slots.get(self.chains, item.chain_key), item, item.command.cluster
             )
             slots.put(self.chains, item.chain_key, slot, event)
+            return [(item.chain_key, out)]
+        if isinstance(item, RetrySent):
+            watched, out = detect.on_retry_sent(
+                slots.get(self.chains, item.chain_key), item, self.timing
+            )
+            slots.put(self.chains, item.chain_key, watched, event)
             return [(item.chain_key, out)]
         if isinstance(item, CancelRetry):
             held = slots.get(self.chains, item.chain_key)
@@ -361,14 +367,11 @@ class Live:
         index = self.feed.index
         worker = slots.get(self.workers, item.key)
         if worker is not None:
-            wslot, out = detect.on_worker_tick(
-                worker, index, now, self.settings.heartbeat_expiry_factor,
-                self.settings.offline_grace_seconds,
-            )  # fmt: skip
+            wslot, out = detect.on_worker_tick(worker, index, now, self.timing)
             slots.put(self.workers, item.key, wslot, event)
         else:
             slot, out = detect.on_chain_tick(
-                slots.get(self.chains, item.key), index, now, self.settings.chain_retention_seconds
+                slots.get(self.chains, item.key), index, now, self.timing
             )
             slots.put(self.chains, item.key, slot, event)
         return [(item.key, out)]
@@ -433,7 +436,7 @@ class Live:
                 self._deadlines.append((wslot.worker.orphans_due, name))
         for name, slot in self.slots.items(self.chains):
             out = detect.Out()
-            detect.chain_deadlines(slot, thresholds, out, self.settings.chain_retention_seconds)
+            detect.chain_deadlines(slot, thresholds, self.timing, out)
             self._deadlines.extend((due, name) for due in out.deadlines)
         heapq.heapify(self._deadlines)
 

@@ -1,4 +1,4 @@
-"""The deciding stage's agents, around the pure :mod:`flowguard.live.execute`: wiring only.
+"""The deciding stage's agents, around :mod:`flowguard.engine.executions`: wiring only.
 
 ``<prefix>.triggers`` is keyed by workflow id, so one process holds a workflow's breaker,
 retry budgets and executions (tables ``workflow-state`` and ``executions``). Every execution
@@ -15,12 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import ValidationError
 
-from flowguard.engine.execute import Notice, derive_id, execution_id
-from flowguard.live import execute
+from flowguard.engine import executions as execute
+from flowguard.engine.execute import Notice
 from topics._base import iso
 from topics.commands import CommandResult
+from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry
 from topics.triggers import (
     TRIGGERS_ADAPTER,
     ActionOutcome,
@@ -57,43 +59,38 @@ class Deciding:
             if isinstance(item, Matched):
                 await self._on_matched(item)
             elif isinstance(item, ActionOutcome):
-                entry, out = execute.on_outcome(live.executions.get(item.execution_id), item)
+                entry, out = execute.on_outcome(self._entry(item.execution_id), item)
                 if entry is not None:
-                    live.executions[item.execution_id] = entry
+                    live.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, CancelExecution):
-                entry, out = execute.on_cancel(live.executions.get(item.execution_id), item)
+                entry, out = execute.on_cancel(self._entry(item.execution_id), item)
                 if entry is not None:
-                    live.executions[item.execution_id] = entry
+                    live.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, ExpireExecutions):
                 self._expire(item)
 
+    def _entry(self, execution_id: str) -> execute.Entry | None:
+        data = self.live.executions.get(execution_id)
+        return None if data is None else execute.load_entry(data)
+
     async def _on_matched(self, item: Matched) -> None:
         live = self.live
-        published = live.feed.get(item.workflow_id)
-        if published is None or not published.workflow.enabled:
-            log.info("trigger %s: workflow %s is gone or disabled", item.trigger.trigger_id,
-                     item.workflow_id)  # fmt: skip
-            return
-        # A match comes again with the version it was made under, whatever the feed holds now:
-        # look it up by that version, or a workflow saved in between would decide it twice.
-        matched_id = derive_id(item.workflow_id, item.workflow_version, item.trigger.trigger_id)
-        eid = execution_id(published, item.trigger)
-        existing = live.executions.get(matched_id)
-        if existing is not None and "alias" in existing:
-            eid, existing = existing["alias"], live.executions.get(existing["alias"])
-        elif existing is not None:
-            eid = matched_id
-        slot, entry, out = execute.on_matched(
-            live.workflow_state.get(item.workflow_id), existing, item, published
+        data = live.workflow_state.get(item.workflow_id)
+        slot, out = execute.on_matched(
+            None if data is None else execute.WorkflowSlot.from_json(data),
+            self._entry,
+            item,
+            live.feed.get(item.workflow_id),
         )
-        live.executions[eid] = entry
-        if eid != matched_id:
-            live.executions[matched_id] = {
-                "alias": eid, "at": item.trigger.at, "workflow_id": item.workflow_id,
-            }  # fmt: skip
-        live.workflow_state[item.workflow_id] = slot
+        if out.ignored:
+            log.info("trigger %s: %s", item.trigger.trigger_id, out.ignored)
+            return
+        for eid, entry in out.writes.items():
+            live.executions[eid] = entry.to_json()
+        if out.writes and slot is not None:
+            live.workflow_state[item.workflow_id] = slot.to_json()
         await self._send(item.workflow_id, out)
 
     async def _send(self, workflow_id: str, out: execute.Out) -> None:
@@ -103,13 +100,12 @@ class Deciding:
             await live.log_topic.send(key=key, value=stamped.to_json().encode())
         for command in out.commands:
             await live.send_command(command)
-        for scheduled in out.scheduled:
+        to_chains: list[ScheduledRetry | RetrySent | CancelRetry] = [
+            *out.scheduled, *out.sent, *out.cancels
+        ]  # fmt: skip
+        for item in to_chains:
             await live.scheduled.send(
-                key=scheduled.chain_key.encode(), value=scheduled.model_dump_json().encode()
-            )
-        for cancel in out.cancels:
-            await live.scheduled.send(
-                key=cancel.chain_key.encode(), value=cancel.model_dump_json().encode()
+                key=item.chain_key.encode(), value=item.model_dump_json().encode()
             )
         for notice in out.notices:
             if notice.action_id not in self._delivering:
@@ -157,8 +153,8 @@ class Deciding:
         executions = self.live.executions
         now, retention = time.time(), self.live.settings.execution_retention_seconds
         for eid in item.execution_ids:
-            entry = executions.get(eid)
-            if entry is not None and execute.expired(entry, now, retention):
+            data = executions.get(eid)
+            if data is not None and _expired(orjson.loads(data), now, retention):
                 del executions[eid]
 
     async def scan_executions(self) -> None:
@@ -169,8 +165,9 @@ class Deciding:
             return
         now, retention = time.time(), live.settings.execution_retention_seconds
         found: dict[str, list[str]] = {}
-        for eid, entry in list(live.executions.items()):
-            if entry is not None and execute.expired(entry, now, retention):
+        for eid, data in list(live.executions.items()):
+            entry = orjson.loads(data) if data is not None else None
+            if entry is not None and _expired(entry, now, retention):
                 workflow_id = entry.get("workflow_id") or entry["record"]["workflow"]["id"]
                 found.setdefault(workflow_id, []).append(eid)
         for workflow_id, ids in sorted(found.items()):
@@ -183,3 +180,9 @@ class Deciding:
                 )
         if found:
             log.info("%d expired executions to forget", sum(len(v) for v in found.values()))
+
+
+def _expired(entry: dict[str, Any], now: float, retention: float) -> bool:
+    """:func:`execute.expired` on a stored entry, read as JSON only (a scan reads them all)."""
+    statuses = None if "alias" in entry else [a["status"] for a in entry["record"]["actions"]]
+    return execute.expired(float(entry.get("at", now)), statuses, now, retention)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from flowguard.engine.detect import STRANDED_AFTER_SECONDS, Timing
 from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
 from flowguard.engine.workers import DEFAULT_OFFLINE_GRACE_SECONDS
 from flowguard.settings import Settings
@@ -57,6 +58,11 @@ class LiveSettings(Settings):
         description="A retry chain whose tasks have all finished is kept this long for its "
         "failure counts (failure_count_threshold) and recovery checks, then forgotten.",
     )  # fmt: skip
+    retry_stranded_seconds: float = Field(
+        default=STRANDED_AFTER_SECONDS, gt=0,
+        description="A retry sent and not received by any worker within this long is recorded "
+        "stranded (no worker consumes its queue, or the cluster is down).",
+    )  # fmt: skip
     execution_retention_seconds: float = Field(
         default=24 * 3600.0, gt=0,
         description="A settled execution is kept this long (for a trigger or outcome that comes "
@@ -77,3 +83,12 @@ class LiveSettings(Settings):
     heartbeat_expiry_factor: float = Field(
         default=2.0, gt=1, description="A worker is offline after this many heartbeat intervals."
     )
+
+    def timing(self) -> Timing:
+        """The rules' durations, as the decision core takes them."""
+        return Timing(
+            heartbeat_expiry_factor=self.heartbeat_expiry_factor,
+            offline_grace_seconds=self.offline_grace_seconds,
+            chain_retention_seconds=self.chain_retention_seconds,
+            stranded_after_seconds=self.retry_stranded_seconds,
+        )

@@ -327,7 +327,7 @@ def test_a_finished_chain_that_failed_is_forgotten_after_its_retention() -> None
     assert "prod/t1" not in eng.chains
     out = feed(eng, ev.run("r2", T0 + 800, "app.sync", root_id="t1", parent_id="t1"))
     assert out.records == [], "a failure after the retention is the chain's first again"
-    assert eng.chains["prod/t1"].failures == 1
+    assert eng.chains["prod/t1"].chain.failures == 1
 
 
 def test_a_chain_with_a_task_still_running_or_an_event_since_is_not_forgotten() -> None:

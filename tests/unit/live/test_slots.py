@@ -7,10 +7,13 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any
 
+from flowguard.engine.detect import ChainSlot, WorkerSlot
 from flowguard.engine.tasks import Chain, TaskState
 from flowguard.engine.workers import WorkerState
-from flowguard.live.detect import ChainSlot, WorkerSlot
 from flowguard.live.slots import Slots
+from topics.commands import RetryCommand
+from topics.scheduled import ScheduledRetry
+from topics.triggers import Matched, Trigger
 
 
 class FakeTable(dict[str, Any]):
@@ -128,13 +131,25 @@ def test_items_see_changes_not_yet_written_over_the_table() -> None:
     assert dict(held.items(chains)) == {"a": Val("new-a"), "c": Val("old-c"), "d": Val("new-d")}
 
 
+COMMAND = RetryCommand(
+    command_id="cmd", cluster="prod", execution_id="e1", workflow_id="w", issued_at="x",
+    task_id="r1", original_task_id="t1", name="app.t", args="()", kwargs="{}", root_id="t1",
+    parent_id="t1", attempt=1,
+)  # fmt: skip
+SCHEDULED = ScheduledRetry(chain_key="prod/t1", due_at=12.0, since=9.0, command=COMMAND)
+MATCHED = Matched(
+    workflow_id="w", workflow_version=1,
+    trigger=Trigger(trigger_id="tr", event="task.failed", at=9.5, cluster="prod"),
+)  # fmt: skip
+
+
 def test_slots_survive_their_json() -> None:
     task = TaskState(task_id="t1", root_id="t1", name="app.t", args="(1,)", exceeded=[30.0])
     chain = ChainSlot(
         Chain(cluster="prod", root_id="t1", tasks={"t1": task}, failures=2, updated_at=9.5),
         offset=41,
-        emitted={"40": [{"kind": "trigger.matched"}]},
-        pending={"cmd": {"due_at": 12.0}},
+        emitted={"40": [MATCHED]},
+        pending={"cmd": SCHEDULED},
     )
     assert ChainSlot.from_json(chain.to_json()) == chain
     worker = WorkerSlot(WorkerState(cluster="prod", hostname="w1", online=True, freq=2.0), 7)
