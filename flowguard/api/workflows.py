@@ -62,6 +62,14 @@ def _definition_of(body: DefinitionInput) -> dict[str, Any]:
     return dict(docs[0])
 
 
+def _keep_id(definition: dict[str, Any], workflow_id: str | None) -> dict[str, Any]:
+    """An edit of ``workflow_id`` that names no ``id`` keeps that id: a rename changes the
+    name only (else the id would come from the new name's slug and the save be refused)."""
+    if workflow_id is None or "id" in definition:
+        return definition
+    return {"id": workflow_id, **definition}
+
+
 def _detail(version: WorkflowVersion) -> WorkflowDetail:
     masked = mask_definition(version.definition)
     try:
@@ -111,7 +119,7 @@ async def _save(
         expected: int | None = latest.workflow_version if latest is not None else 0
     else:
         live = _live(store, workflow_id)
-        definition = restore_secrets(definition, live.definition)
+        definition = restore_secrets(_keep_id(definition, workflow_id), live.definition)
         workflow = parse_workflow(definition, source="definition")
         if workflow.id != workflow_id:
             raise WorkflowInvalid(
@@ -315,7 +323,7 @@ async def validate(body: ValidateInput, who: Viewer, svc: Svc) -> ValidateResult
     """
     store = await svc.refreshed_store()
     try:
-        draft = _definition_of(body)
+        draft = _keep_id(_definition_of(body), body.workflow_id)
         definition = restore_secrets(draft, stored_for(store, draft, body.workflow_id))
         workflow = parse_workflow(definition, source="definition")
     except WorkflowInvalid as exc:
