@@ -27,7 +27,9 @@ from topics.execution import ExecutionRecord
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_TABLE = "{:<24} {:<28} {:<14} {:<44} {:<22} {}"
+HEADER = ("TRIGGERED AT", "WORKFLOW", "TRIGGER", "TASK", "OUTCOME", "ACTIONS")
+#: The widest a column grows before its cells are cut with an ellipsis (the last is never cut).
+MAX_WIDTHS = (20, 40, 24, 60, 40)
 DEFAULT_CACHE = Path.home() / ".cache" / "flowguard"
 
 
@@ -52,7 +54,7 @@ async def _workflow_id(settings: Settings, name: str) -> str:
             return name if re.match(ID_PATTERN, name) else slugify(name)
 
 
-def _row(record: ExecutionRecord) -> str:
+def _row(record: ExecutionRecord) -> tuple[str, ...]:
     task = record.task
     subject = f"{task.name or '?'} {task.id}" if task else (
         record.worker.hostname if record.worker else ""
@@ -61,7 +63,28 @@ def _row(record: ExecutionRecord) -> str:
     actions = ", ".join(f"{a.type}:{a.status}" for a in record.actions)
     event = record.trigger.event.removeprefix("task.")
     at = record.trigger.at[:19] + "Z"
-    return _TABLE.format(at, record.workflow.id, event, subject, outcome, actions)
+    return (at, record.workflow.id, event, subject, outcome, actions)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_table(rows: list[tuple[str, ...]]) -> list[str]:
+    """The header and ``rows`` as aligned lines: each column as wide as its widest cell (up to
+    MAX_WIDTHS, longer cells end in an ellipsis), so a long workflow id never shifts the rest."""
+    cut = [
+        tuple(_cut(cell, width) for cell, width in zip(row[:-1], MAX_WIDTHS, strict=True))
+        + row[-1:]
+        for row in [HEADER, *rows]
+    ]
+    widths = [max(len(row[i]) for row in cut) for i in range(len(MAX_WIDTHS))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+        + "  "
+        + row[-1]
+        for row in cut
+    ]
 
 
 @click.command("history")
@@ -111,9 +134,8 @@ def command(
         for record in records:
             click.echo(record.to_json())
         return
-    click.echo(_TABLE.format("TRIGGERED AT", "WORKFLOW", "TRIGGER", "TASK", "OUTCOME", "ACTIONS"))
-    for record in records:
-        click.echo(_row(record))
+    for line in render_table([_row(record) for record in records]):
+        click.echo(line.rstrip())
 
 
 def _collect(
