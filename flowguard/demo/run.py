@@ -9,6 +9,7 @@ fail, and waits until the execution log shows what flowguard did. ``stop`` stops
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -156,15 +157,68 @@ def start(broker: str) -> None:
     )
 
 
-@main.command()
-def stop() -> None:
-    for pidfile in sorted(HOME.glob("*.pid")):
+#: How long ``stop`` lets the demo's processes shut down (the worker takes about 10 s) before
+#: it kills what is left; and how long it then waits for the kill to take.
+STOP_SECONDS = 30.0
+KILL_SECONDS = 5.0
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-            click.echo(f"stopped {pidfile.stem}")
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone while we looked
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_gone(groups: dict[str, int], seconds: float) -> dict[str, int]:
+    """Until no process of ``groups`` is left, or ``seconds`` passed; returns those left."""
+    deadline = time.monotonic() + seconds
+    left = dict(groups)
+    while left:
+        left = {name: pgid for name, pgid in left.items() if _group_members(pgid)}
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    return left
+
+
+def stop_all(home: Path, *, stop_seconds: float = STOP_SECONDS) -> None:
+    """SIGTERM each demo process's group, and return only once all of them have exited:
+    whatever is left after ``stop_seconds`` gets SIGKILL (and is waited for too)."""
+    groups: dict[str, int] = {}
+    for pidfile in sorted(home.glob("*.pid")):
+        try:
+            pgid = int(pidfile.read_text())
+            os.killpg(pgid, signal.SIGTERM)
+            groups[pidfile.stem] = pgid
         except (ProcessLookupError, ValueError):
             pass
         pidfile.unlink()
+    left = _wait_gone(groups, stop_seconds)
+    for name, pgid in left.items():
+        click.echo(f"{name} did not stop within {stop_seconds:g} s: sent SIGKILL", err=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    still = _wait_gone(left, KILL_SECONDS)
+    for name in groups:
+        if name in still:
+            click.echo(f"{name} (process group {groups[name]}) is still running", err=True)
+        else:
+            click.echo(f"stopped {name}")
+    if still:
+        raise click.ClickException(f"could not stop: {', '.join(sorted(still))}")
+
+
+@main.command()
+def stop() -> None:
+    """Stop the demo's processes; returns when they have exited."""
+    stop_all(HOME)
 
 
 if __name__ == "__main__":
