@@ -36,7 +36,7 @@ from topics.events import (
 # ``uuid`` -> ``task_id``. Everything else Celery sends (utcoffset, pid of worker
 # events, loadavg, local_received, ...) is dropped.
 _TASK_COMMON = (
-    "hostname", "clock", "name", "root_id", "parent_id", "queue", "routing_key",
+    "hostname", "clock", "name", "root_id", "parent_id", "queue", "exchange", "routing_key",
     "args", "kwargs", "retries", "eta", "expires",
 )  # fmt: skip
 _TASK_TYPES: dict[str, tuple[Any, tuple[str, ...]]] = {

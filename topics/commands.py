@@ -33,6 +33,9 @@ class RetryCommand(Record):
     args: str = Field(description="Python literal of the args tuple, as Celery reported it.")
     kwargs: str = Field(description="Python literal of the kwargs dict.")
     queue: str | None = None
+    exchange: str | None = Field(
+        default=None, description="The exchange the task was sent with, when known."
+    )
     routing_key: str | None = None
     root_id: str
     parent_id: str
@@ -66,6 +69,11 @@ class CommandResult(Record):
         default=None, description="The command's workflow (retries); where its outcome goes."
     )
     execution_id: str | None = Field(default=None, description="The command's execution.")
+    task_id: str | None = Field(default=None, description="The task a retry was sent as.")
+    queue: str | None = Field(
+        default=None, description="The queue a retry was sent to (or refused for)."
+    )
+    routing_key: str | None = Field(default=None, description="The routing key it was sent with.")
 
 
 Command = Annotated[RetryCommand | RevokeCommand, Field(discriminator="kind")]

@@ -33,6 +33,9 @@ class _TaskEvent(Record):
     root_id: str | None = None
     parent_id: str | None = None
     queue: str | None = None
+    exchange: str | None = Field(
+        default=None, description="The exchange the task was sent with (task.sent only)."
+    )
     routing_key: str | None = None
     args: str | None = Field(default=None, description="Celery's repr of the args (may be cut).")
     kwargs: str | None = Field(default=None, description="Celery's repr of the kwargs.")
