@@ -33,6 +33,25 @@ _SCHEMAS: dict[str, tuple[str, Any]] = {
 }
 
 
+#: Schemas other teams validate against (docs/execution-log.md). A later version of one adds
+#: optional fields, so these are open to fields a reader does not know (``additionalProperties``
+#: not false); flowguard's own models stay closed, so flowguard never writes an unknown field.
+PUBLIC = frozenset({"execution"})
+
+
+def _open(schema: Any) -> Any:
+    """``schema`` without any ``"additionalProperties": false``, at every depth."""
+    if isinstance(schema, dict):
+        return {
+            k: _open(v)
+            for k, v in schema.items()
+            if not (k == "additionalProperties" and v is False)
+        }
+    if isinstance(schema, list):
+        return [_open(v) for v in schema]
+    return schema
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """File stem -> JSON Schema document, with ``$id`` set to the schema id."""
     result = {}
@@ -41,6 +60,8 @@ def schemas() -> dict[str, dict[str, Any]]:
             body = model.model_json_schema(by_alias=True, mode="serialization")
         else:
             body = TypeAdapter(model).json_schema(by_alias=True, mode="serialization")
+        if stem in PUBLIC:
+            body = _open(body)
         result[stem] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": schema_id,
