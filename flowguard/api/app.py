@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from flowguard import __version__
 from flowguard.api import errors, executions, testing, ui, workflows
 from flowguard.api.auth import Principal, Role, require
+from flowguard.api.limits import InputLimits
 from flowguard.api.models import Principal as PrincipalOut
 from flowguard.api.services import started, token_auth
 from flowguard.api.settings import ApiSettings
@@ -47,6 +48,14 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    # Last added is outermost: the limits run before CORS, routing, parsing and auth.
+    app.add_middleware(
+        InputLimits,
+        auth=app.state.auth,
+        max_body_bytes=api.max_body_bytes,
+        max_unauthenticated_body_bytes=api.max_unauthenticated_body_bytes,
+        max_header_bytes=api.max_header_bytes,
+    )
     app.include_router(workflows.router)
     app.include_router(testing.router)
     app.include_router(executions.router)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from flowguard.api.errors import ApiProblem
 from flowguard.engine.workflow import slugify
 from flowguard.errors import WorkflowInvalid
 from flowguard.masking import SECRET_KEYS, looks_masked
@@ -157,8 +158,24 @@ def stored_for(
     return latest.definition if latest is not None and not latest.deleted else None
 
 
-def from_yaml(text: str, *, source: str = "yaml") -> list[Any]:
-    """Every document in ``text`` (a document may hold a list of workflows)."""
+DEFAULT_MAX_YAML_BYTES = 1024 * 1024
+
+
+def from_yaml(
+    text: str, *, source: str = "yaml", max_bytes: int = DEFAULT_MAX_YAML_BYTES
+) -> list[Any]:
+    """Every document in ``text`` (a document may hold a list of workflows).
+
+    Text over ``max_bytes`` is refused (413, field ``yaml``) before the parser sees it.
+    """
+    size = len(text.encode())
+    if size > max_bytes:
+        raise ApiProblem(
+            413,
+            "too_large",
+            "the YAML is larger than the limit",
+            [("yaml", f"{size} bytes; at most {max_bytes} (FLOWGUARD_API_MAX_YAML_BYTES)")],
+        )
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import Request
@@ -24,6 +25,8 @@ from flowguard.history import HistoryProjection
 from flowguard.settings import Settings
 from flowguard.store import WorkflowStore
 
+P = ParamSpec("P")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 # Back-off between attempts to follow the execution log while Kafka is unreachable.
 FOLLOW_RETRY_SECONDS = 1.0
@@ -38,6 +41,16 @@ class Services:
     runner: ActionRunner
     history: HistoryProjection
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run CPU-heavy work (a Test Workflow run, an import) on a thread, a few at a time.
+
+        The event loop keeps answering other requests (and heartbeats to Kafka) meanwhile;
+        ``FLOWGUARD_API_TEST_CONCURRENCY`` bounds how many run at once, the rest wait.
+        """
+        async with self.heavy:
+            return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def refreshed_store(self) -> WorkflowStore:
         """The store, read up to the history's end: what every other writer saved is seen.
@@ -82,6 +95,7 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
             producer=producer,
             runner=runner,
             history=history,
+            heavy=asyncio.Semaphore(api.test_concurrency),
         )
         stack.push_async_callback(_cancel_all, found)
         found.tasks.append(asyncio.create_task(_follow(found), name="history-follow"))

@@ -40,6 +40,30 @@ class ApiSettings(BaseSettings):
         default=50 * 1024 * 1024, ge=1, description="Largest JSONL upload Test Workflow accepts."
     )
 
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (413 above it), checked before it is read or parsed.",
+    )
+    max_unauthenticated_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Largest request body from a caller without a known token (413 above it).",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request header block (431 above it)."
+    )
+    max_yaml_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest YAML text a save, test or import accepts."
+    )
+    test_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Test Workflow runs (and imports) at once, each on a thread off the event "
+        "loop; more wait for a slot.",
+    )
+
     def history_file(self, prefix: str) -> Path:
         """One projection file per topic prefix: a file never mixes two deployments' logs."""
         return self.history_dir / f"{prefix}.history.sqlite"

@@ -99,7 +99,7 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
     if body.definition is not None:
         draft = body.definition
     else:
-        docs = from_yaml(body.yaml or "", source="yaml")
+        docs = from_yaml(body.yaml or "", source="yaml", max_bytes=svc.api.max_yaml_bytes)
         if len(docs) != 1 or not isinstance(docs[0], dict):
             raise WorkflowInvalid("yaml", [("(document)", "give exactly one workflow mapping")])
         draft = docs[0]
@@ -114,8 +114,27 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
 async def _lines(body: TestInput, svc: Services) -> tuple[list[bytes], str, bool]:
     if body.events_jsonl is not None:
         if len(body.events_jsonl) > svc.api.test_max_upload_bytes:
-            raise ApiProblem(413, "too_large", "events_jsonl is larger than the upload limit")
-        return body.events_jsonl.encode().splitlines(), "upload", False
+            raise ApiProblem(
+                413,
+                "too_large",
+                "events_jsonl is larger than the upload limit",
+                [("events_jsonl", f"at most {svc.api.test_max_upload_bytes} bytes")],
+            )
+        lines = body.events_jsonl.encode().splitlines()
+        if len(lines) > svc.api.test_max_events:
+            raise ApiProblem(
+                413,
+                "too_large",
+                "events_jsonl holds more events than a test may read",
+                [
+                    (
+                        "events_jsonl",
+                        f"{len(lines)} lines; at most {svc.api.test_max_events} "
+                        "(FLOWGUARD_API_TEST_MAX_EVENTS)",
+                    )
+                ],
+            )
+        return lines, "upload", False
     hours = body.hours or 1.0
     since_ms = int((time.time() - hours * 3600) * 1000)
     try:
@@ -137,7 +156,8 @@ async def test_workflow(body: TestInput, who: Editor, svc: Svc) -> TestResult:
     """Dry-run a workflow; the records equal ``flowguard replay``'s for the same input."""
     published = await _workflow(body, svc)
     lines, source, truncated = await _lines(body, svc)
-    run = run_test(published, lines, cluster=body.cluster)
+    # Off the event loop: a long run must not stall every other request.
+    run = await svc.off_loop(run_test, published, lines, cluster=body.cluster)
     samples = []
     if body.send_samples:
         first = run.records[0] if run.records else None

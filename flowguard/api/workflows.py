@@ -36,6 +36,7 @@ from flowguard.api.services import Services, services
 from flowguard.api.summaries import summaries
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint
+from flowguard.engine.workflow import Workflow
 from flowguard.errors import WorkflowInvalid
 from flowguard.masking import mask_definition
 from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
@@ -53,10 +54,10 @@ Svc = Annotated[Services, Depends(services)]
 WorkflowId = Annotated[str, Query(min_length=1, max_length=128)]
 
 
-def _definition_of(body: DefinitionInput) -> dict[str, Any]:
+def _definition_of(body: DefinitionInput, max_yaml_bytes: int) -> dict[str, Any]:
     if body.definition is not None:
         return body.definition
-    docs = from_yaml(body.yaml or "", source="yaml")
+    docs = from_yaml(body.yaml or "", source="yaml", max_bytes=max_yaml_bytes)
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise WorkflowInvalid("yaml", [("(document)", "give exactly one workflow mapping")])
     return dict(docs[0])
@@ -144,7 +145,9 @@ async def list_workflows(who: Viewer, svc: Svc) -> list[WorkflowSummary]:
 @router.post("/workflows", status_code=201, response_model=SaveResult, tags=["workflows"])
 async def create_workflow(body: SaveInput, who: Editor, svc: Svc) -> SaveResult:
     """Create a workflow (its version 1, or the next one after a deletion)."""
-    saved, changed = await _save(svc, who, _definition_of(body), body, workflow_id=None)
+    saved, changed = await _save(
+        svc, who, _definition_of(body, svc.api.max_yaml_bytes), body, workflow_id=None
+    )
     return SaveResult(saved=changed, workflow=_detail(saved))
 
 
@@ -156,7 +159,9 @@ async def get_workflow(workflow_id: str, who: Viewer, svc: Svc) -> WorkflowDetai
 @router.put("/workflows/{workflow_id}", response_model=SaveResult, tags=["workflows"])
 async def update_workflow(workflow_id: str, body: SaveInput, who: Editor, svc: Svc) -> SaveResult:
     """Save a new version; nothing is published when it means the same as the latest."""
-    saved, changed = await _save(svc, who, _definition_of(body), body, workflow_id=workflow_id)
+    saved, changed = await _save(
+        svc, who, _definition_of(body, svc.api.max_yaml_bytes), body, workflow_id=workflow_id
+    )
     return SaveResult(saved=changed, workflow=_detail(saved))
 
 
@@ -285,6 +290,10 @@ async def export_all(who: Viewer, svc: Svc, reveal_secrets: bool = False) -> Res
     return _export([v.definition for v in store.current().values()], who, reveal_secrets)
 
 
+def _parse_all(docs: list[dict[str, Any]]) -> list[Workflow]:
+    return [parse_workflow(doc, source=f"yaml#{n}") for n, doc in enumerate(docs, start=1)]
+
+
 @router.post("/import", response_model=list[ImportItem], tags=["workflows"])
 async def import_yaml(body: ImportInput, who: Editor, svc: Svc) -> list[ImportItem]:
     """Validate every workflow in the YAML first (masked secrets restored), then save the ones
@@ -292,11 +301,15 @@ async def import_yaml(body: ImportInput, who: Editor, svc: Svc) -> list[ImportIt
     saved; importing the same file again saves the rest."""
     store = await svc.refreshed_store()
     docs: list[dict[str, Any]] = []
-    for n, doc in enumerate(from_yaml(body.yaml, source="yaml"), start=1):
+    # Parsing a large import is CPU-heavy: off the event loop (as Test Workflow runs).
+    found = await svc.off_loop(
+        from_yaml, body.yaml, source="yaml", max_bytes=svc.api.max_yaml_bytes
+    )
+    for n, doc in enumerate(found, start=1):
         if not isinstance(doc, dict):
             raise WorkflowInvalid(f"yaml#{n}", [("(document)", "a workflow must be a mapping")])
         docs.append(restore_secrets(doc, stored_for(store, doc)))
-    parsed = [parse_workflow(doc, source=f"yaml#{n}") for n, doc in enumerate(docs, start=1)]
+    parsed = await svc.off_loop(_parse_all, docs)
     if not parsed:
         raise WorkflowInvalid("yaml", [("(document)", "no workflow found")])
     ids = [w.id for w in parsed]
@@ -323,7 +336,7 @@ async def validate(body: ValidateInput, who: Viewer, svc: Svc) -> ValidateResult
     """
     store = await svc.refreshed_store()
     try:
-        draft = _keep_id(_definition_of(body), body.workflow_id)
+        draft = _keep_id(_definition_of(body, svc.api.max_yaml_bytes), body.workflow_id)
         definition = restore_secrets(draft, stored_for(store, draft, body.workflow_id))
         workflow = parse_workflow(definition, source="definition")
     except WorkflowInvalid as exc:
