@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flowguard.engine.triggers import error_text
-from flowguard.engine.workflow import Conditions
+from flowguard.engine.workflow import Conditions, compile_regex
 from topics.execution import ConditionResult
 from topics.triggers import Trigger
 
@@ -21,7 +21,12 @@ Check = Callable[[Trigger], bool]
 
 
 def glob(pattern: str) -> re.Pattern[str]:
-    """Shell-style glob, case-sensitive (task names are)."""
+    """Shell-style glob, case-sensitive (task names are).
+
+    Not a user regex: ``fnmatch.translate`` escapes everything but ``*``, ``?`` and
+    ``[...]`` and wraps each star in an atomic group, so matching stays linear-ish
+    (tests/unit/engine/test_patterns.py times a many-star glob on a long name).
+    """
     return re.compile(fnmatch.translate(pattern))
 
 
@@ -58,7 +63,7 @@ def _queue(queue: str) -> Check:
 
 
 def _error(pattern: str) -> Check:
-    rx = re.compile(pattern)
+    rx = compile_regex(pattern)  # RE2: linear time, whatever the pattern and the message
     return lambda t: t.task is not None and rx.search(error_text(t.task)) is not None
 
 

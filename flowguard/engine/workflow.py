@@ -18,6 +18,7 @@ import unicodedata
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import re2
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -74,13 +75,67 @@ def _template(text: str) -> str:
     return text
 
 
-def _regex(text: str) -> str:
+def _regex_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print the refused pattern to stderr
+    return options
+
+
+_RE2_OPTIONS = _regex_options()
+# What RE2 says (its error text) -> what the author should know.
+_RE2_REASONS = tuple(
+    (re.compile(needle), reason)
+    for needle, reason in (
+        (r"invalid escape sequence: \\[0-9]", "backreferences (\\1, (?P=name)) are not supported"),
+        (r"invalid perl operator: \(\?P$", "backreferences (\\1, (?P=name)) are not supported"),
+        (r"invalid escape sequence: \\Z", "\\Z is not supported: write \\z"),
+        (r"invalid perl operator: \(\?=", "lookahead (?=...) is not supported"),
+        (r"invalid perl operator: \(\?!", "negative lookahead (?!...) is not supported"),
+        (r"invalid perl operator: \(\?<[=!]", "lookbehind (?<=...), (?<!...) is not supported"),
+        (r"invalid perl operator: \(\?>", "atomic groups (?>...) are not supported"),
+        (r"pattern too large", "the pattern is too large"),
+    )
+)
+_RE2_NOTE = "patterns run on RE2, in time linear in the message"
+
+
+def compile_regex(text: str) -> Any:
+    """``text`` compiled for RE2, which runs in linear time: no pattern can stall a worker.
+
+    Python's ``re`` backtracks: ``(a+)+$`` against a long message never ends, and it ran
+    on the event loop. RE2 has no backreferences or lookaround; those are refused here
+    with the reason (:func:`regex_problem`). Matching is ``search``, as before.
+    """
     try:
-        re.compile(text)
-    except re.error as exc:
+        return re2.compile(text, _RE2_OPTIONS)
+    except re2.error as exc:
+        raise ValueError(_re2_reason(exc)) from None
+
+
+def _re2_reason(exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else ""
+    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    for needle, reason in _RE2_REASONS:
+        if needle.search(text):
+            return f"{reason}: {_RE2_NOTE}"
+    return f"{text.split(':')[0] or 'not a valid regular expression'} ({_RE2_NOTE})"
+
+
+def regex_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an ``error_pattern``, or ``None``."""
+    try:
+        compile_regex(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _regex(text: str) -> str:
+    problem = regex_problem(text)
+    if problem is not None:
         raise PydanticCustomError(
-            "regex_invalid", "not a valid regular expression: {reason}", {"reason": str(exc)}
-        ) from None
+            "regex_invalid", "not a valid regular expression: {reason}", {"reason": problem}
+        )
     return text
 
 
