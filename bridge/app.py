@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bridge.buffer import EventBuffer
@@ -26,9 +26,10 @@ from bridge.intake import Intake, encode
 from bridge.producer import KafkaOut, describe
 from bridge.publisher import Publisher
 from bridge.receiver import CeleryReceiver
+from bridge.routing import ActiveQueues, load_app
 from bridge.settings import BridgeSettings
 from flowguard.errors import ConfigError
-from topics.events import BridgeStatus
+from topics.events import BridgeStatus, TaskSent
 from topics.registry import topic_names
 
 log = logging.getLogger("flowguard.bridge")
@@ -40,9 +41,16 @@ class Bridge:
         self.bridge_id = uuid.uuid4().hex[:12]
         self.started_at = time.time()
         self.topics = topic_names(settings.topic_prefix)
-        self.celery = Celery(f"flowguard-bridge-{settings.cluster}")
+        self.celery = load_app(
+            settings.app, settings.config, f"flowguard-bridge-{settings.cluster}"
+        )
+        if settings.broker is None and self.celery.conf.broker_url:
+            # The app's broker is the cluster's broker unless --broker overrides it.
+            self.settings = settings = settings.model_copy(
+                update={"broker": SecretStr(str(self.celery.conf.broker_url))}
+            )
         self.celery.conf.update(
-            broker_url=settings.broker.get_secret_value(),
+            broker_url=settings.broker_url,  # a ConfigError when there is none
             broker_connection_retry_on_startup=False,
             broker_connection_max_retries=1,
         )
@@ -81,11 +89,17 @@ class Bridge:
             stack.callback(receiver.stop)
             self.ready.set()
             log.info(
-                "bridge %s for cluster %s: Celery %s -> Kafka %s (%s)",
+                "bridge %s for cluster %s: Celery %s -> Kafka %s (%s); retries routed by %s",
                 self.bridge_id, settings.cluster, settings.broker_display,
-                self._kafka_where(), self.topics["events"],
+                self._kafka_where(), self.topics["events"], self._routed_by(),
             )  # fmt: skip
             await self._until_stopped(tasks)
+
+    def _routed_by(self) -> str:
+        given = [name for name in (self.settings.app, self.settings.config) if name]
+        if not given:
+            return "the queue each command names (no --app)"
+        return f"{' + '.join(given)} where a command names no queue"
 
     def _dedup_url(self) -> str | None:
         """Where command ids are kept (None: no commands); a ConfigError when nowhere."""
@@ -189,12 +203,22 @@ class Bridge:
 
         dedup = DedupStore(redis, settings.cluster, settings.dedup_ttl_seconds,
                            str(maybe_sanitize_url(url)))  # fmt: skip
+        queues = ActiveQueues.of(
+            self.celery, settings.queues_ttl_seconds, settings.inspect_timeout_seconds
+        )
         self.commands = CommandRunner(
             self.celery, settings.cluster, consumer, out, dedup, self.topics,
             settings.command_max_age_seconds, settings.commit_interval_seconds,
-            stop_timeout_seconds=timeout,
+            stop_timeout_seconds=timeout, queues=queues,
+            routed_by_app=settings.app is not None or settings.config is not None,
+            on_sent=self._dump_sent,
         )  # fmt: skip
         return self.commands
+
+    def _dump_sent(self, event: TaskSent) -> None:
+        """The bridge's own ``task.sent`` also goes to ``--dump`` (replay learns queues from it)."""
+        if self.intake is not None:
+            self.intake.write_dump(event.model_dump_json())
 
     def status(self) -> BridgeStatus:
         assert self.intake is not None

@@ -20,7 +20,21 @@ from flowguard.errors import ConfigError, FlowguardError
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowguard-bridge")
 @click.option("--cluster", help="This cluster's name [FLOWGUARD_CLUSTER].")
-@click.option("--broker", help="The Celery broker URL, a secret [FLOWGUARD_BROKER].")
+@click.option(
+    "--broker",
+    help="The Celery broker URL, a secret (default: the app's broker_url) [FLOWGUARD_BROKER].",
+)
+@click.option(
+    "-A",
+    "--app",
+    help="The cluster's Celery app, as `celery -A` takes it (proj.celery:app, found from the "
+    "current directory): retries are routed by its task_routes [FLOWGUARD_APP].",
+)
+@click.option(
+    "--config",
+    help="A Celery configuration module read into the app, as `celery --config` "
+    "(proj.celeryconfig) [FLOWGUARD_CONFIG].",
+)
 @click.option(
     "--kafka",
     "kafka_bootstrap_servers",

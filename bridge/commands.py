@@ -27,17 +27,22 @@ from typing import Literal, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from celery import Celery
+from celery.exceptions import QueueNotFound
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bridge.intake import encode
 from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
+from bridge.routing import ActiveQueues, Published, route, sent_event
 from flowguard.engine.retry import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
 from topics._base import from_iso, iso
 from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, RevokeCommand
 from topics.dlq import DeadLetter
+from topics.events import TaskSent
+from topics.keys import RootMemory, record_key
 
 log = logging.getLogger("flowguard.bridge")
 T = TypeVar("T")
@@ -82,6 +87,10 @@ class DedupStore:
 class Outcome:
     status: Status
     detail: str
+    task_id: str | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    sent: TaskSent | None = None  # the event of a retry sent
 
 
 class CommandRunner:
@@ -99,6 +108,9 @@ class CommandRunner:
         commit_interval_seconds: float,
         *,
         stop_timeout_seconds: float = 10.0,
+        queues: ActiveQueues | None = None,
+        routed_by_app: bool = False,
+        on_sent: Callable[[TaskSent], None] | None = None,
     ) -> None:
         self.app = app
         self.cluster = cluster
@@ -114,6 +126,11 @@ class CommandRunner:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._redis_problem: str | None = None
+        self.queues = queues  # None: no check of the workers' queues
+        self.routed_by_app = routed_by_app
+        self.on_sent = on_sent
+        self.published = Published()
+        self._unknown_queue_said: set[str] = set()
 
     async def run(self) -> None:
         """Consume until cancelled; the consumer is started here and stopped on the way out."""
@@ -126,6 +143,7 @@ class CommandRunner:
                         await self.handle(record)
                 await self._commit(force=self.commit_interval == 0)
         finally:
+            self.published.close()
             await self._stop(consumer)
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
@@ -232,34 +250,89 @@ class CommandRunner:
             except Exception as exc:
                 raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
             return Outcome("done", f"revoked {command.task_id}")
+        return self._retry(command)
+
+    def _retry(self, command: RetryCommand) -> Outcome:
+        """Route (the command's queue, else the app's routes), check that a worker consumes
+        the queue, send, and say where it went (also as a ``task.sent`` event)."""
         try:
             call = parse_call_args(command.args, command.kwargs)
         except ArgsUnrecoverable as exc:
             return Outcome("failed", f"args not recoverable: {exc}")
+        try:
+            target = route(self.app, command, call.args, dict(call.kwargs))
+        except QueueNotFound as exc:
+            return Outcome("failed", f"not sent: {exc}", command.task_id, command.queue)
+        unknown = command.queue is None and not self.routed_by_app
+        if unknown:
+            self._say_queue_unknown(command.name, target.queue)
+        refused, note = self._check_consumers(target.queue, unknown)
+        if refused is not None:
+            return Outcome("failed", refused, command.task_id, target.queue)
         eta = None
         if command.not_before is not None and from_iso(command.not_before) > time.time():
-            eta = datetime.fromtimestamp(from_iso(command.not_before), tz=UTC)
+            eta = from_iso(command.not_before)
         try:
             self.app.send_task(
                 command.name,
                 args=list(call.args),
                 kwargs=dict(call.kwargs),
                 task_id=command.task_id,
-                queue=command.queue,
-                routing_key=command.routing_key,
                 root_id=command.root_id,
                 parent_id=command.parent_id,
-                eta=eta,
+                eta=None if eta is None else datetime.fromtimestamp(eta, tz=UTC),
                 add_to_parent=False,
                 headers={
                     EXECUTION_HEADER: command.execution_id,
                     COMMAND_HEADER: command.command_id,
                 },
+                **target.options,
             )
         except Exception as exc:
             raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        where = f" on queue {command.queue}" if command.queue else ""
-        return Outcome("done", f"sent {command.name}[{command.task_id}]{where}")
+        exchange, routing_key = self.published.pop(command.task_id)
+        sent = sent_event(self.cluster, command, target.queue, exchange, routing_key, eta)
+        where = f" on queue {target.queue}" if target.queue else ""
+        detail = f"sent {command.name}[{command.task_id}]{where}{note}"
+        return Outcome("done", detail, command.task_id, target.queue, routing_key, sent)
+
+    def _say_queue_unknown(self, name: str, queue: str | None) -> None:
+        """Once per task name: the retry goes to the default queue for want of knowing better."""
+        if name in self._unknown_queue_said:
+            return
+        self._unknown_queue_said.add(name)
+        log.warning(
+            "queue of %s unknown: the retry command names none (no task-sent event seen) and "
+            "the bridge has no Celery app, so it goes to the default queue %r. Start the bridge "
+            "with --app proj.celery:app (FLOWGUARD_APP), or set task_send_sent_event = True in "
+            "the cluster's Celery app", name, queue,
+        )  # fmt: skip
+
+    def _check_consumers(self, queue: str | None, unknown: bool) -> tuple[str | None, str]:
+        """(why not to send, or None; a note for the detail). No answer at all from the
+        workers (none up, or all too busy to answer): sent, and the detail says it was not
+        checked: the message waits in the broker for the workers to come back."""
+        if queue is None or self.queues is None:
+            return None, ""
+        try:
+            found = self.queues.check(queue)
+        except Exception as exc:  # the broker away: inspect cannot be sent
+            raise CeleryUnavailable(f"inspect: {type(exc).__name__}: {exc}") from exc
+        if not found.answered:
+            log.warning("queue %r not checked: no worker answered inspect within %g s",
+                        queue, self.queues.timeout_seconds)  # fmt: skip
+            return (
+                None,
+                f" (not checked: no worker answered within {self.queues.timeout_seconds:g} s)",
+            )
+        if found.consumed:
+            return None, ""
+        hint = (
+            " (the command names no queue and the bridge has no Celery app: start it with --app)"
+            if unknown else ""
+        )  # fmt: skip
+        consumed = ", ".join(found.queues)
+        return f"queue {queue!r} has no consumer; workers consume: {consumed}{hint}", ""
 
     async def _report(self, command: RetryCommand | RevokeCommand, outcome: Outcome) -> None:
         """The result, with the execution it belongs to: the flowguard worker settles the
@@ -274,7 +347,17 @@ class CommandRunner:
             detail=outcome.detail,
             workflow_id=command.workflow_id if isinstance(command, RetryCommand) else None,
             execution_id=command.execution_id,
+            task_id=outcome.task_id,
+            queue=outcome.queue,
+            routing_key=outcome.routing_key,
         )
+        if outcome.sent is not None:
+            # Before the result: whoever reads the result can find where the retry went.
+            sent = outcome.sent
+            key = record_key(sent, RootMemory())
+            await self.out.deliver(self.topics["events"], encode(sent), key.encode())
+            if self.on_sent is not None:
+                self.on_sent(sent)
         await self.out.deliver(
             self.topics["command-results"], result.model_dump_json().encode(), self.cluster.encode()
         )

@@ -63,7 +63,7 @@ class Intake:
     def on_event(self, raw: dict[str, Any]) -> None:
         """Celery's receiver handler: one raw event dict."""
         if self.dump is not None:
-            self._write_dump(json.dumps(raw, default=repr))
+            self.write_dump(json.dumps(raw, default=repr))
         try:
             event = translate(raw, self.cluster)
         except EventInvalid as exc:
@@ -79,10 +79,10 @@ class Intake:
         """Tasks seen by ``inspect()`` on (re)connect, published as state records."""
         for event in events:
             if self.dump is not None:
-                self._write_dump(event.model_dump_json())
+                self.write_dump(event.model_dump_json())
             self._add(event)
 
-    def _write_dump(self, line: str) -> None:
+    def write_dump(self, line: str) -> None:
         with self._dump_lock:
             if self.dump is not None:
                 self.dump.write(line + "\n")

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 from kombu.utils.url import maybe_sanitize_url
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowguard.errors import ConfigError
 from flowguard.settings import Settings
 
 
@@ -24,7 +26,24 @@ class BridgeSettings(BaseSettings):
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="This cluster's name, as workflows' `cluster` conditions know it.",
     )  # fmt: skip
-    broker: SecretStr = Field(description="The Celery broker URL (redis://, amqp://, ...).")
+    app: str | None = Field(
+        default=None, min_length=1,
+        description="The cluster's Celery app, as `celery -A` takes it (proj.celery:app): "
+        "retries are routed by its task_routes and routers.",
+    )  # fmt: skip
+    config: str | None = Field(
+        default=None, min_length=1,
+        description="A Celery configuration module (as `celery --config`), read into the app.",
+    )  # fmt: skip
+    broker: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="The Celery broker URL (redis://, amqp://, ...); default: the app's own.",
+    )
+    queues_ttl_seconds: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="How long the workers' active queues (checked before a retry) are cached.",
+    )  # fmt: skip
     kafka_bootstrap_servers: str = Settings.model_fields["kafka_bootstrap_servers"].default
     topic_prefix: str = Settings.model_fields["topic_prefix"].default
     kafka_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
@@ -55,6 +74,14 @@ class BridgeSettings(BaseSettings):
     commands: bool = Field(default=True, description="Carry out retry/revoke commands.")
     dump: Path | None = Field(default=None, description="Also write raw Celery events here.")
 
+    @field_validator("broker", mode="after")
+    @classmethod
+    def _broker_or_app(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Required unless an app (--app/--config) is given: then its broker_url is used."""
+        if value is None and not info.data.get("app") and not info.data.get("config"):
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
     @field_validator("broker", "dedup_url")
     @classmethod
     def _has_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -63,15 +90,25 @@ class BridgeSettings(BaseSettings):
         return value
 
     @property
+    def broker_url(self) -> str:
+        """The broker URL (a secret); a ConfigError when neither given nor the app's."""
+        if self.broker is None:
+            raise ConfigError(
+                "broker: Field required (--broker or FLOWGUARD_BROKER), unless the Celery app "
+                "(--app or --config) names its broker_url"
+            )
+        return self.broker.get_secret_value()
+
+    @property
     def broker_display(self) -> str:
         """The broker URL with its password masked, for logs and errors."""
-        return str(maybe_sanitize_url(self.broker.get_secret_value()))
+        return str(maybe_sanitize_url(self.broker_url))
 
     def dedup_redis_url(self) -> str | None:
         """Where command ids are kept: ``dedup_url``, else the broker when it is Redis."""
         if self.dedup_url is not None:
             return self.dedup_url.get_secret_value()
-        broker = self.broker.get_secret_value()
+        broker = self.broker_url
         if broker.startswith(("redis://", "rediss://")):
             return broker
         return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,3 +158,36 @@ def test_commands_without_a_dedup_store_stop_the_bridge_with_exit_code_2() -> No
         "URL where the bridge keeps the ids of commands it carried out)"
     ]
     assert SECRET not in result.output
+
+
+def test_an_app_that_cannot_be_loaded_stops_the_bridge_with_exit_code_2() -> None:
+    """No --broker needed with --app (the app's is used); an app that is not there is one line
+    naming the field, before the bridge waits for Kafka (none here)."""
+    code, err = run_cli(["--cluster", "prod", "--app", "proj_missing.celery:app",
+                         "--kafka", "127.0.0.1:1"])  # fmt: skip
+    assert code == 2
+    assert err.splitlines() == [
+        "error: app: cannot load 'proj_missing.celery:app': ModuleNotFoundError: "
+        "No module named 'proj_missing'"
+    ]
+
+
+def test_a_type_is_not_an_app() -> None:
+    code, err = run_cli(["--cluster", "prod", "--app", "celery:Celery", "--kafka", "127.0.0.1:1"])
+    assert code == 2
+    assert err.startswith("error: app: 'celery:Celery' is a type, not a Celery app")
+
+
+def test_an_app_that_names_no_broker_needs_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fg_no_broker.py").write_text("from celery import Celery\napp = Celery('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "fg_no_broker", raising=False)
+    code, err = run_cli(["--cluster", "prod", "--app", "fg_no_broker", "--kafka", "127.0.0.1:1"])
+    assert code == 2
+    assert err.splitlines() == [
+        "error: broker: Field required (--broker or FLOWGUARD_BROKER), unless the Celery app "
+        "(--app or --config) names its broker_url"
+    ]

@@ -1,0 +1,168 @@
+"""Where the bridge sends a retry, on a real worker with Celery's defaults: no ``task-sent``
+events, ``task_routes`` sending the task to ``payments``, the worker consuming only
+``payments`` (the default queue ``celery`` has no consumer)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.helpers import wait_until
+from tests.integration.bridge.test_bridge_commands import results_for, send
+from tests.processes import (
+    Process,
+    TopicReader,
+    bridge_process,
+    private_redis,
+    python_env,
+    start_worker,
+)
+from topics._base import iso
+from topics.commands import RetryCommand
+
+CLUSTER = "routed-cluster"
+APP = "tests.integration.bridge.routed_app"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    with private_redis(tmp_path) as url:
+        yield url
+
+
+def payments_worker(tmp: Path, broker: str) -> Process:
+    """A worker of the routed app that consumes only ``payments``, sending task events (-E)
+    but, as Celery's default, no ``task-sent``."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", APP, "worker", "-n", "pay@flowguard",
+        "-Q", "payments", "-c", "1", "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
+    ]  # fmt: skip
+    env = python_env(ROUTED_APP_BROKER=broker)
+    return start_worker(Process("worker pay", argv, tmp / "worker-pay.log", env))
+
+
+def bridge(tmp: Path, broker: str, kafka: str, topics: str, *, with_app: bool,
+           name: str = "bridge") -> Process:  # fmt: skip
+    """With the app: no --broker (the app's broker is the cluster's)."""
+    flags = ("--app", f"{APP}:app") if with_app else ()
+    process = bridge_process(
+        tmp, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=topics, name=name, flags=flags,
+        inspect_timeout_seconds="1",
+    )  # fmt: skip
+    process.env["ROUTED_APP_BROKER"] = broker
+    if with_app:
+        del process.env["FLOWGUARD_BROKER"]
+    process.start()
+    process.wait_for_log("consuming Celery events")
+    return process
+
+
+def charge_retry(command_id: str, **fields: Any) -> RetryCommand:
+    """A retry of ``routed.charge`` with no queue: the engine never saw a task-sent."""
+    values: dict[str, Any] = {
+        "command_id": command_id,
+        "cluster": CLUSTER,
+        "execution_id": f"exec-{command_id}",
+        "workflow_id": "auto-retry",
+        "issued_at": iso(time.time()),
+        "task_id": f"pay-1-retry-{command_id}",
+        "original_task_id": "pay-1",
+        "name": "routed.charge",
+        "args": "(5,)",
+        "kwargs": "{'card': 'visa'}",
+        "root_id": "pay-1",
+        "parent_id": "pay-1",
+        "attempt": 1,
+    }
+    values.update(fields)
+    return RetryCommand(**values)
+
+
+def test_with_the_app_a_retry_without_queue_goes_where_task_routes_send_it(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = payments_worker(tmp_path, broker)
+    process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=True)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    command = charge_retry("c-app")
+    child = command.task_id
+    try:
+        send(kafka_bootstrap, topics, command)
+        [result] = results_for(results, "c-app", 1)
+
+        def received() -> list[tuple[bytes | None, dict[str, Any], int]] | None:
+            events.poll()
+            mine = [(k, v, p) for k, v, p, _ in events.records if v.get("task_id") == child]
+            return mine if "task.succeeded" in [v["kind"] for _, v, _ in mine] else None
+
+        found = wait_until(received, timeout_seconds=60, what="the retry to run on the worker")
+    finally:
+        process.stop()
+        worker.stop()
+    assert result["status"] == "done", result
+    assert (result["task_id"], result["queue"], result["routing_key"]) == (
+        child, "payments", "payments",
+    )  # fmt: skip
+    assert "on queue payments" in result["detail"]
+    kinds = [v["kind"] for _, v, _ in found]
+    assert kinds.count("task.sent") == 1, kinds
+    assert {"task.received", "task.started", "task.succeeded"} <= set(kinds)
+    [sent] = [v for _, v, _ in found if v["kind"] == "task.sent"]
+    assert sent["hostname"].startswith("flowguard-bridge@")
+    assert (sent["queue"], sent["exchange"], sent["routing_key"]) == ("payments", "", "payments")
+    assert (sent["name"], sent["args"], sent["kwargs"]) == ("routed.charge", "(5,)",
+                                                            "{'card': 'visa'}")  # fmt: skip
+    assert (sent["root_id"], sent["parent_id"]) == ("pay-1", "pay-1")
+    # Keyed like every event of the chain: one key, one partition.
+    assert {key for key, _, _ in found} == {f"{CLUSTER}/pay-1".encode()}
+    assert len({partition for _, _, partition in found}) == 1
+    assert "queue of routed.charge unknown" not in process.log()
+
+
+def test_without_the_app_a_retry_without_queue_is_refused_not_sent_to_celery(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    worker = payments_worker(tmp_path, broker)
+    process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=False)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    try:
+        send(kafka_bootstrap, topics, charge_retry("c-none-1"), charge_retry("c-none-2"))
+        [first] = results_for(results, "c-none-1", 1)
+        [second] = results_for(results, "c-none-2", 1)
+    finally:
+        process.stop()
+        worker.stop()
+    for result in (first, second):
+        assert result["status"] == "failed", result
+        assert result["detail"].startswith(
+            "queue 'celery' has no consumer; workers consume: payments"
+        ), result["detail"]
+        assert result["queue"] == "celery"
+    assert redis.Redis.from_url(broker).llen("celery") == 0  # nothing waits there
+    warnings = [line for line in process.log().splitlines() if "queue of routed.charge" in line]
+    assert len(warnings) == 1, warnings  # once per task name
+    assert "--app" in warnings[0]
+    assert "task_send_sent_event = True" in warnings[0]
+
+
+def test_with_no_worker_answering_the_retry_is_sent_and_says_it_was_not_checked(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """No worker up at all (a restart, a deploy): the message waits in the broker for them."""
+    process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=False)
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    try:
+        send(kafka_bootstrap, topics, charge_retry("c-alone", queue="payments"))
+        [result] = results_for(results, "c-alone", 1)
+    finally:
+        process.stop()
+    assert result["status"] == "done", result
+    assert result["detail"].endswith("(not checked: no worker answered within 1 s)")
+    assert redis.Redis.from_url(broker).llen("payments") == 1
