@@ -27,6 +27,7 @@ from flowguard.replay import replay
 from flowguard.workflow_files import load_workflows
 from tests.unit.control.records import record
 from topics.execution import ExecutionRecord
+from topics.registry import EXECUTION_LOG
 
 REPO = Path(__file__).resolve().parents[2]
 FROZEN = json.loads((Path(__file__).parent / "execution-v1.schema.json").read_text())
@@ -168,3 +169,18 @@ def test_the_current_schema_only_grew_compatibly() -> None:
         parent = path.rpartition(".")[0]
         if path not in frozen and (parent == "" or parent in frozen):
             assert not required, f"{path}: a new field must be optional (v1 records lack it)"
+
+
+def test_the_topic_is_as_documented() -> None:
+    """docs/execution-log.md's table: name, partitions, never compacted, kept forever."""
+    assert EXECUTION_LOG.name("flowguard") == "flowguard.execution-log"
+    assert EXECUTION_LOG.partitions == 6
+    assert EXECUTION_LOG.public
+    assert EXECUTION_LOG.config() == {"cleanup.policy": "delete", "retention.ms": "-1"}
+
+
+def test_replayed_records_say_so() -> None:
+    """docs/execution-log.md: replay's records are dry runs with no recorded_at."""
+    replayed = list(_replayed())
+    assert replayed
+    assert all(r.dry_run and r.recorded_at is None for r in replayed)
