@@ -95,11 +95,16 @@ class Bridge:
             )  # fmt: skip
             await self._until_stopped(tasks)
 
-    def _routed_by(self) -> str:
+    def _app_given(self) -> str | None:
+        """The Celery app and config module given (--app, --config), if any."""
         given = [name for name in (self.settings.app, self.settings.config) if name]
-        if not given:
+        return " + ".join(given) or None
+
+    def _routed_by(self) -> str:
+        given = self._app_given()
+        if given is None:
             return "the queue each command names (no --app)"
-        return f"{' + '.join(given)} where a command names no queue"
+        return f"{given} where a command names no queue"
 
     def _dedup_url(self) -> str | None:
         """Where command ids are kept (None: no commands); a ConfigError when nowhere."""
@@ -239,6 +244,7 @@ class Bridge:
             events_dropped_by_kind=dict(buffer.dropped),
             events_invalid=self.intake.invalid,
             buffered=len(buffer) + self.publisher.in_flight,
+            celery_app=self._app_given(),
         )
 
     async def _heartbeat(self, out: KafkaOut) -> None:

@@ -138,6 +138,11 @@ class BridgeStatus(Record):
     events_dropped_by_kind: dict[str, int] = Field(default_factory=dict)
     events_invalid: int = Field(default=0, ge=0, description="Events sent to the DLQ.")
     buffered: int = Field(default=0, ge=0, description="Events waiting for Kafka right now.")
+    celery_app: str | None = Field(
+        default=None,
+        description="The Celery app (--app, --config) the bridge routes retries with; "
+        "None: none given, a retry goes to the queue its command names.",
+    )
 
 
 TaskEvent = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -83,14 +84,18 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch, topics: list[str]) -> None:
     async def cluster_info(bootstrap: str, timeout_seconds: float) -> ClusterInfo:
         return ClusterInfo(broker_count=1, controller_id=1, cluster_id="c", topics=tuple(topics))
 
+    async def recent_events(bootstrap: str, topic: str, timeout_seconds: float) -> dict[str, Any]:
+        return {}  # a fake cluster holds no records
+
     monkeypatch.setattr(doctor, "cluster_info", cluster_info)
+    monkeypatch.setattr(doctor, "_recent_events", recent_events)
 
 
 def test_missing_topics_warn_and_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_cluster(monkeypatch, ["shop.events", "other.events"])
     result = run_doctor(monkeypatch, topic_prefix="shop")
     assert result.exit_code == 0, result.output
-    last = result.output.splitlines()[-1]
+    last = result.output.splitlines()[2]
     assert last.startswith(f"warn topics: 1 of {len(ALL_TOPICS)} exist; missing: shop.commands, ")
     assert last.endswith("(run `flowguard topics create`)")
 
@@ -99,4 +104,6 @@ def test_all_topics_present_is_ok(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_cluster(monkeypatch, [spec.name("shop") for spec in ALL_TOPICS])
     result = run_doctor(monkeypatch, topic_prefix="shop")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1].startswith(f"ok   topics: all {len(ALL_TOPICS)} exist")
+    lines = result.output.splitlines()
+    assert lines[2].startswith(f"ok   topics: all {len(ALL_TOPICS)} exist")
+    assert lines[3] == "ok   task-sent: no task events in shop.events in the last hour"
