@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowguard.secrets import mask
+from flowguard.errors import WorkflowInvalid
+from flowguard.secrets import SecretPolicy, env_ref_name, mask
 
 # Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
 # circuit breaker's notify); every value under ``headers`` is a secret too.
@@ -84,3 +85,37 @@ def mark_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
         if isinstance(was, str) and mask(was) == holder[key]:
             holder[key] = f"{holder[key]} (changed)"
     return masked
+
+
+def reference_problems(
+    definition: Mapping[str, Any], policy: SecretPolicy
+) -> list[tuple[str, str]]:
+    """(field path, reason) for each ``${NAME}`` the policy does not allow.
+
+    Checked on save, apply, lint, Test Workflow and replay, so an editor cannot point a
+    header at ``${FLOWGUARD_API_TOKENS}`` and read it at their own URL.
+    """
+    found = []
+    for path, holder, key in _secret_paths(definition):
+        value = holder[key]
+        name = env_ref_name(value) if isinstance(value, str) else None
+        problem = policy.problem(name) if name is not None else None
+        if problem is not None:
+            found.append((path, problem))
+    return found
+
+
+def literal_secret_paths(definition: Mapping[str, Any]) -> list[str]:
+    """Field paths of the secrets written as literals (not ``${NAME}``), as written."""
+    return [
+        path
+        for path, holder, key in _secret_paths(definition)
+        if isinstance(holder[key], str) and env_ref_name(holder[key]) is None
+    ]
+
+
+def refuse_references(source: str, definition: Mapping[str, Any], policy: SecretPolicy) -> None:
+    """Raise :class:`WorkflowInvalid` naming each ``${NAME}`` field the policy refuses."""
+    problems = reference_problems(definition, policy)
+    if problems:
+        raise WorkflowInvalid(source, problems)

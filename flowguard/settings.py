@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from flowguard.secrets import DEFAULT_SECRET_PREFIX, SecretPolicy
 
 
 class Settings(BaseSettings):
@@ -23,6 +26,37 @@ class Settings(BaseSettings):
     kafka_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Deadline for one Kafka request (metadata, produce)."
     )
+
+    secret_prefix: str = Field(
+        default=DEFAULT_SECRET_PREFIX,
+        description="A workflow's ${NAME} may read environment variables starting with this "
+        "(empty: none by prefix).",
+    )
+    secret_names: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="More environment variables a workflow's ${NAME} may read, comma separated.",
+    )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals literal workflow secrets on Kafka: '<key id>:<Fernet key>'. "
+        "Unset: literals are stored in clear (lint warns).",
+    )
+    secrets_old_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Earlier '<key id>:<Fernet key>' values, comma separated: versions sealed "
+        "with them still open after a rotation.",
+    )
+
+    @field_validator("secret_names", "secrets_old_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def secret_policy(self) -> SecretPolicy:
+        """Which ``${NAME}`` references workflows may use."""
+        return SecretPolicy(self.secret_prefix, frozenset(self.secret_names))
 
 
 @lru_cache(maxsize=1)

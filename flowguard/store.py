@@ -35,7 +35,9 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
 from flowguard.kafka_admin import partitions_of
-from flowguard.masking import mark_changed, mask_definition, still_masked
+from flowguard.masking import mark_changed, mask_definition, refuse_references, still_masked
+from flowguard.secrets import SecretPolicy
+from flowguard.settings import get_settings
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
 from topics.workflows import WorkflowVersion
 
@@ -81,13 +83,14 @@ def _same(stored: Mapping[str, Any], workflow: Workflow) -> bool:
         return False
 
 
-def _validate(definition: Mapping[str, Any], source: str) -> Workflow:
+def _validate(definition: Mapping[str, Any], source: str, policy: SecretPolicy) -> Workflow:
     """``parse_workflow`` with the author's mapping, so errors read as ``flowguard lint``'s.
 
     A secret that is a mask (an exported or shown definition sent back as it is) is refused:
     saved, it would be sent as the header or URL itself.
     """
     workflow = parse_workflow(definition, source=source)
+    refuse_references(source, definition, policy)
     masked = still_masked(definition)
     if masked:
         reason = "is a masked secret (***...), not the secret: enter it, or ${ENV_VAR}"
@@ -99,9 +102,15 @@ class WorkflowStore:
     """Read and write workflow versions. Use as ``async with WorkflowStore(...) as store``."""
 
     def __init__(
-        self, bootstrap_servers: str, prefix: str = "flowguard", timeout: float = 10.0
+        self,
+        bootstrap_servers: str,
+        prefix: str = "flowguard",
+        timeout: float = 10.0,
+        policy: SecretPolicy | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Which ${NAME} a saved workflow may use (refused on save and apply otherwise).
+        self.policy = policy if policy is not None else get_settings().secret_policy()
         self.prefix = prefix
         self.timeout = timeout
         self.history_topic = WORKFLOW_HISTORY.name(prefix)
@@ -329,7 +338,7 @@ class WorkflowStore:
         (0 for "must not exist yet") refuses the save with :class:`VersionConflict` when the
         workflow has moved on since the caller read it.
         """
-        workflow = _validate(definition, source)
+        workflow = _validate(definition, source, self.policy)
         async with self._lock:
             await self._refresh()
             latest = self.latest(workflow.id)

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine.workflow import url_problem
 from flowguard.errors import ActionFailed, ConfigError
-from flowguard.secrets import mask, reveal
+from flowguard.secrets import SecretPolicy, mask, reveal
 
 SAMPLE_BANNER = "[flowguard test] This is a sample notification: no task failed."
 
@@ -34,6 +34,7 @@ class Context:
     sample: bool
     now: float
     environ: Mapping[str, str] | None = None
+    policy: SecretPolicy = field(default_factory=SecretPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,10 @@ class Outbound:
 
 
 def reveal_secret(secret: SecretStr, field_name: str, ctx: Context) -> str:
-    """Reveal a workflow secret; a missing ``${ENV}`` fails the action naming the field."""
+    """Reveal a workflow secret; a missing or disallowed ``${ENV}`` fails the action naming the
+    field, before any request is made."""
     try:
-        return reveal(secret, ctx.environ)
+        return reveal(secret, ctx.environ, ctx.policy)
     except ConfigError as exc:
         raise ActionFailed(f"{field_name}: {exc}") from None
 

@@ -37,6 +37,8 @@ from flowguard.actions.safety import check_url_target
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine.execute import Notice
 from flowguard.errors import ActionFailed
+from flowguard.secrets import SecretPolicy
+from flowguard.settings import get_settings
 from topics.execution import ActionResult
 
 log = logging.getLogger("flowguard.actions")
@@ -63,12 +65,15 @@ class ActionRunner:
         store: DeliveryStore | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        policy: SecretPolicy | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or ActionSettings()
         self._store = store
         self._environ = environ
+        # Which ${NAME} a workflow may read: the operator's setting unless a test gives one.
+        self._policy = policy if policy is not None else get_settings().secret_policy()
         self._rng = rng or random.Random()
         self._clock = clock
         self._cache = DeliveredCache(self.settings.dedup_cache_size)
@@ -146,7 +151,7 @@ class ActionRunner:
     async def _deliver(self, notice: Notice, sample: bool) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_total_seconds
-        ctx = Context(self.settings, sample, self._clock(), self._environ)
+        ctx = Context(self.settings, sample, self._clock(), self._environ, self._policy)
         out = preparer(notice.action.type)(notice, ctx)
         self._vet(out.url.scheme, out.url.host)
         attempts = out.retries + 1

@@ -76,6 +76,7 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
                 settings.kafka_bootstrap_servers,
                 settings.topic_prefix,
                 timeout=settings.kafka_timeout_seconds,
+                policy=settings.secret_policy(),
             )
         )
         producer = AIOKafkaProducer(
@@ -86,7 +87,9 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
         )
         await producer.start()
         stack.push_async_callback(producer.stop)
-        runner = await stack.enter_async_context(ActionRunner(ActionSettings()))
+        runner = await stack.enter_async_context(
+            ActionRunner(ActionSettings(), policy=settings.secret_policy())
+        )
         history = stack.enter_context(HistoryProjection(api.history_file(settings.topic_prefix)))
         found = Services(
             settings=settings,

@@ -25,6 +25,7 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import KafkaUnavailable, TemplateInvalid, WorkflowInvalid
+from flowguard.masking import refuse_references
 from flowguard.store import WorkflowNotFound
 from topics.execution import ActionResult
 
@@ -95,6 +96,7 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
         except WorkflowNotFound as exc:
             raise not_found(str(exc)) from None
         workflow = parse_workflow(saved.definition, source=body.workflow_id)
+        refuse_references(body.workflow_id, saved.definition, svc.settings.secret_policy())
         return Published.of(workflow.model_copy(update={"enabled": True}), saved.workflow_version)
     if body.definition is not None:
         draft = body.definition
@@ -107,7 +109,9 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
         raise not_found(f"workflow {body.workflow_id!r}: no such workflow")
     # Masks restored only where the action still sends where it did: see restore_secrets.
     stored = stored_for(store, draft, body.workflow_id)
-    workflow = parse_workflow(restore_secrets(draft, stored), source="draft")
+    definition = restore_secrets(draft, stored)
+    workflow = parse_workflow(definition, source="draft")
+    refuse_references("draft", definition, svc.settings.secret_policy())
     return Published.of(workflow.model_copy(update={"enabled": True}))
 
 

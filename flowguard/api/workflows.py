@@ -35,10 +35,10 @@ from flowguard.api.models import (
 from flowguard.api.services import Services, services
 from flowguard.api.summaries import summaries
 from flowguard.engine.documents import parse_workflow
-from flowguard.engine.lint import lint
+from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import WorkflowInvalid
-from flowguard.masking import mask_definition
+from flowguard.masking import mask_definition, refuse_references
 from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import templates
 from topics.workflows import WorkflowVersion
@@ -342,10 +342,18 @@ async def validate(body: ValidateInput, who: Viewer, svc: Svc) -> ValidateResult
     except WorkflowInvalid as exc:
         problems = [LintNote(field=f, message=r) for f, r in exc.problems]
         return ValidateResult(valid=False, problems=problems)
+    try:
+        refuse_references("definition", definition, svc.settings.secret_policy())
+    except WorkflowInvalid as exc:
+        problems = [LintNote(field=f, message=r) for f, r in exc.problems]
+        return ValidateResult(valid=False, problems=problems)
+    warnings = lint(workflow)
+    if svc.settings.secrets_key is None:
+        warnings += literal_secret_warnings(workflow)
     return ValidateResult(
         valid=True,
         id=workflow.id,
-        warnings=[LintNote(field=w.field, message=w.message) for w in lint(workflow)],
+        warnings=[LintNote(field=w.field, message=w.message) for w in warnings],
     )
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from flowguard.engine.lint import lint
+from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.errors import WorkflowInvalid
+from flowguard.masking import refuse_references
+from flowguard.settings import get_settings
 from flowguard.workflow_files import load_workflows
 
 
@@ -18,15 +20,21 @@ from flowguard.workflow_files import load_workflows
 def command(paths: tuple[Path, ...], strict: bool) -> None:
     """Validate workflows (exit 2 if any is invalid) and print best-practice warnings."""
     invalid = warned = 0
+    settings = get_settings()
+    policy = settings.secret_policy()
     for path in paths:
         try:
             loaded = load_workflows(path)
+            for item in loaded:
+                refuse_references(item.source, item.document, policy)
         except WorkflowInvalid as exc:
             click.echo(f"error: {exc}", err=True)
             invalid += 1
             continue
         for item in loaded:
             warnings = lint(item.workflow)
+            if settings.secrets_key is None:
+                warnings += literal_secret_warnings(item.workflow)
             warned += len(warnings)
             for warning in warnings:
                 click.echo(

@@ -17,7 +17,9 @@ from flowguard.engine.core import Explanation
 from flowguard.engine.execute import Notice
 from flowguard.engine.matching import Published
 from flowguard.errors import ConfigError, WorkflowInvalid
+from flowguard.masking import refuse_references
 from flowguard.replay import ReplayStats, replay
+from flowguard.settings import get_settings
 from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
 
@@ -72,6 +74,10 @@ def command(
     """
     try:
         loaded = load_workflows(workflows_path)
+        # A replay with --send-samples really sends: only allowed ${NAME}s, as a save.
+        policy = get_settings().secret_policy()
+        for item in loaded:
+            refuse_references(item.source, item.document, policy)
         action_settings = ActionSettings() if send_samples else None
     except WorkflowInvalid as exc:
         click.echo(f"error: invalid workflow\n{exc}", err=True)

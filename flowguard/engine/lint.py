@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from flowguard.engine.workflow import RetryAction, Workflow
+from flowguard.secrets import is_env_ref
 
 LARGE_MAX_ATTEMPTS = 10
 
@@ -44,4 +47,33 @@ def lint(workflow: Workflow) -> list[LintWarning]:
                 "set max_executions and time_window_hours",
             )
         )
+    return warnings
+
+
+LITERAL_SECRET = (
+    "a literal secret is stored in clear on Kafka (<prefix>.workflows and, forever, "
+    "<prefix>.workflow-history) because FLOWGUARD_SECRETS_KEY is not set: anyone who can "
+    "read those topics reads it, and rotating it never removes the old value. Set "
+    "FLOWGUARD_SECRETS_KEY, or write ${FLOWGUARD_SECRET_...} (docs/security.md)"
+)
+
+
+def literal_secret_warnings(workflow: Workflow) -> list[LintWarning]:
+    """One warning per secret written as a literal: shown when no sealing key is set."""
+    warnings = []
+    notify = workflow.breaker.notify if workflow.circuit_breaker is not None else None
+    holders = [
+        ("action" if len(workflow.actions) == 1 else f"actions.{i}", a)
+        for i, a in enumerate(workflow.actions)
+    ]
+    if notify is not None:
+        holders.append(("circuit_breaker.notify", notify))
+    for where, action in holders:
+        for name in type(action).model_fields:
+            value = getattr(action, name)
+            values = value if isinstance(value, dict) else {None: value}
+            for key, secret in values.items():
+                if isinstance(secret, SecretStr) and not is_env_ref(secret.get_secret_value()):
+                    path = f"{where}.{name}" + (f".{key}" if key is not None else "")
+                    warnings.append(LintWarning(path, LITERAL_SECRET))
     return warnings

@@ -10,6 +10,7 @@ from typing import Any
 
 from flowguard.actions import ActionRunner, ActionSettings, DeliveryStore
 from flowguard.engine.execute import Notice
+from flowguard.secrets import SecretPolicy
 from topics.execution import ActionResult
 
 # Tests reach 127.0.0.1 only because the allowlist opens it; backoff kept short.
@@ -36,6 +37,7 @@ def deliver(
     config: ActionSettings | None = None,
     store: DeliveryStore | None = None,
     environ: Mapping[str, str] | None = None,
+    policy: SecretPolicy | None = None,
     sample: bool = False,
     concurrent: bool = False,
 ) -> list[Timed]:
@@ -47,7 +49,9 @@ def deliver(
         return Timed(result, time.monotonic() - started)
 
     async def run() -> list[Timed]:
-        async with ActionRunner(config or settings(), store, environ=environ) as runner:
+        async with ActionRunner(
+            config or settings(), store, environ=environ, policy=policy
+        ) as runner:
             if concurrent:
                 return list(await asyncio.gather(*(one(runner, n) for n in notices)))
             return [await one(runner, n) for n in notices]

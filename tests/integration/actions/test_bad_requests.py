@@ -39,10 +39,10 @@ def test_a_bad_env_header_value_is_refused_by_name_never_echoed(
     action = {
         "type": "webhook",
         "url": http_server.url_for("/hook"),
-        "headers": {"Authorization": "${HOOK_TOKEN}"},
+        "headers": {"Authorization": "${FLOWGUARD_SECRET_HOOK_TOKEN}"},
         "retries": 3,
     }
-    [done] = deliver([notice(action)], environ={"HOOK_TOKEN": value})
+    [done] = deliver([notice(action)], environ={"FLOWGUARD_SECRET_HOOK_TOKEN": value})
     assert done.result.status == "failed"
     assert done.result.detail.startswith("headers.Authorization: "), done.result.detail
     assert reason in done.result.detail
@@ -99,10 +99,12 @@ def test_a_request_httpx_refuses_is_final_and_never_quoted(
     action = {
         "type": "webhook",
         "url": http_server.url_for("/hook"),
-        "headers": {"X-Token": "${HOOK_TOKEN}"},
+        "headers": {"X-Token": "${FLOWGUARD_SECRET_HOOK_TOKEN}"},
         "retries": 3,
     }
-    [done] = deliver([notice(action)], environ={"HOOK_TOKEN": f"{SECRET}\r\nX-Injected: 1"})
+    [done] = deliver(
+        [notice(action)], environ={"FLOWGUARD_SECRET_HOOK_TOKEN": f"{SECRET}\r\nX-Injected: 1"}
+    )
     assert (done.result.status, done.result.detail) == (
         "failed",
         "the request could not be sent: the HTTP library refused it as malformed",
@@ -123,7 +125,10 @@ def test_an_env_url_is_held_to_the_load_time_rules(
 ) -> None:
     """A literal URL is refused at load; the same rules hold for ${ENV} when the action runs."""
     url = value.format(host=f"127.0.0.1:{http_server.port}")
-    [done] = deliver([notice({"type": "webhook", "url": "${HOOK_URL}"})], environ={"HOOK_URL": url})
+    [done] = deliver(
+        [notice({"type": "webhook", "url": "${FLOWGUARD_SECRET_HOOK_URL}"})],
+        environ={"FLOWGUARD_SECRET_HOOK_URL": url},
+    )
     assert done.result.status == "failed"
     assert done.result.detail.startswith(f"url: {reason}"), done.result.detail
     assert "ENVHEADERSECRET" not in done.result.detail

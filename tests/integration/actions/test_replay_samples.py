@@ -25,7 +25,7 @@ actions:
     webhook_url: "{server.url_for("/slack")}"
     message: "Task {{task_name}} failed: {{error_message}}"
   - type: webhook
-    url: "${{HOOK_URL}}"
+    url: "${{FLOWGUARD_SECRET_HOOK_URL}}"
 """
     )
     return path
@@ -44,7 +44,10 @@ def test_samples_are_sent_once_per_workflow_and_marked(
     tmp_path: Path, http_server: RecordingServer
 ) -> None:
     path = _workflows(tmp_path, http_server)
-    env = {"FLOWGUARD_ACTIONS_ALLOW_HOSTS": "127.0.0.1", "HOOK_URL": http_server.url_for("/hook")}
+    env = {
+        "FLOWGUARD_ACTIONS_ALLOW_HOSTS": "127.0.0.1",
+        "FLOWGUARD_SECRET_HOOK_URL": http_server.url_for("/hook"),
+    }
     code, stdout, stderr = _replay(path, env, "--send-samples")
     assert code == 0, stderr
     records = [json.loads(line) for line in stdout.splitlines()]
@@ -66,7 +69,10 @@ def test_samples_are_sent_once_per_workflow_and_marked(
 def test_a_failed_sample_fails_the_command(tmp_path: Path, http_server: RecordingServer) -> None:
     http_server.script("/slack", Reply(404, body="no_service"))
     path = _workflows(tmp_path, http_server)
-    env = {"FLOWGUARD_ACTIONS_ALLOW_HOSTS": "127.0.0.1", "HOOK_URL": http_server.url_for("/hook")}
+    env = {
+        "FLOWGUARD_ACTIONS_ALLOW_HOSTS": "127.0.0.1",
+        "FLOWGUARD_SECRET_HOOK_URL": http_server.url_for("/hook"),
+    }
     code, _, stderr = _replay(path, env, "--send-samples")
     assert code == 1
     assert "slack: failed: sample: HTTP 404: no_service" in stderr
@@ -75,7 +81,9 @@ def test_a_failed_sample_fails_the_command(tmp_path: Path, http_server: Recordin
 
 def test_samples_respect_outbound_safety(tmp_path: Path, http_server: RecordingServer) -> None:
     path = _workflows(tmp_path, http_server)
-    code, _, stderr = _replay(path, {"HOOK_URL": "https://10.0.0.1/x"}, "--send-samples")
+    code, _, stderr = _replay(
+        path, {"FLOWGUARD_SECRET_HOOK_URL": "https://10.0.0.1/x"}, "--send-samples"
+    )
     assert code == 1
     assert "refused http://127.0.0.1: only https is allowed" in stderr
     assert "refused 10.0.0.1: private address" in stderr

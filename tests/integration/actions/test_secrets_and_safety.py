@@ -40,9 +40,9 @@ def test_a_secret_never_appears_in_logs_records_or_exports(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     _echo_everything(http_server)
-    environ = {"SLACK_URL": http_server.url_for("/slack" + SLACK_SECRET_URL_PATH)}
+    environ = {"FLOWGUARD_SECRET_SLACK_URL": http_server.url_for("/slack" + SLACK_SECRET_URL_PATH)}
     actions = [
-        {"type": "slack", "webhook_url": "${SLACK_URL}", "blocks": True},
+        {"type": "slack", "webhook_url": "${FLOWGUARD_SECRET_SLACK_URL}", "blocks": True},
         {
             "type": "webhook",
             "url": http_server.url_for("/hook?token=XXXXSECRETXXXXquery"),
@@ -51,13 +51,13 @@ def test_a_secret_never_appears_in_logs_records_or_exports(
             "retries": 1,
         },
         {"type": "pagerduty", "routing_key": ROUTING_KEY},
-        {"type": "webhook", "url": "${MISSING_HOOK_URL}"},
+        {"type": "webhook", "url": "${FLOWGUARD_SECRET_MISSING_HOOK_URL}"},
     ]
     notices = [notice(a) for a in actions]
     config = settings(pagerduty_url=http_server.url_for("/v2/enqueue"))
     results = [t.result for t in deliver(notices, config=config, environ=environ)]
     assert [r.status for r in results] == ["failed"] * 4
-    assert "environment variable MISSING_HOOK_URL is not set" in results[3].detail
+    assert "environment variable FLOWGUARD_SECRET_MISSING_HOOK_URL is not set" in results[3].detail
     assert "POST ***abcd" in results[0].detail, "the echoed URL path is masked"
     workflow = parse_workflow(
         {"name": "all", "trigger": {"event": "task.failed"}, "actions": actions}, source="t"

@@ -33,7 +33,7 @@ actions:
   - type: retry
     delay_seconds: 30
   - type: webhook
-    url: "${OPS_WEBHOOK}"
+    url: "${FLOWGUARD_SECRET_OPS_WEBHOOK}"
     headers:
       Authorization: "Bearer abcdefghijklmnopqrstuvwxyz"
 circuit_breaker:
@@ -82,7 +82,9 @@ def test_apply_list_export_toggle_delete_rollback(
     docs = list(yaml.safe_load_all(masked))
     assert [d["id"] for d in docs] == ["alert-on-payments", "retry-network-errors"]
     assert docs[0]["action"]["webhook_url"] == "***alue"
-    assert docs[1]["actions"][1]["url"] == "${OPS_WEBHOOK}"  # a reference is not a secret
+    assert (
+        docs[1]["actions"][1]["url"] == "${FLOWGUARD_SECRET_OPS_WEBHOOK}"
+    )  # a reference is not a secret
     assert docs[1]["actions"][1]["headers"] == {"Authorization": "***wxyz"}
     revealed = run("export", "Alert on payments", "--reveal-secrets").output
     assert yaml.safe_load(revealed)["action"]["webhook_url"] == HOOK

@@ -53,14 +53,16 @@ def test_webhook_payload_and_headers() -> None:
     sent = notice(
         {
             "type": "webhook",
-            "url": "${HOOK}",
+            "url": "${FLOWGUARD_SECRET_HOOK}",
             "headers": {"X-Team": "payments"},
-            "secret": "${SIGNING}",
+            "secret": "${FLOWGUARD_SECRET_SIGNING}",
             "timeout_seconds": 2.5,
             "retries": 1,
         }
     )
-    out = webhook.prepare(sent, _ctx(HOOK="https://h.example/in", SIGNING="s" * 20))
+    out = webhook.prepare(
+        sent, _ctx(FLOWGUARD_SECRET_HOOK="https://h.example/in", FLOWGUARD_SECRET_SIGNING="s" * 20)
+    )
     assert str(out.url) == "https://h.example/in"
     assert out.headers["X-Team"] == "payments"
     assert out.headers["Idempotency-Key"] == sent.action_id
@@ -76,8 +78,16 @@ def test_webhook_payload_and_headers() -> None:
 
 
 def test_a_missing_environment_variable_fails_naming_the_field() -> None:
-    sent = notice({"type": "webhook", "url": "https://h.example/x", "headers": {"A": "${NOPE}"}})
-    with pytest.raises(ActionFailed, match=r"^headers.A: environment variable NOPE is not set"):
+    sent = notice(
+        {
+            "type": "webhook",
+            "url": "https://h.example/x",
+            "headers": {"A": "${FLOWGUARD_SECRET_NOPE}"},
+        }
+    )
+    with pytest.raises(
+        ActionFailed, match=r"^headers.A: environment variable FLOWGUARD_SECRET_NOPE is not set"
+    ):
         webhook.prepare(sent, _ctx())
 
 
