@@ -318,6 +318,7 @@ def test_a_retry_not_before_a_time_runs_no_earlier(
         worker.stop()
     by_kind = {value["kind"]: value for _, value, _ in found}
     assert by_kind["task.received"]["eta"] is not None
+    assert by_kind["task.sent"]["eta"] == iso(not_before)  # the bridge's own event of it
     assert by_kind["task.started"]["timestamp"] >= not_before
 
 

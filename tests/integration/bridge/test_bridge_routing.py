@@ -4,6 +4,7 @@ events, ``task_routes`` sending the task to ``payments``, the worker consuming o
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def bridge(tmp: Path, broker: str, kafka: str, topics: str, *, with_app: bool,
     flags = ("--app", f"{APP}:app") if with_app else ()
     process = bridge_process(
         tmp, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=topics, name=name, flags=flags,
-        inspect_timeout_seconds="1",
+        inspect_timeout_seconds="1", dump=str(tmp / f"{name}.jsonl"),
     )  # fmt: skip
     process.env["ROUTED_APP_BROKER"] = broker
     if with_app:
@@ -124,6 +125,12 @@ def test_with_the_app_a_retry_without_queue_goes_where_task_routes_send_it(
     assert {key for key, _, _ in found} == {f"{CLUSTER}/pay-1".encode()}
     assert len({partition for _, _, partition in found}) == 1
     assert "queue of routed.charge unknown" not in process.log()
+    # Also in --dump, for replay to learn the queue as the live app does.
+    dumped = [json.loads(line) for line in (tmp_path / "bridge.jsonl").read_text().splitlines()]
+    assert [d for d in dumped if d.get("kind") == "task.sent"] == [sent]
+    # The status says the bridge routes by the app (what `flowguard doctor` reads).
+    statuses = [v for _, v, _, _ in events.records if v["kind"] == "bridge.status"]
+    assert statuses[-1]["celery_app"] == f"{APP}:app"
 
 
 def test_without_the_app_a_retry_without_queue_is_refused_not_sent_to_celery(
@@ -145,6 +152,9 @@ def test_without_the_app_a_retry_without_queue_is_refused_not_sent_to_celery(
             "queue 'celery' has no consumer; workers consume: payments"
         ), result["detail"]
         assert result["queue"] == "celery"
+        assert result["detail"].endswith(
+            "(the command names no queue and the bridge has no Celery app: start it with --app)"
+        )
     assert redis.Redis.from_url(broker).llen("celery") == 0  # nothing waits there
     warnings = [line for line in process.log().splitlines() if "queue of routed.charge" in line]
     assert len(warnings) == 1, warnings  # once per task name

@@ -42,6 +42,12 @@ def test_a_command_without_queue_goes_where_the_apps_routes_say() -> None:
     assert target.queue == "payments"
 
 
+def test_glob_routes_and_the_default_queue_setting_apply() -> None:
+    app = Celery("proj")
+    app.conf.task_routes = {"proj.*": {"queue": "proj-work"}}
+    assert route(app, retry(), (1,), {}).queue == "proj-work"
+
+
 def test_the_commands_own_queue_wins_over_the_routes() -> None:
     assert route(routed_app(), retry(queue="email"), (1,), {}).queue == "email"
 
