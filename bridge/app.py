@@ -86,7 +86,8 @@ class Bridge:
             if runner is not None:
                 tasks.append(asyncio.create_task(runner.run(), name="commands"))
             receiver.start()
-            stack.callback(receiver.stop)
+            # In a thread: the join must not hold the event loop (the publisher, the status).
+            stack.push_async_callback(asyncio.to_thread, receiver.stop)
             self.ready.set()
             log.info(
                 "bridge %s for cluster %s: Celery %s -> Kafka %s (%s); retries routed by %s",
@@ -216,7 +217,7 @@ class Bridge:
             settings.command_max_age_seconds, settings.commit_interval_seconds,
             stop_timeout_seconds=timeout, queues=queues,
             routed_by_app=settings.app is not None or settings.config is not None,
-            on_sent=self._dump_sent,
+            on_sent=self._dump_sent, max_record_bytes=settings.max_record_bytes,
         )  # fmt: skip
         return self.commands
 

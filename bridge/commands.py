@@ -111,6 +111,7 @@ class CommandRunner:
         queues: ActiveQueues | None = None,
         routed_by_app: bool = False,
         on_sent: Callable[[TaskSent], None] | None = None,
+        max_record_bytes: int = 1_000_000,
     ) -> None:
         self.app = app
         self.cluster = cluster
@@ -129,6 +130,7 @@ class CommandRunner:
         self.queues = queues  # None: no check of the workers' queues
         self.routed_by_app = routed_by_app
         self.on_sent = on_sent
+        self.max_record_bytes = max_record_bytes
         self.published = Published()
         self._unknown_queue_said: set[str] = set()
 
@@ -192,9 +194,24 @@ class CommandRunner:
             await self._dead_letter(record, exc)
         else:
             if command.cluster == self.cluster:
-                outcome = await self._carry_out(command)
-                await self._report(command, outcome)
+                await self._report(command, await self._carry_out_safely(command, record))
         self._uncommitted[tp] = record.offset + 1
+
+    async def _carry_out_safely(
+        self, command: RetryCommand | RevokeCommand, record: ConsumerRecord[bytes, bytes]
+    ) -> Outcome:
+        """An error nobody foresaw fails this command, said with its context, and the runner
+        goes on: ending the bridge would stop the events too, and a restarted bridge would
+        read the same command and end again."""
+        try:
+            return await self._carry_out(command)
+        except Exception as exc:
+            log.exception(
+                "command %s (%s, task %s; partition %d offset %d) failed unexpectedly",
+                command.command_id, command.kind, command.task_id, record.partition,
+                record.offset,
+            )  # fmt: skip
+            return Outcome("failed", f"unexpected error: {type(exc).__name__}: {exc}")
 
     async def _carry_out(self, command: RetryCommand | RevokeCommand) -> Outcome:
         age = time.time() - from_iso(command.issued_at)
@@ -370,9 +387,15 @@ class CommandRunner:
         where = ".".join(str(p) for p in error["loc"]) or "(record)"
         reason = f"command refused: {where}: {error['msg']}"
         log.warning("%s (partition %d offset %d)", reason, record.partition, record.offset)
+        raw = record.value or b""
+        # As the intake's: an eighth of the largest record always fits, even JSON-escaped.
+        keep = self.max_record_bytes // 8
+        if len(raw) > keep:
+            reason = f"{reason}; raw cut to its first {keep} of {len(raw)} bytes"
+            raw = raw[:keep]
         letter = DeadLetter.of_bytes(
             reason,
-            record.value or b"",
+            raw,
             iso(time.time()) or "",
             source="bridge",
             cluster=self.cluster,

@@ -85,13 +85,22 @@ class CeleryReceiver:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop and join the thread; a no-op for the thread if it never started (partial start)."""
+    #: A consuming receiver sees ``should_stop`` within Celery's drain interval (1 s).
+    STOP_TIMEOUT_SECONDS = 1.5
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop and join the thread, for at most ``timeout``; a no-op for the thread if it never
+        started (partial start). A thread still stuck after that (a broker that accepted the
+        connection and never answers: no read timeout) is a daemon, left to end with the
+        process rather than hold up the shutdown."""
         self._stopping.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
         if self._thread.ident is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the Celery receiver did not stop within %g s (the broker %s does "
+                            "not answer); left behind", timeout, self.broker_display)  # fmt: skip
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AfterValidator, Field, TypeAdapter
 
-from topics._base import Record
+from topics._base import Record, from_iso
+
+
+def _iso_time(value: str) -> str:
+    try:
+        from_iso(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 time such as 2026-12-04T10:00:00Z") from None
+    return value
+
+
+#: A time on the wire: an ISO 8601 string, refused at validation when it is not one (a
+#: command the bridge could not date would otherwise fail later, in the middle of acting).
+IsoTime = Annotated[str, AfterValidator(_iso_time)]
 
 
 class RetryCommand(Record):
@@ -23,8 +36,8 @@ class RetryCommand(Record):
     cluster: str
     execution_id: str
     workflow_id: str
-    issued_at: str = Field(description="ISO 8601 UTC: when the retry became due.")
-    not_before: str | None = Field(
+    issued_at: IsoTime = Field(description="ISO 8601 UTC: when the retry became due.")
+    not_before: IsoTime | None = Field(
         default=None, description="ISO 8601 UTC: the task is sent with this ETA when still ahead."
     )
     task_id: str = Field(description="The id the new task is sent with (deterministic).")
@@ -49,7 +62,7 @@ class RevokeCommand(Record):
     version: Literal[1] = 1
     command_id: str
     cluster: str
-    issued_at: str
+    issued_at: IsoTime
     task_id: str
     terminate: bool = False
     execution_id: str | None = None

@@ -14,8 +14,16 @@ import os
 from celery import Celery
 
 app = Celery("routed", broker=os.environ.get("ROUTED_APP_BROKER", "redis://127.0.0.1:6379/0"))
+
+
+def _broken_router(name: str, *_: object, **__: object) -> None:
+    """A router function that fails for one task: an error the bridge did not foresee."""
+    if name == "routed.broken":
+        raise RuntimeError("router lookup failed")
+
+
 app.conf.update(
-    task_routes={"routed.charge": {"queue": "payments"}},
+    task_routes=(_broken_router, {"routed.charge": {"queue": "payments"}}),
     broker_connection_retry_on_startup=True,
 )
 

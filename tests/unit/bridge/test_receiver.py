@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +141,30 @@ def test_stop_before_start_is_a_no_op(loop: asyncio.AbstractEventLoop) -> None:
     receiver = make(Script([]), loop)
     receiver.stop()
     assert not receiver.connected
+
+
+def test_a_broker_that_never_answers_does_not_hold_up_the_stop(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real Celery app against a socket that accepts connections and never answers: the
+    receiver's thread hangs in the connect (redis-py has no read timeout there). The stop
+    gives up on it after the drain interval's bound (it used to wait 5 s)."""
+    from celery import Celery
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        app = Celery("silent", broker=f"redis://127.0.0.1:{server.getsockname()[1]}/0")
+        app.conf.update(broker_connection_retry_on_startup=False, broker_connection_max_retries=1)
+        intake = Intake("prod", "fg.events", "fg.dlq", EventBuffer(100, loop))
+        receiver = CeleryReceiver(app, intake, "redis://silent", 1.0)
+        receiver.start()
+        accepted, _ = server.accept()  # the receiver connected (and now waits for ever)
+        with accepted:
+            started = time.monotonic()
+            receiver.stop()
+            took = time.monotonic() - started
+    receiver.stop(timeout=10)  # the broker hung up and is gone: the thread ends now
+    assert not receiver._thread.is_alive()
+    assert took < 2.0, f"stop took {took:.1f} s"
+    assert "did not stop within 1.5 s" in caplog.text

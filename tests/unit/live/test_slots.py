@@ -132,7 +132,8 @@ def test_items_see_changes_not_yet_written_over_the_table() -> None:
 
 
 COMMAND = RetryCommand(
-    command_id="cmd", cluster="prod", execution_id="e1", workflow_id="w", issued_at="x",
+    command_id="cmd", cluster="prod", execution_id="e1", workflow_id="w",
+    issued_at="2026-12-04T10:00:00Z",
     task_id="r1", original_task_id="t1", name="app.t", args="()", kwargs="{}", root_id="t1",
     parent_id="t1", attempt=1,
 )  # fmt: skip
