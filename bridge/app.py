@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bridge.buffer import EventBuffer
-from bridge.commands import CommandRunner, DedupStore
+from bridge.commands import CommandRunner
+from bridge.dedup import DedupStore
 from bridge.intake import Intake, encode
 from bridge.producer import KafkaOut, describe
 from bridge.publisher import Publisher

@@ -29,9 +29,9 @@ from aiokafka.errors import KafkaError
 from celery import Celery
 from celery.exceptions import QueueNotFound
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bridge.dedup import DedupStore
 from bridge.intake import encode
 from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
@@ -55,32 +55,6 @@ COMMAND_HEADER = "flowguard_command_id"
 
 class CeleryUnavailable(Exception):
     """``send_task``/``revoke`` could not reach the broker: try the command again later."""
-
-
-class DedupStore:
-    """Command ids carried out, in Redis: ``sending`` while acting, then ``done``/``failed``."""
-
-    def __init__(self, redis: Redis, cluster: str, ttl_seconds: int, where: str = "") -> None:
-        self.redis = redis
-        self.where = where  # for logs: the URL with its password masked
-        self.prefix = f"flowguard:bridge:{cluster}:command:"
-        self.ttl = ttl_seconds
-
-    async def claim(self, command_id: str) -> str | None:
-        """None when claimed now; else what an earlier claim says (``done: ...``, ...)."""
-        key = self.prefix + command_id
-        if await self.redis.set(key, f"sending since {iso(time.time())}", nx=True, ex=self.ttl):
-            return None
-        previous = await self.redis.get(key)
-        if previous is None:
-            return "claimed meanwhile"
-        return previous.decode() if isinstance(previous, bytes) else str(previous)
-
-    async def settle(self, command_id: str, outcome: str) -> None:
-        await self.redis.set(self.prefix + command_id, outcome, ex=self.ttl)
-
-    async def release(self, command_id: str) -> None:
-        await self.redis.delete(self.prefix + command_id)
 
 
 @dataclass(slots=True)

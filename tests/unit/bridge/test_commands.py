@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaConnectionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import bridge.commands as commands
-from bridge.commands import CommandRunner, DedupStore
+from bridge.commands import CommandRunner
+from bridge.dedup import DedupStore
 from bridge.receiver import Backoff
 from tests.helpers import until
 from topics._base import iso
