@@ -111,6 +111,8 @@ class CommandRunner:
     async def run(self) -> None:
         """Consume until cancelled; the consumer is started here and stopped on the way out."""
         consumer = await self._start_consumer()
+        # Beside the loop: a stale command or a revoke need not wait for the workers' replies.
+        warming = asyncio.create_task(self._warm_queues(), name="warm-queues")
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
@@ -119,8 +121,18 @@ class CommandRunner:
                         await self.handle(record)
                 await self._commit(force=self.commit_interval == 0)
         finally:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
             self.published.close()
             await self._stop(consumer)
+
+    async def _warm_queues(self) -> None:
+        if self.queues is None:
+            return
+        try:
+            await asyncio.to_thread(self.queues.warm)
+        except Exception as exc:  # the broker away: the first retry asks again, and waits
+            log.debug("active queues not fetched at start: %s: %s", type(exc).__name__, exc)
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what was carried out and leave the group, each within the stop timeout (Kafka

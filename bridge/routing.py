@@ -135,13 +135,19 @@ class Consumers:
 
 class ActiveQueues:
     """The queues the cluster's workers consume, cached ``ttl_seconds``; a queue not in the
-    cache refreshes it at once (a worker may have just started), at most once a second."""
+    cache refreshes it at once (a worker may have just started), at most once a second. It is
+    filled when the command runner starts, so the first retry does not wait.
+
+    An ``inspect`` waits its whole timeout for replies unless told how many to expect: the
+    refresh of a cache that had the queue expects the workers of the last answer (it returns
+    once they all replied, in milliseconds); a miss waits the whole timeout, so that a worker
+    that has just come up is heard."""
 
     MIN_REFRESH_SECONDS = 1.0
 
     def __init__(
         self,
-        fetch: Callable[[], Replies],
+        fetch: Callable[[int | None], Replies],
         ttl_seconds: float,
         timeout_seconds: float,
         clock: Callable[[], float] = time.monotonic,
@@ -149,31 +155,44 @@ class ActiveQueues:
         self._fetch, self.ttl, self._clock = fetch, ttl_seconds, clock
         self.timeout_seconds = timeout_seconds  # how long an inspect waits for replies
         self._queues: frozenset[str] | None = None  # None: no worker answered
+        self._workers = 0
         self._at = -float("inf")
+        self._lock = threading.Lock()  # warm() runs in a thread of its own at start
 
     @classmethod
     def of(cls, app: Celery, ttl_seconds: float, timeout_seconds: float) -> ActiveQueues:
-        return cls(lambda: app.control.inspect(timeout=timeout_seconds).active_queues(),
-                   ttl_seconds, timeout_seconds)  # fmt: skip
+        """``fetch(limit)``: replies to ``inspect().active_queues()``, stopping after ``limit``."""
+        return cls(
+            lambda limit: app.control.inspect(timeout=timeout_seconds, limit=limit).active_queues(),
+            ttl_seconds, timeout_seconds,
+        )  # fmt: skip
+
+    def warm(self) -> None:
+        """Ask now (blocking), so that the first retry does not wait for the workers' replies."""
+        with self._lock:
+            self._refresh(None)
 
     def check(self, queue: str) -> Consumers:
         """Whether some worker consumes ``queue`` (blocking: may ask the workers)."""
-        age = self._clock() - self._at
-        if age > self.ttl or (
-            (self._queues is None or queue not in self._queues) and age > self.MIN_REFRESH_SECONDS
-        ):
-            self._refresh()
-        queues = self._queues
+        with self._lock:
+            age = self._clock() - self._at
+            known = self._queues is not None and queue in self._queues
+            if not known and age > self.MIN_REFRESH_SECONDS:
+                self._refresh(None)
+            elif age > self.ttl:
+                self._refresh(self._workers or None)
+            queues = self._queues
         if queues is None:
             return Consumers(answered=False, consumed=False, queues=())
         return Consumers(answered=True, consumed=queue in queues, queues=tuple(sorted(queues)))
 
-    def _refresh(self) -> None:
-        replies = self._fetch()
+    def _refresh(self, limit: int | None) -> None:
+        replies = self._fetch(limit)
         self._at = self._clock()
         if not replies:
-            self._queues = None
+            self._queues, self._workers = None, 0
             return
+        self._workers = len(replies)
         self._queues = frozenset(
             str(info["name"]) for infos in replies.values() for info in infos or ()
             if isinstance(info, dict) and info.get("name")

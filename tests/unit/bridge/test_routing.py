@@ -80,9 +80,11 @@ class Workers:
 
     def __init__(self, replies: Replies) -> None:
         self.replies, self.asked = replies, 0
+        self.limits: list[int | None] = []
 
-    def __call__(self) -> Replies:
+    def __call__(self, limit: int | None) -> Replies:
         self.asked += 1
+        self.limits.append(limit)
         return self.replies
 
 
@@ -115,6 +117,8 @@ def test_active_queues_are_cached_and_refreshed_on_a_miss_at_most_once_a_second(
     workers.replies = {"w1@h": [{"name": "celery"}]}
     assert not queues.check("payments").consumed
     assert workers.asked == 3
+    # A miss waits for every reply; a refresh of a hit stops at the workers last heard.
+    assert workers.limits == [None, None, 1]
 
 
 def test_no_answer_at_all_is_told_apart_from_no_consumer() -> None:
