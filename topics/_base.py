@@ -24,3 +24,9 @@ def iso(ts: float | None) -> str | None:
 def from_iso(text: str) -> float:
     """ISO 8601 (``Z`` or an offset) -> UTC epoch seconds."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def absent(value: object) -> bool:
+    """``exclude_if`` of a field added later: left out of the JSON when None, so a record that
+    does not use it reads as before to older readers (records are closed to unknown fields)."""
+    return value is None

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter
 
-from topics._base import Record, from_iso
+from topics._base import Record, absent, from_iso
 
 
 def _iso_time(value: str) -> str:
@@ -47,7 +47,9 @@ class RetryCommand(Record):
     kwargs: str = Field(description="Python literal of the kwargs dict.")
     queue: str | None = None
     exchange: str | None = Field(
-        default=None, description="The exchange the task was sent with, when known."
+        default=None,
+        exclude_if=absent,
+        description="The exchange the task was sent with, when known.",
     )
     routing_key: str | None = None
     root_id: str
@@ -82,11 +84,17 @@ class CommandResult(Record):
         default=None, description="The command's workflow (retries); where its outcome goes."
     )
     execution_id: str | None = Field(default=None, description="The command's execution.")
-    task_id: str | None = Field(default=None, description="The task a retry was sent as.")
-    queue: str | None = Field(
-        default=None, description="The queue a retry was sent to (or refused for)."
+    task_id: str | None = Field(
+        default=None, exclude_if=absent, description="The task a retry was sent as."
     )
-    routing_key: str | None = Field(default=None, description="The routing key it was sent with.")
+    queue: str | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="The queue a retry was sent to (or refused for).",
+    )
+    routing_key: str | None = Field(
+        default=None, exclude_if=absent, description="The routing key it was sent with."
+    )
 
 
 Command = Annotated[RetryCommand | RevokeCommand, Field(discriminator="kind")]

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from topics._base import Record
+from topics._base import Record, absent
 
 EVENT_VERSION = 1
 
@@ -34,7 +34,9 @@ class _TaskEvent(Record):
     parent_id: str | None = None
     queue: str | None = None
     exchange: str | None = Field(
-        default=None, description="The exchange the task was sent with (task.sent only)."
+        default=None,
+        exclude_if=absent,
+        description="The exchange the task was sent with (task.sent only).",
     )
     routing_key: str | None = None
     args: str | None = Field(default=None, description="Celery's repr of the args (may be cut).")
@@ -140,6 +142,7 @@ class BridgeStatus(Record):
     buffered: int = Field(default=0, ge=0, description="Events waiting for Kafka right now.")
     celery_app: str | None = Field(
         default=None,
+        exclude_if=absent,
         description="The Celery app (--app, --config) the bridge routes retries with; "
         "None: none given, a retry goes to the queue its command names.",
     )
