@@ -12,10 +12,7 @@ events it reads with the same function, so both group events into the same chain
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from topics.events import (
-    BridgeStatus,
     Event,
     TaskReceived,
     TaskSent,
@@ -24,34 +21,45 @@ from topics.events import (
     WorkerOnline,
 )
 
-_WORKER_KINDS = (WorkerOnline, WorkerHeartbeat, WorkerOffline)
+_WORKER_KINDS = frozenset(
+    m.model_fields["kind"].default for m in (WorkerOnline, WorkerHeartbeat, WorkerOffline)
+)
+#: The task events that carry a root id the intake remembers.
+_ROOT_NAMING = frozenset(m.model_fields["kind"].default for m in (TaskSent, TaskReceived))
 
 
 class RootMemory:
-    """task id -> root id, for the last ``size`` tasks seen with a root."""
+    """task id -> root id, for the last ``size`` tasks seen with a root (least recently
+    remembered dropped first: a dict keeps insertion order, and a task remembered again is
+    moved to the end)."""
 
     def __init__(self, size: int = 200_000) -> None:
-        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._roots: dict[str, str] = {}
         self._size = size
 
     def remember(self, task_id: str, root_id: str) -> None:
-        self._roots[task_id] = root_id
-        self._roots.move_to_end(task_id)
-        if len(self._roots) > self._size:
-            self._roots.popitem(last=False)
+        roots = self._roots
+        roots.pop(task_id, None)
+        roots[task_id] = root_id
+        if len(roots) > self._size:
+            del roots[next(iter(roots))]
 
     def root_of(self, task_id: str) -> str | None:
         return self._roots.get(task_id)
 
 
 def record_key(event: Event, roots: RootMemory) -> str:
-    """The Kafka key of an event; see the module docstring."""
-    if isinstance(event, _WORKER_KINDS):
-        return f"{event.cluster}/{event.hostname}"
-    if isinstance(event, BridgeStatus):
-        return f"{event.cluster}/bridge/{event.bridge_id}"
-    if event.root_id:
-        if isinstance(event, TaskSent | TaskReceived):
-            roots.remember(event.task_id, event.root_id)
-        return f"{event.cluster}/{event.root_id}"
-    return f"{event.cluster}/{roots.root_of(event.task_id) or event.task_id}"
+    """The Kafka key of an event; see the module docstring. (By ``kind``, not ``isinstance``:
+    replay keys every event it reads.)"""
+    kind = event.kind
+    if kind in _WORKER_KINDS:
+        return f"{event.cluster}/{event.hostname}"  # type: ignore[union-attr]
+    if kind == "bridge.status":
+        return f"{event.cluster}/bridge/{event.bridge_id}"  # type: ignore[union-attr]
+    root_id = event.root_id  # type: ignore[union-attr]
+    task_id = event.task_id  # type: ignore[union-attr]
+    if root_id:
+        if kind in _ROOT_NAMING:
+            roots.remember(task_id, root_id)
+        return f"{event.cluster}/{root_id}"
+    return f"{event.cluster}/{roots.root_of(task_id) or task_id}"

@@ -111,7 +111,7 @@ class Engine:
         # (due, order, key): a key's deadline; stale ones tick and find nothing due.
         self._deadlines: list[tuple[float, int, str]] = []
         self._order = itertools.count()
-        self._offset = itertools.count()
+        self._offset = 0
         self.clock = float("-inf")
 
     def feed(self, event: Event, out: Output | None = None) -> Output:
@@ -144,12 +144,17 @@ class Engine:
 
     def _on_task(self, event: TaskEvent, out: Output) -> None:
         key = record_key(event, self.roots)
+        self._offset += 1
         slot, found = detect.on_task_event(
-            self.chains.get(key), key, event, next(self._offset), self.index,
-            lambda cluster, host: self._is_offline(cluster, host, event.timestamp), self.timing,
+            self.chains.get(key), key, event, self._offset, self.index, self._is_offline,
+            self.timing,
         )  # fmt: skip
-        self._keep_chain(key, slot)
-        self._detected(key, found, out)
+        if slot is None:
+            self.chains.pop(key, None)
+        else:
+            self.chains[key] = slot
+        if found.matched or found.deadlines or found.triggers or found.outcomes:
+            self._detected(key, found, out)
 
     def _is_offline(self, cluster: str, hostname: str, at: float) -> bool:
         mark = self.gone.get(detect.gone_key(_PARTITION, cluster, hostname))
@@ -157,8 +162,9 @@ class Engine:
 
     def _on_worker(self, event: WorkerEvent, out: Output) -> None:
         key = record_key(event, self.roots)
+        self._offset += 1
         slot, found = detect.on_worker_event(
-            self.workers.get(key), event, next(self._offset), self.index, self.timing
+            self.workers.get(key), event, self._offset, self.index, self.timing
         )
         self.workers[key] = slot
         self._detected(key, found, out)

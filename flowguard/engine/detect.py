@@ -75,16 +75,19 @@ class Timing:
     watch_retries: bool = True
 
 
-@dataclass(slots=True)
 class Out:
-    """What one step asks the driver to send, and the deadlines to watch."""
+    """What one step asks the driver to send, and the deadlines to watch. (One is made per
+    event: written out, its ``__init__`` costs half of a dataclass's factories.)"""
 
-    matched: list[Matched] = field(default_factory=list)
-    triggers: list[Trigger] = field(default_factory=list)
-    gone: list[WorkerGone] = field(default_factory=list)
-    commands: list[RetryCommand] = field(default_factory=list)
-    outcomes: list[ActionOutcome] = field(default_factory=list)
-    deadlines: list[float] = field(default_factory=list)
+    __slots__ = ("commands", "deadlines", "gone", "matched", "outcomes", "triggers")
+
+    def __init__(self, deadlines: list[float] | None = None) -> None:
+        self.matched: list[Matched] = []
+        self.triggers: list[Trigger] = []
+        self.gone: list[WorkerGone] = []
+        self.commands: list[RetryCommand] = []
+        self.outcomes: list[ActionOutcome] = []
+        self.deadlines: list[float] = deadlines if deadlines is not None else []
 
 
 def _model(value: object) -> Any:
@@ -206,14 +209,22 @@ def new_chain(key: str, cluster: str) -> ChainSlot:
 def chain_deadlines(
     slot: ChainSlot, thresholds: tuple[float, ...], timing: Timing, out: Out
 ) -> None:
-    for task in slot.chain.tasks.values():
-        if task.state == "started" and task.started_at is not None:
-            out.deadlines.extend(task.started_at + t for t in thresholds if t not in task.exceeded)
-    out.deadlines.extend(p.due_at for p in slot.pending.values())
-    out.deadlines.extend(_watch_due(s, timing) for s in slot.sent.values())
-    forget_at = slot.chain.forget_at(timing.chain_retention_seconds)
-    if forget_at is not None and not slot.pending and not slot.sent:
-        out.deadlines.append(forget_at)
+    """When the chain next needs a look without an event of its own (checked per event: the
+    common chain, never failed and nothing held, costs a few attribute reads)."""
+    chain = slot.chain
+    if thresholds:
+        for task in chain.tasks.values():
+            if task.state == "started" and task.started_at is not None:
+                out.deadlines.extend(
+                    task.started_at + t for t in thresholds if t not in task.exceeded
+                )
+    if slot.pending or slot.sent:
+        out.deadlines.extend(p.due_at for p in slot.pending.values())
+        out.deadlines.extend(_watch_due(s, timing) for s in slot.sent.values())
+    elif chain.failures:  # only a chain that failed outlives its tasks (see _keep)
+        forget_at = chain.forget_at(timing.chain_retention_seconds)
+        if forget_at is not None:
+            out.deadlines.append(forget_at)
 
 
 def _keep(slot: ChainSlot, now: float | None = None, retention: float = 0.0) -> ChainSlot | None:
@@ -318,17 +329,19 @@ def on_task_event(
     event: TaskEvent,
     offset: int,
     index: WorkflowIndex,
-    is_offline: Callable[[str, str], bool],
+    is_offline: Callable[[str, str, float], bool],
     timing: Timing,
 ) -> tuple[ChainSlot | None, Out]:
+    """Apply one task event to its chain (``is_offline(cluster, hostname, at)``: whether a
+    worker was judged offline by ``at``)."""
     out = Out()
-    again = _replayed(slot, offset)
-    if again is not None:
-        out.matched = again
-        return slot, out
+    thresholds = index.thresholds()
     if slot is None:
         slot = new_chain(key, event.cluster)
-    else:
+    elif offset <= slot.offset:  # applied before a crash: send what it caused again
+        out.matched = list(slot.emitted.get(str(offset), ()))
+        return slot, out
+    elif slot.pending or slot.sent or thresholds:
         _chain_due(slot, index, event.timestamp, timing, out)
     chain = slot.chain
     task = chain.tasks.get(event.task_id)
@@ -338,15 +351,25 @@ def on_task_event(
     if trigger is not None:
         match(index, trigger, out)
     # A start reported by a worker already judged offline (its events came late).
-    if task.starts != starts and task.worker and is_offline(chain.cluster, task.worker):
+    if (
+        task.starts != starts
+        and task.worker
+        and is_offline(chain.cluster, task.worker, event.timestamp)
+    ):
         for orphan in orphan_triggers(
             chain, task.worker, at=event.timestamp, why="already offline"
         ):
             match(index, orphan, out)
     if slot.sent:
         _watch(slot, task, event.timestamp, out)
-    _remember(slot, offset, out.matched)
-    chain_deadlines(slot, index.thresholds(), timing, out)
+    if out.matched:
+        _remember(slot, offset, out.matched)
+    else:
+        slot.offset = offset
+    if thresholds or slot.pending or slot.sent or chain.failures:
+        chain_deadlines(slot, thresholds, timing, out)
+    elif chain.settled():
+        return None, out  # never failed, every task settled, nothing held: forget it
     return _keep(slot), out
 
 

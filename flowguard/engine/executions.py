@@ -258,15 +258,16 @@ def on_matched(
 
 def on_outcome(entry: Entry | None, item: ActionOutcome) -> tuple[Execution | None, Out]:
     """An action's outcome: the execution's next record. Unknown, repeated or older ones (a
-    status before the action's current one) change nothing (``None``: nothing to write)."""
+    status before the action's current one), and any word on a settled action (a delivery
+    found marked after a crash), change nothing (``None``: nothing to write)."""
     if not isinstance(entry, Execution):
         return None, Out()
     record = entry.record
     action = next((a for a in record.actions if a.action_id == item.action_id), None)
     if action is None or (action.status == item.status and action.detail == item.detail):
         return None, Out()
-    if STATUS_RANK[item.status] < STATUS_RANK[action.status]:
-        return None, Out()
+    if STATUS_RANK[item.status] < STATUS_RANK[action.status] or action.status in SETTLED_STATUSES:
+        return None, Out()  # an older word, or one after the action settled for good
     record = settle(record, item.action_id, item.status, item.detail)
     if item.recovered:
         record = record.model_copy(update={"outcome": "skipped", "reason": "recovered"})

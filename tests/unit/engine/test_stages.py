@@ -37,7 +37,7 @@ def event(kind: str, ts: float, **fields: Any) -> Any:
 TIMING = detect.Timing()
 
 
-def never_offline(cluster: str, hostname: str) -> bool:
+def never_offline(cluster: str, hostname: str, at: float) -> bool:
     return False
 
 
@@ -187,6 +187,7 @@ def test_a_bridge_result_settles_the_retry_and_an_older_status_never_moves_it_ba
     # An older bridge (no workflow on its results) is not followed.
     assert execute.command_outcome(result("done").model_copy(update={"workflow_id": None})) is None
 
+    fresh = copy.deepcopy(entry)  # entries change in place: keep one as decided
     succeeded, settled = execute.on_outcome(
         entry, done.model_copy(update={"status": "succeeded", "detail": "ran"})
     )
@@ -199,7 +200,10 @@ def test_a_bridge_result_settles_the_retry_and_an_older_status_never_moves_it_ba
     )  # fmt: skip
     _, nothing = execute.on_outcome(succeeded, late_sent)
     assert nothing.records == []
-    _, failed_out = execute.on_outcome(entry, failed)
+    # Settled is final: a later word (a delivery found marked after a crash) changes nothing.
+    _, after = execute.on_outcome(succeeded, failed)
+    assert after.records == []
+    _, failed_out = execute.on_outcome(fresh, failed)
     assert [(r.actions[0].status, r.outcome) for r in failed_out.records] == [("failed", "failure")]
 
 
