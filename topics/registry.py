@@ -65,6 +65,12 @@ SCHEDULED = TopicSpec(
     retention_ms=7 * DAY_MS,
     description="Internal: delayed retries, cancels, ticks and worker fan-out, keyed as events.",
 )
+DELIVERIES = TopicSpec(
+    "deliveries",
+    12,
+    retention_ms=7 * DAY_MS,
+    description="Internal: notices to deliver (the outbox), key action id.",
+)
 DLQ = TopicSpec(
     "dlq", 1, retention_ms=30 * DAY_MS, description="Undecodable records with the reason."
 )
@@ -78,6 +84,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     EXECUTION_LOG,
     TRIGGERS,
     SCHEDULED,
+    DELIVERIES,
     DLQ,
 )
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from topics._base import Record
-from topics.execution import ActionStatus, ConditionResult
+from topics.execution import ActionStatus, ConditionResult, ExecutionRecord
 
 TriggerName = Literal[
     "task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"
@@ -122,3 +122,22 @@ TriggersRecord = Annotated[
     Matched | ActionOutcome | CancelExecution | ExpireExecutions, Field(discriminator="kind")
 ]
 TRIGGERS_ADAPTER: TypeAdapter[TriggersRecord] = TypeAdapter(TriggersRecord)
+
+
+class DeliveryRequest(Record):
+    """A notice to deliver, on ``<prefix>.deliveries`` (the outbox), keyed by action id.
+
+    Deciding writes it with the execution's entry; the deliver agent acknowledges it only once
+    the delivery's outcome is recorded, so a crash neither loses it nor (once delivered)
+    sends it again. It carries no secret: the action (URL, headers) is read from the workflow
+    version it was decided under.
+    """
+
+    kind: Literal["delivery.request"] = "delivery.request"
+    version: Literal[1] = 1
+    workflow_id: str
+    workflow_version: int
+    action_id: str
+    text: str
+    dedup_key: str
+    record: ExecutionRecord = Field(description="The execution as decided (the webhook body).")

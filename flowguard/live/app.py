@@ -10,6 +10,7 @@ Agents, each on co-partitioned topics and the tables of its key:
   :mod:`flowguard.live.feed`) and sends one :class:`Matched` per workflow to
   ``<prefix>.triggers``, keyed by workflow id.
 - ``execute`` and ``results`` (:mod:`flowguard.live.deciding`): breakers, executions, effects.
+- ``deliver`` (:mod:`flowguard.live.delivering`): the notices' outbox, each delivered once.
 
 Tables are only written inside an agent, for the key of the record being processed, so each
 key's changelog stays on its own partition. Wall-clock absence (heartbeats stopped, a task
@@ -37,6 +38,7 @@ from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine import detect
 from flowguard.live.deciding import Deciding
+from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
@@ -47,6 +49,7 @@ from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
 from topics.registry import (
     COMMAND_RESULTS,
     COMMANDS,
+    DELIVERIES,
     DLQ,
     EVENTS,
     EXECUTION_LOG,
@@ -110,6 +113,7 @@ class Live:
         self.commands = self.app.topic(COMMANDS.name(prefix), **raw)
         self.results = self.app.topic(COMMAND_RESULTS.name(prefix), **raw)
         self.log_topic = self.app.topic(EXECUTION_LOG.name(prefix), **raw)
+        self.deliveries = self.app.topic(DELIVERIES.name(prefix), **raw)
         self.dlq = self.app.topic(DLQ.name(prefix), **raw)
         events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
         # Slots as their JSON (detection's: flowguard.live.slots decodes and encodes them).
@@ -146,12 +150,14 @@ class Live:
         self.app.agent(self.source, name="detect")(self._detect)
         self.app.agent(self.triggers, name="execute")(deciding.on_triggers)  # type: ignore[arg-type]
         self.app.agent(self.results, name="results")(deciding.on_results)  # type: ignore[arg-type]
+        delivering = Delivering(self)
+        self.app.agent(self.deliveries, name="deliver")(delivering.on_requests)
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.timer(settings.expiry_scan_seconds, name="expiry")(deciding.scan_executions)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
         self.app.on_rebalance_complete.connect(self._assigned)
-        self.app.on_rebalance_complete.connect(self._rewind_uncommitted)
+        self.app.on_rebalance_complete.connect(self._install_seek)
         self.app.on_partitions_revoked.connect(self._revoked)
 
     # lifecycle ---------------------------------------------------------------------
@@ -169,30 +175,54 @@ class Live:
     async def _assigned(self, *_: Any, **__: Any) -> None:
         self._scan = True
 
-    async def _rewind_uncommitted(self, *_: Any, **__: Any) -> None:
-        """Read input partitions that were never committed from their start.
+    async def _install_seek(self, *_: Any, **__: Any) -> None:
+        """Make every seek to committed offsets also rewind what has none (see below).
 
-        Faust drops records it fetched for a partition that recovery then pauses, and after
-        recovery seeks back only the partitions that have a committed offset: without this,
-        the records a killed worker never committed are skipped by the worker taking over.
+        Faust drops records it has fetched whenever a rebalance, a pause or a stopped flow
+        interrupts their hand-over to the agents (``Consumer.getmany``), and relies on
+        ``perform_seek`` to read them again from the committed offsets. But that seek (aiokafka's
+        ``seek_to_committed``) moves only partitions with a committed offset above 0: on one
+        that was never committed, or committed at 0, the dropped records are skipped for good,
+        and with them a killed worker's uncommitted triggers, notices and results. So Faust's
+        seek is wrapped once, at the first rebalance (its signal comes before the recovery's
+        seek), and each seek is followed by :meth:`_rewind_uncommitted`.
         """
         consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks these
-        inputs = {*self.source.topics, *self.triggers.topics}
+        if getattr(consumer, "_flowguard_seek", False):
+            return
+        faust_seek = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            await faust_seek()
+            await self._rewind_uncommitted(consumer)
+
+        consumer.perform_seek = perform_seek
+        consumer._flowguard_seek = True
+
+    async def _rewind_uncommitted(self, consumer: Any) -> None:
+        """Seek every agent's input partition that has no committed offset (or 0) to its
+        earliest offset: events and scheduled, triggers, the bridges' results, the outbox."""
+        inputs = {
+            topic
+            for source in (self.source, self.triggers, self.results, self.deliveries)
+            for topic in source.topics
+        }
         events = self.source.topics[0]
-        committed = await consumer.seek_to_committed()
+        committed = consumer._committed_offset  # set by Faust's seek; 0 is kept as None
+        mine = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        fresh = [tp for tp in mine if not committed.get(tp)]
+        earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
+        if fresh:
+            await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
+            for tp in fresh:
+                # Faust also skips a record below its read offset for the partition: reset it.
+                await consumer.seek(tp, earliest[tp])
         self._judge_after.clear()
         self._applied = {
-            tp.partition: (offset or 0) - 1
-            for tp, offset in committed.items()
+            tp.partition: (committed.get(tp) or earliest[tp]) - 1
+            for tp in mine
             if tp.topic == events
         }
-        fresh = [tp for tp, offset in committed.items() if tp.topic in inputs and not offset]
-        if fresh:
-            earliest = await consumer.earliest_offsets(*fresh)
-            await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
-            self._applied.update(
-                {tp.partition: earliest[tp] - 1 for tp in fresh if tp.topic == events}
-            )
 
     def _ready_to_judge(self, partition: int, key: str) -> bool:
         """Absence is judged on applied input only: a tick waits until the events that were
@@ -315,8 +345,8 @@ class Live:
             name = key.decode() if key else f"{item.cluster}/{item.task_id}"
             slot, out = detect.on_task_event(
                 slots.get(self.chains, name), name, item, offset, index,
-                lambda cluster, host: self._is_offline(
-                    slots, event.message.partition, cluster, host, item.timestamp
+                lambda cluster, host, at: self._is_offline(
+                    slots, event.message.partition, cluster, host, at
                 ),
                 self.timing,
             )  # fmt: skip

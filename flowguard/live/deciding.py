@@ -3,9 +3,10 @@
 ``<prefix>.triggers`` is keyed by workflow id, so one process holds a workflow's breaker,
 retry budgets and executions (tables ``workflow-state`` and ``executions``). Every execution
 record goes to ``<prefix>.execution-log``; retry commands to ``<prefix>.commands``; delayed
-retries back to their chain's partition on ``<prefix>.scheduled``; notices to the action
-runner, whose outcomes come back here as :class:`ActionOutcome` records, as do the bridges'
-results (the ``results`` agent re-keys them).
+retries back to their chain's partition on ``<prefix>.scheduled``; notices to the outbox
+``<prefix>.deliveries`` (:mod:`flowguard.live.delivering`), whose outcomes come back here as
+:class:`ActionOutcome` records, as do the bridges' results (the ``results`` agent re-keys
+them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import orjson
 from pydantic import ValidationError
 
 from flowguard.engine import executions as execute
-from flowguard.engine.execute import Notice
 from topics._base import iso
 from topics.commands import CommandResult
 from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry
@@ -27,6 +27,7 @@ from topics.triggers import (
     TRIGGERS_ADAPTER,
     ActionOutcome,
     CancelExecution,
+    DeliveryRequest,
     ExpireExecutions,
     Matched,
 )
@@ -45,7 +46,6 @@ class Deciding:
 
     def __init__(self, live: Live) -> None:
         self.live = live
-        self._delivering: set[str] = set()
 
     async def on_triggers(self, stream: AsyncIterator[Any]) -> None:
         live = self.live
@@ -108,30 +108,17 @@ class Deciding:
                 key=item.chain_key.encode(), value=item.model_dump_json().encode()
             )
         for notice in out.notices:
-            if notice.action_id not in self._delivering:
-                self._delivering.add(notice.action_id)
-                live.spawn(self._deliver(workflow_id, notice))
-
-    async def _deliver(self, workflow_id: str, notice: Notice) -> None:
-        """Deliver off the stream (a slow endpoint never holds it); the outcome comes back."""
-        try:
-            result = await self.live.runner.deliver(notice)
-            status, detail = result.status, result.detail
-            if status == "skipped":  # the runner had delivered this action id already
-                status, detail = "succeeded", "delivered before"
-            outcome = ActionOutcome(
+            request = DeliveryRequest(
                 workflow_id=workflow_id,
-                execution_id=notice.record.execution_id,
+                workflow_version=notice.record.workflow.version,
                 action_id=notice.action_id,
-                status=status,
-                detail=detail,
-                at=iso(time.time()) or "",
+                text=notice.text,
+                dedup_key=notice.dedup_key,
+                record=notice.record,
             )
-            await self.live.triggers.send(
-                key=workflow_id.encode(), value=outcome.model_dump_json().encode()
+            await live.deliveries.send(
+                key=notice.action_id.encode(), value=request.model_dump_json().encode()
             )
-        finally:
-            self._delivering.discard(notice.action_id)
 
     async def on_results(self, stream: AsyncIterator[Any]) -> None:
         """Bridges' results, to the execution they belong to: a retry's final status."""

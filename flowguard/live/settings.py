@@ -63,6 +63,16 @@ class LiveSettings(Settings):
         description="A retry sent and not received by any worker within this long is recorded "
         "stranded (no worker consumes its queue, or the cluster is down).",
     )  # fmt: skip
+    delivery_concurrency: int = Field(
+        default=100, ge=1,
+        description="Notices delivered at once by one process (each endpoint also has its "
+        "own lane: see the actions' settings).",
+    )  # fmt: skip
+    delivery_drain_seconds: float = Field(
+        default=10.0, ge=0,
+        description="At a rebalance or a warm shutdown, how long deliveries of the partitions "
+        "given up may take to finish (so the next owner does not send them again).",
+    )  # fmt: skip
     execution_retention_seconds: float = Field(
         default=24 * 3600.0, gt=0,
         description="A settled execution is kept this long (for a trigger or outcome that comes "
