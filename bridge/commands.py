@@ -278,7 +278,9 @@ class CommandRunner:
         try:
             self.app.send_task(
                 command.name,
-                args=list(call.args),
+                # A tuple, as Celery's own senders pass it: its events then show the same
+                # repr ("(42,)", not "[42]") as the task's first run, and so does replay.
+                args=tuple(call.args),
                 kwargs=dict(call.kwargs),
                 task_id=command.task_id,
                 root_id=command.root_id,
