@@ -1,7 +1,8 @@
-"""Records on ``flowguard.dlq``: input that could not be used, kept whole with the reason.
+"""Records on ``flowguard.dlq``: input that could not be used, kept with the reason.
 
-Nothing is lost: the raw payload is kept as text (bytes that are not UTF-8 are
-decoded with replacement, and ``raw_base64`` keeps them exactly).
+The raw payload is kept as text (bytes that are not UTF-8 are decoded with replacement, and
+``raw_base64`` keeps them exactly), up to :data:`KEEP_BYTES`: a larger one is cut and the
+reason says so (its whole is still on its own topic, at the partition and offset named).
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from topics._base import Record
+
+#: The most of a payload a dead letter keeps: an eighth of Kafka's default 1 MB record, so the
+#: letter fits even with every byte JSON-escaped (6) or kept twice (text and base64).
+KEEP_BYTES = 1_000_000 // 8
 
 
 class DeadLetter(Record):
@@ -28,8 +33,15 @@ class DeadLetter(Record):
     at: str = Field(description="ISO 8601 UTC, wall clock.")
 
     @classmethod
-    def of_bytes(cls, reason: str, data: bytes, at: str, **where: Any) -> DeadLetter:
-        """A dead letter for a payload: text when it is UTF-8, the exact bytes in base64 if not."""
+    def of_bytes(
+        cls, reason: str, data: bytes, at: str, *, keep_bytes: int = KEEP_BYTES, **where: Any
+    ) -> DeadLetter:
+        """A dead letter for a payload: text when it is UTF-8, the exact bytes in base64 if not;
+        cut to its first ``keep_bytes`` (the reason says so), so the letter always fits a
+        record however large the payload was."""
+        if len(data) > keep_bytes:
+            reason = f"{reason}; raw cut to its first {keep_bytes} of {len(data)} bytes"
+            data = data[:keep_bytes]
         try:
             text, exact = data.decode(), None
         except UnicodeDecodeError:

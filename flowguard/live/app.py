@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine import detect
+from flowguard.kafka_security import faust_credentials
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
@@ -65,6 +66,7 @@ from topics.scheduled import (
     Tick,
     WorkerGone,
 )
+from topics.triggers import Matched
 
 log = logging.getLogger("flowguard.live")
 #: Acks between two turns of the event loop at a write-back (each is 10-20 us of Faust's).
@@ -87,6 +89,7 @@ class Live:
         self.app = faust.App(
             settings.app_id,
             broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
+            broker_credentials=faust_credentials(settings),
             store=settings.store,
             datadir=str(settings.data_dir / "{conf.name}-data"),
             web_enabled=False,
@@ -145,6 +148,8 @@ class Live:
         self.slots = Slots(self._loaders, settings.state_flush_seconds, settings.state_flush_events)
         self._stream: Any = None
         self._detecting = asyncio.Lock()
+        #: Triggers not acted on for their age (see _stale).
+        self.stale_triggers = 0
 
         deciding = Deciding(self)
         self.app.agent(self.source, name="detect")(self._detect)
@@ -410,7 +415,11 @@ class Live:
         """Send one step's effects."""
         for gone in out.gone:
             log.info("worker %s/%s offline (%s)", gone.cluster, gone.hostname, gone.reason)
+        oldest = time.time() - self.settings.max_trigger_age_seconds
         for matched in out.matched:
+            if matched.trigger.at < oldest:
+                self._stale(matched)
+                continue
             log.info("%s %s matched workflow %s", matched.trigger.event,
                      matched.trigger.trigger_id, matched.workflow_id)  # fmt: skip
             await self.triggers.send(
@@ -429,6 +438,21 @@ class Live:
             )
         for due in out.deadlines:
             heapq.heappush(self._deadlines, (due, name))
+
+    def _stale(self, matched: Matched) -> None:
+        """A trigger older than ``max_trigger_age_seconds`` is not acted on: a new consumer
+        group (or one whose offsets expired) starts at the earliest offset, up to seven days
+        back. Its state still counts (failure counts, orphans); only its actions are skipped."""
+        self.stale_triggers += 1
+        count = self.stale_triggers
+        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: visible, never a flood
+            age = time.time() - matched.trigger.at
+            log.warning(
+                "%d trigger(s) not acted on: older than max_trigger_age_seconds (%gs); this "
+                "one %s for workflow %s, %.0fs old", count,
+                self.settings.max_trigger_age_seconds, matched.trigger.trigger_id,
+                matched.workflow_id, age,
+            )  # fmt: skip
 
     async def send_command(self, command: RetryCommand) -> None:
         await self.commands.send(
@@ -474,7 +498,7 @@ class Live:
         log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,
                     self.dlq.topics[0], reason)  # fmt: skip
         letter = DeadLetter.of_bytes(
-            reason[:2000], value or b"", iso(time.time()) or "",
+            reason[:2000], value or b"", iso(time.time()) or "",  # the payload capped
             source="worker", topic=message.topic, partition=message.partition,
             offset=message.offset,
         )  # fmt: skip

@@ -63,6 +63,11 @@ class LiveSettings(Settings):
         description="A retry sent and not received by any worker within this long is recorded "
         "stranded (no worker consumes its queue, or the cluster is down).",
     )  # fmt: skip
+    max_trigger_age_seconds: float = Field(
+        default=3600.0, gt=0,
+        description="A trigger whose event is older than this (wall clock) is not acted on: "
+        "a new consumer group starts at the earliest offset, up to seven days back.",
+    )  # fmt: skip
     delivery_concurrency: int = Field(
         default=100, ge=1,
         description="Notices delivered at once by one process (each endpoint also has its "

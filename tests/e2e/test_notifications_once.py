@@ -74,7 +74,7 @@ class Flow:
                 )
 
         # A topic just created may not be in every answer yet: save once the store sees it.
-        wait_until(lambda: _saved(save), timeout_seconds=30, what="the workflow saved")
+        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflow saved")
         self.log = TopicReader(kafka, f"{prefix}.execution-log")
 
     def worker(self, name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Process:
@@ -137,7 +137,8 @@ class Flow:
             proc.kill()
 
 
-def _saved(save: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+def saved(save: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+    """Run ``save``; False while the store does not see a topic just created yet."""
     try:
         asyncio.run(save())
     except KafkaUnavailable:
