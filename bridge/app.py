@@ -30,6 +30,7 @@ from bridge.receiver import CeleryReceiver
 from bridge.routing import ActiveQueues, load_app
 from bridge.settings import BridgeSettings
 from flowguard.errors import ConfigError
+from flowguard.kafka_security import client_options
 from topics.events import BridgeStatus, TaskSent
 from topics.registry import topic_names
 
@@ -188,6 +189,7 @@ class Bridge:
             if settings.kafka_compression == "none"
             else settings.kafka_compression,
             request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
+            **client_options(settings),
         )
 
     def _commands(self, stack: contextlib.AsyncExitStack, out: KafkaOut, url: str) -> CommandRunner:
@@ -206,6 +208,7 @@ class Bridge:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
+                **client_options(settings),
             )
 
         dedup = DedupStore(redis, settings.cluster, settings.dedup_ttl_seconds,

@@ -11,11 +11,13 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowguard.errors import ConfigError
+from flowguard.kafka_security import KafkaSecuritySettings
 from flowguard.settings import Settings
 
 
-class BridgeSettings(BaseSettings):
-    """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole."""
+class BridgeSettings(BaseSettings, KafkaSecuritySettings):
+    """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole.
+    Kafka's security settings are flowguard's own (same variables, same checks)."""
 
     # hide_input_in_errors: a malformed broker URL still holds its password.
     model_config = SettingsConfigDict(

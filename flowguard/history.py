@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowguard.errors import FlowguardError, KafkaUnavailable
 from flowguard.kafka_admin import partitions_of
+from flowguard.kafka_security import client_options
 from topics._base import from_iso
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
@@ -316,6 +317,7 @@ class HistoryProjection:
             isolation_level="read_committed",
             request_timeout_ms=max(1000, int(timeout * 1000)),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **client_options(),
         )
         try:
             async with asyncio.timeout(timeout):

@@ -23,6 +23,7 @@ from aiokafka.errors import (
 )
 
 from flowguard.errors import KafkaUnavailable
+from flowguard.kafka_security import client_options
 from topics.registry import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def _new_admin(bootstrap: str, timeout_seconds: float) -> AIOKafkaAdminClient:
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(1, int(timeout_seconds * 1000)),
         client_id="flowguard-admin",
+        **client_options(),
     )
 
 

@@ -8,13 +8,18 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flowguard.kafka_security import KafkaSecuritySettings
 from flowguard.secrets import DEFAULT_SECRET_PREFIX, SecretPolicy
 
 
-class Settings(BaseSettings):
-    """flowguard's settings. Every field can be set as ``FLOWGUARD_<NAME>``."""
+class Settings(BaseSettings, KafkaSecuritySettings):
+    """flowguard's settings. Every field can be set as ``FLOWGUARD_<NAME>``; the Kafka security
+    ones (``FLOWGUARD_KAFKA_SECURITY_PROTOCOL``...) are in :mod:`flowguard.kafka_security`."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_", frozen=True, extra="ignore")
+    # hide_input_in_errors: FLOWGUARD_KAFKA_SASL_PASSWORD and the secrets keys are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWGUARD_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."

@@ -35,6 +35,7 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
 from flowguard.kafka_admin import partitions_of
+from flowguard.kafka_security import client_options
 from flowguard.masking import mark_changed, mask_definition, refuse_references, still_masked
 from flowguard.secrets import SecretPolicy
 from flowguard.settings import get_settings
@@ -138,6 +139,7 @@ class WorkflowStore:
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=timeout_ms,
+            **client_options(),
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -147,6 +149,7 @@ class WorkflowStore:
             auto_offset_reset="earliest",
             request_timeout_ms=max(timeout_ms, 1000),
             fetch_max_wait_ms=_FETCH_WAIT_MS,
+            **client_options(),
         )
         try:
             async with asyncio.timeout(self.timeout):

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.errors import KafkaUnavailable
+from flowguard.kafka_security import client_options
 from topics.registry import EVENTS
 
 
@@ -41,6 +42,7 @@ async def read_cluster_events(
         enable_auto_commit=False,
         group_id=None,
         request_timeout_ms=int(timeout_seconds * 1000),
+        **client_options(),
     )
     try:
         async with asyncio.timeout(timeout_seconds):
@@ -58,7 +60,7 @@ async def read_cluster_events(
 
 async def _partitions(bootstrap: str, topic: str) -> list[int]:
     """The topic's partitions from the broker (a consumer's own metadata may not list them yet)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     try:
         await admin.start()
         (described,) = await admin.describe_topics([topic])

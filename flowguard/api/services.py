@@ -22,6 +22,7 @@ from flowguard.api.auth import TokenAuth, parse_tokens
 from flowguard.api.settings import ApiSettings
 from flowguard.errors import KafkaUnavailable
 from flowguard.history import HistoryProjection
+from flowguard.kafka_security import client_options
 from flowguard.settings import Settings
 from flowguard.store import WorkflowStore
 
@@ -84,6 +85,7 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
             enable_idempotence=True,
             acks="all",
             request_timeout_ms=int(settings.kafka_timeout_seconds * 1000),
+            **client_options(settings),
         )
         await producer.start()
         stack.push_async_callback(producer.stop)

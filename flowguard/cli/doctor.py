@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import ClusterInfo, cluster_info
+from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings, setting_problem
 from topics.registry import ALL_TOPICS, topic_names
 
@@ -141,7 +142,8 @@ class _Seen:
 async def _recent_events(bootstrap: str, topic: str, timeout_seconds: float) -> dict[str, _Seen]:
     """Per cluster, what the recent records of the events topic hold (bounded, see above)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                request_timeout_ms=int(timeout_seconds * 1000))  # fmt: skip
+                                request_timeout_ms=int(timeout_seconds * 1000),
+                                **client_options())  # fmt: skip
     seen: dict[str, _Seen] = defaultdict(_Seen)
     async with asyncio.timeout(timeout_seconds):
         try:
@@ -166,7 +168,9 @@ async def _recent_events(bootstrap: str, topic: str, timeout_seconds: float) -> 
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flowguard-doctor")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="flowguard-doctor", **client_options()
+    )
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published, WorkflowIndex
 from flowguard.errors import WorkflowInvalid
+from flowguard.kafka_security import client_options
 from topics.workflows import WorkflowVersion
 
 log = logging.getLogger("flowguard.live")
@@ -66,6 +67,7 @@ class WorkflowFeed:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            **client_options(),
         )
         await consumer.start()
         try:
