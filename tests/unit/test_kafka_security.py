@@ -32,7 +32,7 @@ SASL = {
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, a broker and a client certificate, made by the same code as the SASL_SSL broker's."""
     home = tmp_path_factory.mktemp("kafka")
-    script = '. deploy/lib.sh; . deploy/kafka/secure.sh; home=$1; make_tls'
+    script = ". deploy/lib.sh; . deploy/kafka/secure.sh; home=$1; make_tls"
     subprocess.run(["bash", "-c", script, "_", str(home)], cwd=REPO, check=True, timeout=60)
     return home / "tls"
 
@@ -89,7 +89,8 @@ def test_the_password_is_never_shown(tls: Path) -> None:
         Settings(**SASL, kafka_ssl_cafile=tls / "ca.crt", kafka_timeout_seconds=-1)
     assert PASSWORD not in str(caught.value)
     settings = Settings(**SASL, kafka_ssl_cafile=tls / "ca.crt")
-    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump())
+    assert PASSWORD not in repr(settings)
+    assert PASSWORD not in str(settings.model_dump())
 
 
 def test_sasl_ssl_gives_aiokafka_and_faust_the_same_login_and_tls(tls: Path) -> None:
@@ -108,19 +109,22 @@ def test_sasl_ssl_gives_aiokafka_and_faust_the_same_login_and_tls(tls: Path) -> 
         "sasl_plain_password": PASSWORD,
     }
     assert isinstance(context, ssl.SSLContext)
-    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
     assert len(context.get_ca_certs()) == 1  # our CA only, not the system's as well
     credentials = faust_credentials(settings)
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.protocol.value == "SASL_SSL"
     assert credentials.mechanism.value == "SCRAM-SHA-512"
-    assert credentials.username == "flowguard" and credentials.password == PASSWORD
+    assert credentials.username == "flowguard"
+    assert credentials.password == PASSWORD
 
 
 def test_ssl_alone_and_sasl_in_clear() -> None:
     unchecked = Settings(kafka_security_protocol="SSL", kafka_ssl_check_hostname=False)
     options = client_options(unchecked)
-    assert options["security_protocol"] == "SSL" and not options["ssl_context"].check_hostname
+    assert options["security_protocol"] == "SSL"
+    assert not options["ssl_context"].check_hostname
     assert isinstance(faust_credentials(unchecked), faust.SSLCredentials)
     plain = Settings(**{**SASL, "kafka_security_protocol": "SASL_PLAINTEXT"})
     assert "ssl_context" not in client_options(plain)
