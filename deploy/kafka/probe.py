@@ -3,11 +3,16 @@
 Used by deploy/kafka/start before any virtualenv exists: sends ApiVersions v0
 and Metadata v4 over one connection and prints the number of brokers.
 Exit 0 when at least one broker is registered, 1 otherwise.
+
+With ``--tls CAFILE`` (a SASL_SSL listener, see secure.sh) it checks the broker's certificate
+against CAFILE and asks ApiVersions only: Metadata would need a SASL login first, and the broker
+answers on its client listener only once it has started. Exit 0 when ApiVersions answers.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import sys
 
@@ -45,10 +50,28 @@ def brokers(host: str, port: int, timeout: float) -> int:
         return int(struct.unpack(">i", metadata[4:8])[0])
 
 
+def answers_over_tls(host: str, port: int, cafile: str, timeout: float) -> int:
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as sock:
+            sock.settimeout(timeout)
+            versions = _request(sock, 18, 0, 1, b"")
+            if struct.unpack(">h", versions[:2])[0] != 0:
+                raise OSError("ApiVersions failed")
+    return 1
+
+
 def main() -> int:
-    host, port = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[1:]
+    cafile = None
+    if args[:1] == ["--tls"]:
+        cafile, args = args[1], args[2:]
+    host, port = args[0], int(args[1])
     try:
-        count = brokers(host, port, timeout=3.0)
+        if cafile is None:
+            count = brokers(host, port, timeout=3.0)
+        else:
+            count = answers_over_tls(host, port, cafile, timeout=3.0)
     except OSError as exc:
         print(f"no answer: {exc}", file=sys.stderr)
         return 1
