@@ -52,12 +52,14 @@ def brokers(host: str, port: int, timeout: float) -> int:
 
 def answers_over_tls(host: str, port: int, cafile: str, timeout: float) -> int:
     context = ssl.create_default_context(cafile=cafile)
-    with socket.create_connection((host, port), timeout=timeout) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as sock:
-            sock.settimeout(timeout)
-            versions = _request(sock, 18, 0, 1, b"")
-            if struct.unpack(">h", versions[:2])[0] != 0:
-                raise OSError("ApiVersions failed")
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=host) as sock,
+    ):
+        sock.settimeout(timeout)
+        versions = _request(sock, 18, 0, 1, b"")
+        if struct.unpack(">h", versions[:2])[0] != 0:
+            raise OSError("ApiVersions failed")
     return 1
 
 
