@@ -213,6 +213,54 @@ def redis_url() -> Iterator[str]:
             _deploy_stop("redis")
 
 
+#: The SASL_SSL broker's ports (deploy/kafka/start): apart from the plaintext one's 9092/19092.
+KAFKA_SASL_PORT, KAFKA_SASL_CONTROLLER_PORT = "19192", "19193"
+
+
+def _client_env(path: Path) -> dict[str, str]:
+    """The ``FLOWGUARD_KAFKA_*`` lines of a client env file (as deploy/kafka/start writes)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {name: value for name, value in pairs if name.startswith("FLOWGUARD_KAFKA_")}
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> Iterator[dict[str, str]]:
+    """The ``FLOWGUARD_KAFKA_*`` settings (bootstrap, SASL_SSL, SCRAM-SHA-512 login, CA, client
+    certificate) of a real broker that accepts only SASL over TLS.
+
+    ``FLOWGUARD_TEST_KAFKA_SASL``: the client env file of an existing one, never stopped here;
+    else ``FLOWGUARD_KAFKA_SECURITY=sasl_ssl deploy/kafka/start`` on port 19192, stopped at the
+    end only if this session started it.
+    """
+    given = os.environ.get("FLOWGUARD_TEST_KAFKA_SASL")
+    if given:
+        yield _client_env(Path(given))
+        return
+    env = {
+        **os.environ,
+        "FLOWGUARD_KAFKA_SECURITY": "sasl_ssl",
+        "FLOWGUARD_KAFKA_PORT": KAFKA_SASL_PORT,
+        "FLOWGUARD_KAFKA_CONTROLLER_PORT": KAFKA_SASL_CONTROLLER_PORT,
+    }
+    home = Path(os.environ.get("FLOWGUARD_HOME", REPO / ".flowguard")) / "kafka" / KAFKA_SASL_PORT
+    pidfile = home / "kafka.pid"
+    was_running = pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
+    script = [str(REPO / "deploy" / "kafka" / "start")]
+    result = subprocess.run(
+        script, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS, env=env
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-25:])
+        pytest.fail(f"SASL_SSL deploy/kafka/start exited {result.returncode}:\n{tail}")
+    try:
+        yield _client_env(home / "client.env")
+    finally:
+        if not was_running:
+            stop = [str(REPO / "deploy" / "kafka" / "stop")]
+            subprocess.run(stop, capture_output=True, text=True, timeout=60, env=env)
+
+
 @pytest.fixture
 def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """``unique("orders")`` -> ``orders-<test name>-<8 hex>``: topics and groups no test shares.

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from flowguard.kafka_security import client_options
 from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +178,11 @@ def start_worker(worker: Process) -> Process:
     return worker
 
 
+#: The command key every bridge and flowguard worker the tests start share: commands are signed
+#: (a bridge refuses unsigned ones). ``<key id>:<secret>``; a worker takes it as ``*=<this>``.
+TEST_COMMAND_KEY = "test-1:flowguard-tests-command-key"
+
+
 def bridge_process(
     tmp: Path,
     *,
@@ -196,6 +202,7 @@ def bridge_process(
         "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS": kafka,
         "FLOWGUARD_TOPIC_PREFIX": prefix,
         "FLOWGUARD_STATUS_INTERVAL_SECONDS": "0.5",
+        "FLOWGUARD_BRIDGE_COMMAND_KEY": TEST_COMMAND_KEY,
     }
     variables.update({f"FLOWGUARD_{key.upper()}": value for key, value in settings.items()})
     env = python_env(**variables)
@@ -222,6 +229,7 @@ class TopicReader:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
+            **client_options(),
         )  # fmt: skip
         await consumer.start()
         try:
@@ -264,7 +272,7 @@ def _decode(value: bytes | None) -> dict[str, Any]:
 
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options())
         await producer.start()
         try:
             for key, value in items:
