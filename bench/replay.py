@@ -8,6 +8,7 @@ many teams would write them.
 
     python bench/replay.py                  # 1M events, 10/100/1,000/10,000 workflows
     python bench/replay.py --events 50000   # quick
+    python bench/replay.py --events 200000 --workflows 100 --per-event   # cost per event
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bridge.translate import parse_line  # noqa: E402
+from flowguard.engine.core import Engine, EngineConfig, Output  # noqa: E402
 from flowguard.engine.documents import parse_workflow  # noqa: E402
 from flowguard.engine.matching import Published  # noqa: E402
 from flowguard.replay import ReplayStats, replay  # noqa: E402
@@ -179,6 +184,28 @@ def run_replay(path: Path, published: list[Published]) -> tuple[int, float, Repl
     return stats.events, time.perf_counter() - start, stats
 
 
+def per_event(path: Path, published: list[Published], repeat: int) -> dict[str, float]:
+    """Microseconds per event of each part, best of ``repeat``: translation alone, the
+    engine alone (events parsed beforehand), and the whole ``replay()``."""
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    parsed = [e for e in (parse_line(orjson.loads(line), "bench") for line in lines) if e]
+    best = {"translation": 1e9, "engine": 1e9, "replay": 1e9}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for line in lines:
+            parse_line(orjson.loads(line), "bench")
+        best["translation"] = min(best["translation"], time.perf_counter() - start)
+        engine, out = Engine(published, EngineConfig(dry_run=True)), Output()
+        start = time.perf_counter()
+        for event in parsed:
+            engine.feed(event, out)
+            out.clear()
+        best["engine"] = min(best["engine"], time.perf_counter() - start)
+        _, seconds, _ = run_replay(path, published)
+        best["replay"] = min(best["replay"], seconds)
+    return {part: seconds / len(lines) * 1e6 for part, seconds in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,6 +213,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workflows", type=int, nargs="*", default=[10, 100, 1_000, 10_000])
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs; best is kept")
+    parser.add_argument(
+        "--per-event", action="store_true",
+        help="also the cost per event of translation, the engine alone and replay() "
+        "(100 workflows, back to back: steadier than ratios on a loaded machine)",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
@@ -213,6 +245,11 @@ def main() -> None:
             )
         if 10 in rates and 10_000 in rates:
             print(f"10,000 vs 10 workflows: {rates[10_000] / rates[10]:.2f}")
+        if args.per_event:
+            costs = per_event(path, workflows(100), args.repeat)
+            print("per event, 100 workflows: " + ", ".join(
+                f"{part} {micros:.2f} us" for part, micros in costs.items()
+            ))  # fmt: skip
 
 
 if __name__ == "__main__":
