@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "setup-system"
 # Everything the script looks for but jq (chromium is looked for at /usr/bin/chromium).
-PRESENT = ("python3", "java", "mvn", "make", "redis-server", "id")
+PRESENT = ("python3", "java", "mvn", "make", "redis-server", "id", "openssl")
 # The system's own tools (an unprivileged user cannot run a Python under /root/.pyenv, say).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
