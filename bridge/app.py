@@ -30,7 +30,9 @@ from bridge.receiver import CeleryReceiver
 from bridge.routing import ActiveQueues, load_app
 from bridge.settings import BridgeSettings
 from flowguard.errors import ConfigError
+from flowguard.health import Check, Health
 from flowguard.kafka_security import client_options
+from flowguard.metrics import REGISTRY, BridgeCollector
 from topics.events import BridgeStatus, TaskSent
 from topics.registry import topic_names
 
@@ -91,12 +93,60 @@ class Bridge:
             # In a thread: the join must not hold the event loop (the publisher, the status).
             stack.push_async_callback(asyncio.to_thread, receiver.stop)
             self.ready.set()
+            await self._serve_health(stack, tasks)
             log.info(
                 "bridge %s for cluster %s: Celery %s -> Kafka %s (%s); retries routed by %s",
                 self.bridge_id, settings.cluster, settings.broker_display,
                 self._kafka_where(), self.topics["events"], self._routed_by(),
             )  # fmt: skip
             await self._until_stopped(tasks)
+
+    async def _serve_health(
+        self, stack: contextlib.AsyncExitStack, tasks: list[asyncio.Task[None]]
+    ) -> None:
+        """/healthz, /readyz and /metrics (``health_port``); the figures read at scrape time."""
+        collector = BridgeCollector(self._figures)
+        REGISTRY.register(collector)
+        stack.callback(REGISTRY.unregister, collector)
+        health = Health(self._checks(tasks))
+        stack.push_async_callback(health.stop)
+        await health.start(self.settings.health_port)
+
+    def _checks(self, tasks: list[asyncio.Task[None]]) -> dict[str, Check]:
+        """Ready: Celery's broker answers, Kafka took the last batch, the commands run."""
+        receiver, publisher = self.receiver, self.publisher
+        assert receiver is not None
+        assert publisher is not None
+        where = self.settings.broker_display
+
+        def celery() -> str | None:
+            return None if receiver.connected else f"broker {where} not reachable"
+
+        def kafka() -> str | None:
+            return None if publisher.kafka_ok else f"does not take events ({publisher._problem})"
+
+        def commands() -> str | None:
+            stopped = [t.get_name() for t in tasks if t.done()]
+            return f"stopped: {', '.join(stopped)}" if stopped else None
+
+        return {"celery": celery, "kafka": kafka, "tasks": commands}
+
+    def _figures(self) -> dict[str, Any]:
+        """What :class:`BridgeCollector` exports."""
+        status = self.status()
+        return {
+            "cluster": status.cluster,
+            "received": status.events_received,
+            "published": status.events_published,
+            "invalid": status.events_invalid,
+            "dlq": self.publisher.dead_letters if self.publisher else 0,
+            "dropped_by_kind": status.events_dropped_by_kind,
+            "commands": dict(self.commands.counts) if self.commands else {},
+            "buffered": status.buffered,
+            "capacity": self.settings.buffer_size,
+            "celery_connected": status.celery_connected,
+            "kafka_connected": status.kafka_connected,
+        }
 
     def _app_given(self) -> str | None:
         """The Celery app and config module given (--app, --config), if any."""

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from bridge.app import serve
 from bridge.settings import BridgeSettings
-from flowguard import __version__
+from flowguard import __version__, logs
 from flowguard.errors import ConfigError, FlowguardError
+from flowguard.logs import LogFormat
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,7 +68,6 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
     Every option but --log-level can also be set in the environment (in brackets), and so can
     every other setting: FLOWGUARD_<SETTING>, see docs/bridge.md.
     """
-    configure_logging(log_level)
     given = {name: value for name, value in flags.items() if value is not None}
     if no_commands:
         given["commands"] = False
@@ -78,6 +78,7 @@ def main(no_commands: bool, log_level: str, **flags: Any) -> None:
             field = ".".join(str(p) for p in error["loc"])
             click.echo(f"error: {field}: {error['msg']} ({_where_set(field)})", err=True)
         sys.exit(2)
+    configure_logging(log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except ConfigError as exc:  # settings that validate alone but not together: like a bad value
@@ -99,12 +100,10 @@ class _ConnectAttempts(logging.Filter):
         return not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES))
 
 
-def configure_logging(level: str) -> None:
-    """Log lines to stderr; aiokafka's per-attempt connection errors only at DEBUG."""
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Log lines to stderr (text or JSON lines); aiokafka's per-attempt connection errors only
+    at DEBUG."""
+    logs.configure(level, log_format)
     if logging.getLevelName(level.upper()) != logging.DEBUG:
         logging.getLogger("aiokafka").addFilter(_ConnectAttempts())
 

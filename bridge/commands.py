@@ -38,6 +38,8 @@ from bridge.receiver import Backoff
 from bridge.routing import ActiveQueues, Published, route, sent_event
 from flowguard.engine.retry import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
+from flowguard.logs import execution_fields
+from flowguard.metrics import KAFKA_ERRORS, REDIS_ERRORS
 from topics._base import from_iso, iso
 from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, RevokeCommand
 from topics.dlq import DeadLetter
@@ -154,6 +156,7 @@ class CommandRunner:
             try:
                 await consumer.start()
             except KafkaError as exc:
+                KAFKA_ERRORS.labels("bridge-commands").inc()
                 await self._close(consumer)
                 if not said:
                     log.error("commands: Kafka at %s unreachable (%s); retrying with backoff",
@@ -232,6 +235,7 @@ class CommandRunner:
             try:
                 result = await call(*args)
             except RedisError as exc:
+                REDIS_ERRORS.labels("bridge-commands").inc()
                 if self._redis_problem is None:
                     log.error(
                         "dedup Redis %s unreachable (%s: %s); commands wait, retrying with "
@@ -343,7 +347,9 @@ class CommandRunner:
         """The result, with the execution it belongs to: the flowguard worker settles the
         retry action's status from it."""
         self.counts[outcome.status] += 1
-        log.info("command %s: %s (%s)", command.command_id, outcome.status, outcome.detail)
+        log.info("command %s: %s (%s)", command.command_id, outcome.status, outcome.detail,
+                 extra=execution_fields(command.execution_id, getattr(command, "workflow_id", None),
+                                        command.cluster, command.task_id))  # fmt: skip
         result = CommandResult(
             command_id=command.command_id,
             cluster=self.cluster,

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooL
 from bridge.buffer import Entry, EventBuffer
 from bridge.producer import KafkaOut
 from bridge.receiver import Backoff
+from flowguard.metrics import KAFKA_ERRORS
 
 log = logging.getLogger("flowguard.bridge")
 
@@ -173,6 +174,7 @@ class Publisher:
                 log.warning("Kafka at %s is back; %d events buffered", self.where, len(self.buffer))
             self.kafka_ok, self._problem = True, None
             return
+        KAFKA_ERRORS.labels("bridge-publisher").inc()
         reason = f"{type(error).__name__}: {error}"
         if reason != self._problem:
             log.error(

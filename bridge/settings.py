@@ -75,6 +75,12 @@ class BridgeSettings(BaseSettings, KafkaSecuritySettings):
     )
     commands: bool = Field(default=True, description="Carry out retry/revoke commands.")
     dump: Path | None = Field(default=None, description="Also write raw Celery events here.")
+    health_port: int | None = Field(
+        default=None, ge=1, le=65535, description=Settings.model_fields["health_port"].description
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description=Settings.model_fields["log_format"].description
+    )
 
     @field_validator("broker", mode="after")
     @classmethod

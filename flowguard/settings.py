@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,14 @@ class Settings(BaseSettings, KafkaSecuritySettings):
     )
     kafka_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Deadline for one Kafka request (metadata, produce)."
+    )
+    health_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port of /healthz, /readyz and /metrics (worker and bridge); unset: none "
+        "served (the API serves /metrics on its own port).",
+    )  # fmt: skip
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line (docs/operations.md)."
     )
 
     secret_prefix: str = Field(

@@ -37,6 +37,7 @@ from flowguard.actions.safety import check_url_target
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine.execute import Notice
 from flowguard.errors import ActionFailed
+from flowguard.logs import record_fields
 from flowguard.secrets import SecretPolicy
 from flowguard.settings import get_settings
 from topics.execution import ActionResult
@@ -117,19 +118,22 @@ class ActionRunner:
         background task, and a raise would leave the execution without an outcome. Any
         other failure, a bug included, is a ``failed`` result with the reason.
         """
-        kind = notice.action.type
+        kind, fields = notice.action.type, record_fields(notice.record)
         if self._client is None:
-            log.error("action %s (%s): deliver() before start()", notice.action_id, kind)
+            log.error("action %s (%s): deliver() before start()", notice.action_id, kind,
+                      extra=fields)  # fmt: skip
             return _result(notice, "failed", "the action runner was not started")
         if not sample and not await self._claim(notice.action_id):
-            log.info("action %s (%s): skipped, already delivered", notice.action_id, kind)
+            log.info("action %s (%s): skipped, already delivered", notice.action_id, kind,
+                     extra=fields)  # fmt: skip
             return _result(notice, "skipped", "duplicate")
         delivered = False
         try:
             detail = await self._deliver(notice, sample)
             delivered = True
         except ActionFailed as exc:
-            log.warning("action %s (%s) failed: %s", notice.action_id, kind, exc.reason)
+            log.warning("action %s (%s) failed: %s", notice.action_id, kind, exc.reason,
+                        extra=fields)  # fmt: skip
             return _result(notice, "failed", _sample(exc.reason, sample))
         except Exception as exc:  # a bug must still end in a result, never in a dead task
             reason = f"could not deliver: {type(exc).__name__} (a flowguard bug; see the log)"
@@ -140,12 +144,13 @@ class ActionRunner:
                 kind,
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+                extra=fields,
             )
             return _result(notice, "failed", _sample(reason, sample))
         finally:
             if not sample:
                 await self._settle(notice.action_id, delivered)
-        log.info("action %s (%s) delivered: %s", notice.action_id, kind, detail)
+        log.info("action %s (%s) delivered: %s", notice.action_id, kind, detail, extra=fields)
         return _result(notice, "succeeded", _sample(detail, sample))
 
     async def _deliver(self, notice: Notice, sample: bool) -> str:
@@ -179,6 +184,7 @@ class ActionRunner:
                 reason,
                 number,
                 wait,
+                extra=record_fields(notice.record),
             )
         raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowguard import __version__
 from flowguard.api import errors, executions, testing, ui, workflows
@@ -21,6 +22,7 @@ from flowguard.api.limits import InputLimits
 from flowguard.api.models import Principal as PrincipalOut
 from flowguard.api.services import started, token_auth
 from flowguard.api.settings import ApiSettings
+from flowguard.metrics import REGISTRY
 from flowguard.settings import Settings
 
 
@@ -71,5 +73,10 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
     async def health() -> dict[str, str]:
         """Liveness, without a token."""
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process, without a token (as a scraper reads them)."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -49,5 +49,8 @@ def command(log_level: str) -> None:
     except KafkaUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    worker = faust.Worker(live.app, loglevel=log_level, quiet=True)
+    from flowguard.logs import faust_logging_config
+
+    logging_config = faust_logging_config(log_level, settings.log_format)
+    worker = faust.Worker(live.app, loglevel=log_level, quiet=True, logging_config=logging_config)
     worker.execute_from_commandline()

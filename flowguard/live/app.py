@@ -34,15 +34,19 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 from pydantic import ValidationError
 
+from flowguard import metrics
 from flowguard.actions import ActionRunner
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine import detect
+from flowguard.health import Health
 from flowguard.kafka_security import faust_credentials
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
+from flowguard.live.readiness import Readiness
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
+from flowguard.logs import execution_fields
 from topics._base import iso
 from topics.commands import RetryCommand
 from topics.dlq import DeadLetter
@@ -150,6 +154,9 @@ class Live:
         self._detecting = asyncio.Lock()
         #: Triggers not acted on for their age (see _stale).
         self.stale_triggers = 0
+        #: /healthz, /readyz and /metrics (flowguard.live.readiness says what ready means).
+        self.readiness = Readiness(self)
+        self.health = Health(self.readiness.checks(), on_tick=self.readiness.export_lag)
 
         deciding = Deciding(self)
         self.app.agent(self.source, name="detect")(self._detect)
@@ -164,10 +171,12 @@ class Live:
         self.app.on_rebalance_complete.connect(self._assigned)
         self.app.on_rebalance_complete.connect(self._install_seek)
         self.app.on_partitions_revoked.connect(self._revoked)
+        self.app.on_before_shutdown.connect(self._stop_health)
 
     # lifecycle ---------------------------------------------------------------------
 
     async def _start(self) -> None:
+        await self.health.start(self.settings.health_port)
         await self.runner.start()
         self.spawn(self.feed.run(), name="workflow-feed")
 
@@ -179,6 +188,10 @@ class Live:
 
     async def _assigned(self, *_: Any, **__: Any) -> None:
         self._scan = True
+        self.readiness.on_assigned()
+
+    async def _stop_health(self, *_: Any, **__: Any) -> None:
+        await self.health.stop()
 
     async def _install_seek(self, *_: Any, **__: Any) -> None:
         """Make every seek to committed offsets also rewind what has none (see below).
@@ -338,6 +351,7 @@ class Live:
         if isinstance(data, dict) and data.get("kind") == "bridge.status":
             return []
         item = EVENT_ADAPTER.validate_python(data)
+        metrics.event_seen(item.kind, item.cluster)
         index, offset = self.feed.index, event.message.offset
         if isinstance(item, WORKER_EVENT_TYPES):
             name = f"{item.cluster}/{item.hostname}"
@@ -420,8 +434,12 @@ class Live:
             if matched.trigger.at < oldest:
                 self._stale(matched)
                 continue
-            log.info("%s %s matched workflow %s", matched.trigger.event,
-                     matched.trigger.trigger_id, matched.workflow_id)  # fmt: skip
+            trigger = matched.trigger
+            log.info("%s %s matched workflow %s", trigger.event, trigger.trigger_id,
+                     matched.workflow_id, extra=execution_fields(
+                         None, matched.workflow_id, trigger.cluster,
+                         trigger.task.id if trigger.task else None))  # fmt: skip
+            metrics.TRIGGERS.labels(matched.workflow_id).inc()
             await self.triggers.send(
                 key=matched.workflow_id.encode(), value=matched.model_dump_json().encode()
             )
@@ -444,6 +462,7 @@ class Live:
         group (or one whose offsets expired) starts at the earliest offset, up to seven days
         back. Its state still counts (failure counts, orphans); only its actions are skipped."""
         self.stale_triggers += 1
+        metrics.TRIGGERS_STALE.inc()
         count = self.stale_triggers
         if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: visible, never a flood
             age = time.time() - matched.trigger.at
@@ -455,6 +474,7 @@ class Live:
             )  # fmt: skip
 
     async def send_command(self, command: RetryCommand) -> None:
+        metrics.RETRIES_SENT.labels(command.cluster).inc()
         await self.commands.send(
             key=command.cluster.encode(), value=command.model_dump_json().encode()
         )
@@ -503,3 +523,4 @@ class Live:
             offset=message.offset,
         )  # fmt: skip
         await self.dlq.send(key=None, value=letter.model_dump_json().encode())
+        metrics.DLQ_RECORDS.labels(message.topic).inc()

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
+from flowguard import metrics
 from flowguard.engine import executions as execute
+from flowguard.logs import execution_fields, record_fields
 from topics._base import iso
 from topics.commands import CommandResult
 from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry
@@ -84,9 +86,22 @@ class Deciding:
             item,
             live.feed.get(item.workflow_id),
         )
+        trigger = item.trigger
         if out.ignored:
-            log.info("trigger %s: %s", item.trigger.trigger_id, out.ignored)
+            log.info("trigger %s: %s", trigger.trigger_id, out.ignored, extra=execution_fields(
+                None, item.workflow_id, trigger.cluster, trigger.task.id if trigger.task else None
+            ))  # fmt: skip
             return
+        for record in out.records:
+            if out.writes and record.seq == 0:  # decided now, not a trigger read again
+                metrics.EXECUTIONS.labels(item.workflow_id, record.outcome).inc()
+                log.info("execution %s of workflow %s: %s%s", record.execution_id,
+                         item.workflow_id, record.outcome,
+                         f" ({record.reason})" if record.reason else "",
+                         extra=record_fields(record))  # fmt: skip
+        if slot is not None:
+            open_ = slot.breaker.open_since is not None
+            metrics.BREAKER_OPEN.labels(item.workflow_id).set(1 if open_ else 0)
         for eid, entry in out.writes.items():
             live.executions[eid] = entry.to_json()
         if out.writes and slot is not None:

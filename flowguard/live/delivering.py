@@ -35,8 +35,10 @@ import orjson
 from faust.streams import _current_event  # the table routes a write by the current event
 from pydantic import ValidationError
 
+from flowguard import metrics
 from flowguard.engine.execute import Notice
 from flowguard.engine.executions import notify_action
+from flowguard.logs import record_fields
 from topics._base import iso
 from topics.registry import DELIVERIES
 from topics.triggers import ActionOutcome, DeliveryRequest
@@ -102,8 +104,12 @@ class Delivering:
             if isinstance(notice, str):
                 status, detail = "failed", notice
             else:
+                began = time.monotonic()
                 result = await self.live.runner.deliver(notice)
                 status, detail = result.status, result.detail
+                kind = notice.action.type
+                metrics.DELIVERIES.labels(kind, status).inc()
+                metrics.DELIVERY_SECONDS.labels(kind, status).observe(time.monotonic() - began)
                 if status == "skipped":  # this process delivered the action id already
                     status, detail = "succeeded", "delivered before"
             if status == "succeeded":
@@ -112,11 +118,12 @@ class Delivering:
             await self.live.app.producer.flush()  # the mark and the outcome, before the ack
         except Exception:
             # Left unacknowledged: the request is read again by the next owner.
-            log.exception("delivery of %s", request.action_id)
+            log.exception("delivery of %s", request.action_id, extra=record_fields(request.record))
             raise
         else:
             item.done = True
-            log.info("delivery %s recorded: %s", request.action_id, status)
+            log.info("delivery %s recorded: %s", request.action_id, status,
+                     extra=record_fields(request.record))  # fmt: skip
         finally:
             self._room.release()
             await self._ack_ready(item.event.message.tp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -19,9 +20,13 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published, WorkflowIndex
 from flowguard.errors import WorkflowInvalid
 from flowguard.kafka_security import client_options
+from flowguard.metrics import KAFKA_ERRORS
 from topics.workflows import WorkflowVersion
 
 log = logging.getLogger("flowguard.live")
+#: How often the topic's end offset is read again, and the pause before a failed feed restarts.
+CHECK_SECONDS = 2.0
+RETRY_SECONDS = 2.0
 
 
 class WorkflowFeed:
@@ -31,6 +36,9 @@ class WorkflowFeed:
         self.published: dict[str, Published] = {}
         self.index = WorkflowIndex(())
         self.ready = asyncio.Event()
+        #: When the feed last had read everything on the topic (monotonic), and why it failed.
+        self.caught_up_at: float | None = None
+        self.failure: str | None = None
 
     def get(self, workflow_id: str) -> Published | None:
         return self.published.get(workflow_id)
@@ -61,7 +69,31 @@ class WorkflowFeed:
             workflow.id, version.workflow_version, "enabled" if workflow.enabled else "disabled",
         )  # fmt: skip
 
+    def problem(self, stall_seconds: float) -> str | None:
+        """Why the workflow table may not be current (None: caught up within ``stall_seconds``)."""
+        failure = f" (last failure: {self.failure})" if self.failure else ""
+        if self.caught_up_at is None:
+            return f"not loaded from {self.topic} yet{failure}"
+        behind = time.monotonic() - self.caught_up_at
+        if behind > stall_seconds:
+            return f"not caught up with {self.topic} for {behind:.0f}s{failure}"
+        return None
+
     async def run(self) -> None:
+        """Follow the topic for as long as the worker runs. A failure is logged and counted,
+        :meth:`problem` reports it (the worker's readiness), and the feed starts again from
+        the beginning after a pause: a frozen workflow table never goes unnoticed."""
+        while True:
+            try:
+                await self._follow()
+            except Exception as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                KAFKA_ERRORS.labels("workflow-feed").inc()
+                log.error("workflow feed on %s failed (%s); starting again in %gs",
+                          self.topic, self.failure, RETRY_SECONDS)  # fmt: skip
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
@@ -74,7 +106,7 @@ class WorkflowFeed:
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
+            end, checked = await self._end(consumer, tp), time.monotonic()
             while True:
                 batches = await consumer.getmany(timeout_ms=200)
                 changed = False
@@ -84,8 +116,17 @@ class WorkflowFeed:
                         changed = True
                 if changed:
                     self.index = WorkflowIndex(self.published.values())
-                if not self.ready.is_set() and await consumer.position(tp) >= end:
-                    log.info("%d workflows loaded from %s", len(self.published), self.topic)
-                    self.ready.set()
+                if time.monotonic() - checked > CHECK_SECONDS:
+                    end, checked = await self._end(consumer, tp), time.monotonic()
+                if await consumer.position(tp) >= end:
+                    self.caught_up_at, self.failure = time.monotonic(), None
+                    if not self.ready.is_set():
+                        log.info("%d workflows loaded from %s", len(self.published), self.topic)
+                        self.ready.set()
         finally:
             await consumer.stop()
+
+    async def _end(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        """The topic's end offset now (what "caught up" is measured against)."""
+        async with asyncio.timeout(CHECK_SECONDS * 5):
+            return int((await consumer.end_offsets([tp]))[tp])

@@ -98,6 +98,12 @@ class LiveSettings(Settings):
     heartbeat_expiry_factor: float = Field(
         default=2.0, gt=1, description="A worker is offline after this many heartbeat intervals."
     )
+    progress_stall_seconds: float = Field(
+        default=120.0, gt=0,
+        description="Not ready (/readyz 503, and a log line) when the workflow feed has not "
+        "caught up, or a partition's committed offset has not moved while records wait, for "
+        "this long (a delivery may hold its partition's commit up to a minute).",
+    )  # fmt: skip
 
     def timing(self) -> Timing:
         """The rules' durations, as the decision core takes them."""

@@ -1,0 +1,111 @@
+"""What ``/readyz`` of ``flowguard worker`` checks, and the lag it exports.
+
+Ready means the worker is doing its job, not merely running:
+
+- **assigned**: the consumer group gave it its partitions and their tables are recovered
+  (no rebalance or recovery under way for longer than ``progress_stall_seconds``);
+- **feed**: the workflow feed runs and has caught up with ``<prefix>.workflows`` within
+  ``progress_stall_seconds`` (:mod:`flowguard.live.feed`), so the workflow table is current;
+- **progress**: on every partition of the agents' input it holds, the committed offset moved
+  within ``progress_stall_seconds`` whenever records wait behind it (a partition with nothing
+  to read is fine however long it is quiet).
+
+Not ready is logged once with the reasons (:class:`flowguard.health.Health`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+
+from flowguard.metrics import CONSUMER_LAG
+
+if TYPE_CHECKING:
+    from flowguard.live.app import Live
+
+
+class Readiness:
+    """The worker's checks, judged on the monotonic clock."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+        self.stall_seconds = live.settings.progress_stall_seconds
+        self.started = time.monotonic()
+        self.assigned_at: float | None = None  # the last rebalance completed
+        self._busy_since: float | None = None  # a rebalance or recovery began
+        #: Per partition: the committed offset last seen, and since when.
+        self._marks: dict[TP, tuple[int | None, float]] = {}
+        self._lagged: set[TP] = set()
+
+    def checks(self) -> dict[str, Any]:
+        return {"assigned": self.assigned, "feed": self.feed, "progress": self.progress}
+
+    def on_assigned(self) -> None:
+        self.assigned_at = time.monotonic()
+
+    def assigned(self) -> str | None:
+        app, now = self.live.app, time.monotonic()
+        if self.assigned_at is None:
+            return f"no partitions assigned yet ({now - self.started:.0f}s since start)"
+        if app.rebalancing or app.in_recovery:
+            self._busy_since = self._busy_since or now
+            busy = now - self._busy_since
+            if busy > self.stall_seconds:
+                what = "recovering tables" if app.in_recovery else "rebalancing"
+                return f"{what} for {busy:.0f}s"
+            return None
+        self._busy_since = None
+        return None
+
+    def feed(self) -> str | None:
+        return self.live.feed.problem(self.stall_seconds)
+
+    def progress(self) -> str | None:
+        """Partitions whose committed offset stays put while records wait behind it."""
+        now, stuck = time.monotonic(), []
+        for tp, lag, committed in self._lags():
+            seen, since = self._marks.get(tp, (committed, now))
+            if committed != seen or lag <= 0:
+                since = now
+            self._marks[tp] = (committed, since)
+            if lag > 0 and now - since > self.stall_seconds:
+                stuck.append(
+                    f"{tp.topic}[{tp.partition}] at offset {committed} with {lag} records "
+                    f"waiting for {now - since:.0f}s"
+                )
+        if not stuck:
+            return None
+        return "no progress on " + ", ".join(stuck[:5]) + (" ..." if len(stuck) > 5 else "")
+
+    def export_lag(self) -> None:
+        """``flowguard_consumer_lag_records`` of the partitions held now (others removed)."""
+        held = set()
+        for tp, lag, _ in self._lags():
+            held.add(tp)
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        for tp in self._lagged - held:
+            CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+            self._marks.pop(tp, None)
+        self._lagged = held
+
+    def _lags(self) -> list[tuple[TP, int, int | None]]:
+        """(partition, records waiting, committed offset) for each input partition held."""
+        live = self.live
+        consumer: Any = live.app.consumer  # the driver's consumer; ConsumerT lacks these
+        inputs = {
+            topic
+            for source in (live.source, live.triggers, live.results, live.deliveries)
+            for topic in source.topics
+        }
+        found = []
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched yet: its backlog is unknown
+            committed = consumer._committed_offset.get(tp)
+            found.append((tp, highwater - (committed or 0), committed))
+        return found
