@@ -78,12 +78,13 @@ class Bridge:
                 self._producer, self._kafka_where(), self._stopping, settings.kafka_timeout_seconds
             )
             stack.push_async_callback(out.stop)
+            tasks: list[asyncio.Task[None]] = []
+            await self._serve_health(stack, tasks)  # while Kafka is awaited too: not ready
             if not await out.start():
                 log.info("bridge %s stopped before Kafka answered", self.bridge_id)
                 return
             publisher, receiver = self._build(stack, out)
             runner = None if dedup_url is None else self._commands(stack, out, dedup_url)
-            tasks: list[asyncio.Task[None]] = []
             stack.push_async_callback(self._wind_down, out, tasks)
             tasks.append(asyncio.create_task(publisher.run(), name="publisher"))
             tasks.append(asyncio.create_task(self._heartbeat(out), name="status"))
@@ -93,7 +94,6 @@ class Bridge:
             # In a thread: the join must not hold the event loop (the publisher, the status).
             stack.push_async_callback(asyncio.to_thread, receiver.stop)
             self.ready.set()
-            await self._serve_health(stack, tasks)
             log.info(
                 "bridge %s for cluster %s: Celery %s -> Kafka %s (%s); retries routed by %s",
                 self.bridge_id, settings.cluster, settings.broker_display,
@@ -113,16 +113,19 @@ class Bridge:
         await health.start(self.settings.health_port)
 
     def _checks(self, tasks: list[asyncio.Task[None]]) -> dict[str, Check]:
-        """Ready: Celery's broker answers, Kafka took the last batch, the commands run."""
-        receiver, publisher = self.receiver, self.publisher
-        assert receiver is not None
-        assert publisher is not None
-        where = self.settings.broker_display
+        """Ready: Celery's broker answers, Kafka took the last batch, the tasks run."""
+        where, kafka_at = self.settings.broker_display, self._kafka_where()
 
         def celery() -> str | None:
+            receiver = self.receiver
+            if receiver is None:
+                return "not started (waiting for Kafka)"
             return None if receiver.connected else f"broker {where} not reachable"
 
         def kafka() -> str | None:
+            publisher = self.publisher
+            if publisher is None:
+                return f"{kafka_at} not reachable yet"
             return None if publisher.kafka_ok else f"does not take events ({publisher._problem})"
 
         def commands() -> str | None:
@@ -131,8 +134,10 @@ class Bridge:
 
         return {"celery": celery, "kafka": kafka, "tasks": commands}
 
-    def _figures(self) -> dict[str, Any]:
-        """What :class:`BridgeCollector` exports."""
+    def _figures(self) -> dict[str, Any] | None:
+        """What :class:`BridgeCollector` exports (None before Kafka answered)."""
+        if self.intake is None or self.publisher is None or self.receiver is None:
+            return None
         status = self.status()
         return {
             "cluster": status.cluster,

@@ -106,7 +106,7 @@ def event_seen(kind: str, cluster: str) -> None:
 class BridgeCollector(Collector):
     """The bridge's own counts, read when Prometheus scrapes (nothing on the hot path)."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any] | None]) -> None:
         self.read = read
 
     def describe(self) -> list[Any]:
@@ -114,6 +114,8 @@ class BridgeCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         figures = self.read()
+        if figures is None:
+            return
         cluster = [figures["cluster"]]
         for name, doc, value in (
             ("flowguard_bridge_events_received", "Celery events received.", "received"),
