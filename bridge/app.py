@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from bridge.buffer import EventBuffer
 from bridge.commands import CommandRunner
 from bridge.dedup import DedupStore
+from bridge.gate import CommandGate
 from bridge.intake import Intake, encode
 from bridge.producer import KafkaOut, describe
 from bridge.publisher import Publisher
@@ -271,9 +272,11 @@ class Bridge:
         queues = ActiveQueues.of(
             self.celery, settings.queues_ttl_seconds, settings.inspect_timeout_seconds
         )
+        gate = CommandGate.of(settings, settings.command_max_age_seconds)
+        gate.announce(self.topics["commands"])
         self.commands = CommandRunner(
             self.celery, settings.cluster, consumer, out, dedup, self.topics,
-            settings.command_max_age_seconds, settings.commit_interval_seconds,
+            gate, settings.commit_interval_seconds,
             stop_timeout_seconds=timeout, queues=queues,
             routed_by_app=settings.app is not None or settings.config is not None,
             on_sent=self._dump_sent, max_record_bytes=settings.max_record_bytes,

@@ -8,6 +8,10 @@ and committing the offset) finds the claim and is answered ``duplicate``. A clai
 result says it is in doubt and names the task id to look for (at most once, said aloud,
 rather than maybe twice). Each command gets a ``command.result`` record.
 
+Before any of that, the gate (:mod:`bridge.gate`) checks the command's signature, its age and
+its task name: a command refused there gets a ``failed`` result with the reason (and, when
+forged or stale, a DLQ record), and nothing reaches Celery or the dedup store.
+
 Redis or Kafka away never ends the runner (the event stream goes on without it): the
 consumer is started with backoff, and a Redis call that fails is retried with backoff,
 said once when Redis goes away and once when it is back. The command waits meanwhile.
@@ -32,6 +36,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from bridge.dedup import DedupStore
+from bridge.gate import CommandGate, Refusal
 from bridge.intake import encode
 from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
@@ -45,6 +50,7 @@ from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, Revoke
 from topics.dlq import DeadLetter
 from topics.events import TaskSent
 from topics.keys import RootMemory, record_key
+from topics.signing import wire_object
 
 log = logging.getLogger("flowguard.bridge")
 T = TypeVar("T")
@@ -80,7 +86,7 @@ class CommandRunner:
         out: KafkaOut,
         dedup: DedupStore,
         topics: dict[str, str],
-        max_age_seconds: float,
+        gate: CommandGate,
         commit_interval_seconds: float,
         *,
         stop_timeout_seconds: float = 10.0,
@@ -96,10 +102,12 @@ class CommandRunner:
         self.out = out
         self.dedup = dedup
         self.topics = topics
-        self.max_age = max_age_seconds
+        self.gate = gate
         self.commit_interval = commit_interval_seconds
         self.stop_timeout = stop_timeout_seconds
-        self.counts: dict[str, int] = {"done": 0, "duplicate": 0, "failed": 0, "invalid": 0}
+        self.counts: dict[str, int] = {
+            "done": 0, "duplicate": 0, "failed": 0, "invalid": 0, "refused": 0,
+        }  # fmt: skip
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._redis_problem: str | None = None
@@ -179,12 +187,34 @@ class CommandRunner:
         tp = TopicPartition(record.topic, record.partition)
         try:
             command = COMMAND_ADAPTER.validate_json(record.value or b"")
-        except ValidationError as exc:
-            await self._dead_letter(record, exc)
+            payload = wire_object(record.value or b"")  # what the signature covers
+        except ValueError as exc:  # a ValidationError too
+            self.counts["invalid"] += 1
+            await self._dead_letter(record, _problem(exc))
         else:
             if command.cluster == self.cluster:
-                await self._report(command, await self._carry_out_safely(command, record))
+                refusal = self.gate.check(payload, command, time.time())
+                if refusal is not None:
+                    await self._refuse(command, refusal, record)
+                else:
+                    await self._report(command, await self._carry_out_safely(command, record))
         self._uncommitted[tp] = record.offset + 1
+
+    async def _refuse(
+        self,
+        command: RetryCommand | RevokeCommand,
+        refusal: Refusal,
+        record: ConsumerRecord[bytes, bytes],
+    ) -> None:
+        """Not carried out: said, dead-lettered when forged or stale, and answered ``failed``
+        (naming its execution only when the command is flowguard's own)."""
+        self.counts["refused"] += 1
+        said = f"command {command.command_id} ({command.kind}) {refusal.reason}"
+        if refusal.dead_letter:
+            await self._dead_letter(record, said)
+        else:
+            log.warning("%s (partition %d offset %d)", said, record.partition, record.offset)
+        await self._report(command, Outcome("failed", refusal.reason), attributed=refusal.trusted)
 
     async def _carry_out_safely(
         self, command: RetryCommand | RevokeCommand, record: ConsumerRecord[bytes, bytes]
@@ -203,9 +233,6 @@ class CommandRunner:
             return Outcome("failed", f"unexpected error: {type(exc).__name__}: {exc}")
 
     async def _carry_out(self, command: RetryCommand | RevokeCommand) -> Outcome:
-        age = time.time() - from_iso(command.issued_at)
-        if age > self.max_age:
-            return Outcome("failed", f"stale: issued {age:.0f} s ago (limit {self.max_age:.0f} s)")
         backoff, command_id = Backoff(0.5, 10.0), command.command_id
         while True:
             previous = await self._redis(self.dedup.claim, command_id)
@@ -343,9 +370,11 @@ class CommandRunner:
         consumed = ", ".join(found.queues)
         return f"queue {queue!r} has no consumer; workers consume: {consumed}{hint}", ""
 
-    async def _report(self, command: RetryCommand | RevokeCommand, outcome: Outcome) -> None:
-        """The result, with the execution it belongs to: the flowguard worker settles the
-        retry action's status from it."""
+    async def _report(
+        self, command: RetryCommand | RevokeCommand, outcome: Outcome, *, attributed: bool = True
+    ) -> None:
+        """The result, with the execution it belongs to (``attributed``): the flowguard worker
+        settles the retry action's status from it."""
         self.counts[outcome.status] += 1
         log.info("command %s: %s (%s)", command.command_id, outcome.status, outcome.detail,
                  extra=execution_fields(command.execution_id, getattr(command, "workflow_id", None),
@@ -356,8 +385,10 @@ class CommandRunner:
             at=iso(time.time()) or "",
             status=outcome.status,
             detail=outcome.detail,
-            workflow_id=command.workflow_id if isinstance(command, RetryCommand) else None,
-            execution_id=command.execution_id,
+            workflow_id=command.workflow_id
+            if attributed and isinstance(command, RetryCommand)
+            else None,
+            execution_id=command.execution_id if attributed else None,
             task_id=outcome.task_id,
             queue=outcome.queue,
             routing_key=outcome.routing_key,
@@ -373,13 +404,8 @@ class CommandRunner:
             self.topics["command-results"], result.model_dump_json().encode(), self.cluster.encode()
         )
 
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], exc: ValidationError
-    ) -> None:
-        self.counts["invalid"] += 1
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in error["loc"]) or "(record)"
-        reason = f"command refused: {where}: {error['msg']}"
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """The record to the DLQ with the reason (said), its payload capped."""
         log.warning("%s (partition %d offset %d)", reason, record.partition, record.offset)
         raw = record.value or b""
         # As the intake's: an eighth of the largest record always fits, even JSON-escaped.
@@ -415,6 +441,15 @@ class CommandRunner:
             # aiokafka retries what can succeed; this is a rebalance (or worse). The commands
             # are read again by whoever owns the partitions now, and answered duplicate.
             log.warning("command offsets not committed (%s: %s)", type(exc).__name__, exc)
+
+
+def _problem(exc: ValueError) -> str:
+    """A record that does not decode: the field and why, as a user reads it."""
+    if not isinstance(exc, ValidationError):
+        return f"command refused: {exc}"
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"]) or "(record)"
+    return f"command refused: {where}: {error['msg']}"
 
 
 def _in_doubt(command: RetryCommand | RevokeCommand, claim: str) -> str:

@@ -10,14 +10,16 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.gate import CommandAuthSettings
 from flowguard.errors import ConfigError
 from flowguard.kafka_security import KafkaSecuritySettings
 from flowguard.settings import Settings
 
 
-class BridgeSettings(BaseSettings, KafkaSecuritySettings):
+class BridgeSettings(BaseSettings, KafkaSecuritySettings, CommandAuthSettings):
     """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole.
-    Kafka's security settings are flowguard's own (same variables, same checks)."""
+    Kafka's security settings are flowguard's own (same variables, same checks); the command
+    signing ones are in :mod:`bridge.gate`."""
 
     # hide_input_in_errors: a malformed broker URL still holds its password.
     model_config = SettingsConfigDict(

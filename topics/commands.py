@@ -55,6 +55,13 @@ class RetryCommand(Record):
     root_id: str
     parent_id: str
     attempt: int = Field(ge=1)
+    signature: str | None = Field(
+        default=None,
+        exclude_if=absent,
+        max_length=200,
+        description="'<key id>:<hex HMAC-SHA256>' of the command's canonical JSON (every field "
+        "but this one): see topics/signing.py. A bridge carries out only signed commands.",
+    )
 
 
 class RevokeCommand(Record):
@@ -68,6 +75,13 @@ class RevokeCommand(Record):
     task_id: str
     terminate: bool = False
     execution_id: str | None = None
+    signature: str | None = Field(
+        default=None,
+        exclude_if=absent,
+        max_length=200,
+        description="'<key id>:<hex HMAC-SHA256>' of the command's canonical JSON (every field "
+        "but this one): see topics/signing.py. A bridge carries out only signed commands.",
+    )
 
 
 class CommandResult(Record):

@@ -70,6 +70,7 @@ from topics.scheduled import (
     Tick,
     WorkerGone,
 )
+from topics.signing import key_for, sign
 from topics.triggers import Matched
 
 log = logging.getLogger("flowguard.live")
@@ -474,6 +475,11 @@ class Live:
             )  # fmt: skip
 
     async def send_command(self, command: RetryCommand) -> None:
+        """Signed with its cluster's key (FLOWGUARD_COMMAND_KEYS): bridges carry out only
+        commands they can verify. A cluster without a key gets it unsigned."""
+        key = key_for(self.settings.command_signing_keys, command.cluster)
+        if key is not None:
+            command = sign(command, key)
         metrics.RETRIES_SENT.labels(command.cluster).inc()
         await self.commands.send(
             key=command.cluster.encode(), value=command.model_dump_json().encode()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 
 from flowguard.engine.detect import STRANDED_AFTER_SECONDS, Timing
 from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
 from flowguard.engine.workers import DEFAULT_OFFLINE_GRACE_SECONDS
 from flowguard.settings import Settings
+from topics.signing import CommandKey, parse_cluster_keys
 
 
 class LiveSettings(Settings):
@@ -104,6 +106,35 @@ class LiveSettings(Settings):
         "caught up, or a partition's committed offset has not moved while records wait, for "
         "this long (a delivery may hold its partition's commit up to a minute).",
     )  # fmt: skip
+    command_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys that sign the commands sent to bridges: 'cluster=<key id>:<secret>', "
+        "comma separated; cluster '*' for every cluster not named. A cluster without a key gets "
+        "unsigned commands, which its bridge refuses unless told to allow them.",
+    )
+    command_keys_file: FilePath | None = Field(
+        default=None,
+        description="A file of more such entries, one a line ('#' comments), read at start.",
+    )
+
+    @field_validator("command_keys")
+    @classmethod
+    def _command_keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_cluster_keys(value.get_secret_value())
+        return value
+
+    @field_validator("command_keys_file")
+    @classmethod
+    def _command_keys_file_parses(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            parse_cluster_keys(_keys_text(info.data.get("command_keys"), value))
+        return value
+
+    @cached_property
+    def command_signing_keys(self) -> dict[str, CommandKey]:
+        """Each cluster's signing key (``*``: the others'), from both settings (read once)."""
+        return parse_cluster_keys(_keys_text(self.command_keys, self.command_keys_file))
 
     def timing(self) -> Timing:
         """The rules' durations, as the decision core takes them."""
@@ -113,3 +144,10 @@ class LiveSettings(Settings):
             chain_retention_seconds=self.chain_retention_seconds,
             stranded_after_seconds=self.retry_stranded_seconds,
         )
+
+
+def _keys_text(keys: SecretStr | None, path: Path | None) -> str:
+    text = "" if keys is None else keys.get_secret_value()
+    if path is not None:
+        text += "\n" + path.read_text(encoding="utf-8")
+    return text

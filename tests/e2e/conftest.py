@@ -20,6 +20,7 @@ from flowguard.kafka_admin import create_topics
 from flowguard.store import WorkflowStore
 from tests.httpserver import RecordingServer
 from tests.processes import (
+    TEST_COMMAND_KEY,
     Process,
     TopicReader,
     bridge_process,
@@ -52,6 +53,7 @@ def flowguard_worker(tmp: Path, kafka: str, prefix: str, name: str = "flowguard"
         FLOWGUARD_APP_ID=f"{prefix}-app",
         FLOWGUARD_DATA_DIR=str(tmp / f"{name}-data"),
         FLOWGUARD_ACTIONS_ALLOW_HOSTS="127.0.0.1",
+        FLOWGUARD_COMMAND_KEYS=f"*={TEST_COMMAND_KEY}",  # the bridges' key: commands signed
     )
     argv = [sys.executable, "-m", "flowguard", "worker", "--log-level", "info"]
     return Process(name, argv, tmp / f"{name}.log", env)

@@ -14,6 +14,7 @@ from celery import Celery
 from flowguard.demo.celery_app import recorded_calls
 from tests.helpers import wait_until
 from tests.processes import (
+    TEST_COMMAND_KEY,
     Process,
     TopicReader,
     bridge_process,
@@ -25,6 +26,7 @@ from tests.processes import (
 )
 from topics._base import iso
 from topics.commands import RetryCommand, RevokeCommand
+from topics.signing import CommandKey, sign
 
 CLUSTER = "cmd-cluster"
 
@@ -57,10 +59,12 @@ def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:
 
 
 def send(kafka: str, topics: str, *commands: RetryCommand | RevokeCommand) -> None:
+    """Signed as the flowguard worker signs them (with the key the test bridges have)."""
+    key = CommandKey.parse(TEST_COMMAND_KEY)
     produce(
         kafka,
         f"{topics}.commands",
-        [(c.cluster.encode(), c.model_dump_json().encode()) for c in commands],
+        [(c.cluster.encode(), sign(c, key).model_dump_json().encode()) for c in commands],
     )
 
 
@@ -193,10 +197,11 @@ def test_commands_for_other_clusters_stale_ones_and_garbage(
         [revoke_result] = results_for(results, "c-revoke", 1)
         assert revoke_result == revoke_result | {"status": "done", "detail": "revoked t-never"}
         letters = dlq.wait_for(
-            lambda v: v if len(v) >= 2 else None, timeout=30, what="2 dead letters"
+            lambda v: v if len(v) >= 3 else None, timeout=30, what="3 dead letters"
         )
-        assert [letter["raw"] for letter in letters] == ["{not json", '{"kind": 1}']
-        assert all(letter["reason"].startswith("command refused: ") for letter in letters)
+        assert [letter["raw"] for letter in letters[:2]] == ["{not json", '{"kind": 1}']
+        assert all(letter["reason"].startswith("command refused: ") for letter in letters[:2])
+        assert letters[2]["reason"].startswith("command c-stale (command.retry) stale: issued")
         assert all(letter["source"] == "bridge" for letter in letters)
     finally:
         bridge.stop()

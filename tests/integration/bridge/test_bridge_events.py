@@ -16,6 +16,7 @@ import redis
 from celery import Celery
 
 from tests.processes import (
+    TEST_COMMAND_KEY,
     TopicReader,
     bridge_process,
     celery_worker,
@@ -26,6 +27,7 @@ from tests.processes import (
 from topics._base import iso
 from topics.commands import RevokeCommand
 from topics.events import EVENT_ADAPTER
+from topics.signing import CommandKey, sign
 
 CLUSTER = "test-cluster"
 TERMINAL = {"task.succeeded", "task.failed"}
@@ -47,7 +49,8 @@ def send_revoke(kafka: str, topics: str, command_id: str) -> None:
     command = RevokeCommand(
         command_id=command_id, cluster=CLUSTER, issued_at=iso(time.time()) or "", task_id="t-x"
     )
-    produce(kafka, f"{topics}.commands", [(CLUSTER.encode(), command.model_dump_json().encode())])
+    signed = sign(command, CommandKey.parse(TEST_COMMAND_KEY))
+    produce(kafka, f"{topics}.commands", [(CLUSTER.encode(), signed.model_dump_json().encode())])
 
 
 def by_task(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

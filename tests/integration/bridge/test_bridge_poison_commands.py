@@ -12,8 +12,9 @@ import pytest
 
 from tests.integration.bridge.test_bridge_commands import CLUSTER, results_for, send, start_bridge
 from tests.integration.bridge.test_bridge_routing import bridge, charge_retry
-from tests.processes import TopicReader, private_redis, produce
+from tests.processes import TEST_COMMAND_KEY, TopicReader, private_redis, produce
 from topics._base import iso
+from topics.signing import CommandKey, signature_of
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def test_a_command_with_bad_fields_goes_to_the_dlq_capped_and_the_bridge_goes_on
     }  # fmt: skip
     huge = {**revoke, "command_id": "c-huge", "task_id": "t" * 200_000}
     ok = {**revoke, "command_id": "c-ok", "issued_at": iso(time.time())}
+    ok["signature"] = signature_of(ok, CommandKey.parse(TEST_COMMAND_KEY))
     try:
         produce(kafka_bootstrap, f"{topics}.commands",
                 [(b"k", json.dumps(c).encode()) for c in (revoke, huge, ok)])  # fmt: skip

@@ -20,10 +20,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 import bridge.commands as commands
 from bridge.commands import CommandRunner
 from bridge.dedup import DedupStore
+from bridge.gate import CommandGate
 from bridge.receiver import Backoff
 from tests.helpers import until
 from topics._base import iso
 from topics.commands import RevokeCommand
+from topics.signing import CommandKey, sign
 
 CLUSTER = "prod"
 REFUSED = "Error 111 connecting to 127.0.0.1:6390. Connection refused."
@@ -140,6 +142,7 @@ def runner(
     out: FakeOut,
     app: FakeCelery,
     consumers: list[FakeConsumer],
+    gate: CommandGate | None = None,
 ) -> CommandRunner:
     made = iter(consumers)
     return CommandRunner(
@@ -149,7 +152,7 @@ def runner(
         out,  # type: ignore[arg-type]
         DedupStore(redis, CLUSTER, 60, "redis://:**@dedup:6379/0"),  # type: ignore[arg-type]
         TOPICS,
-        3600,
+        gate or CommandGate({}, allow_unsigned=True, allowed_tasks=(), max_age_seconds=3600),
         0,
         stop_timeout_seconds=1,
     )
@@ -257,3 +260,36 @@ def test_the_consumer_is_started_with_backoff_when_kafka_is_away(
     lines = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(lines) == 1, lines
     assert lines[0].startswith("commands: Kafka at kafka:9092 unreachable (KafkaConnectionError")
+
+
+def test_a_forged_command_is_refused_dead_lettered_and_names_no_execution(
+    env: tuple[FakeRedis, FakeOut, FakeCelery],
+) -> None:
+    """Neither Celery nor the dedup store sees it: a forger cannot claim a real command's id."""
+    redis, out, app = env
+    key = CommandKey.parse("k1:the-bridge-secret-0123")
+    gate = CommandGate({key.key_id: key}, allow_unsigned=False, allowed_tasks=(),
+                       max_age_seconds=3600)  # fmt: skip
+    run = runner(redis, out, app, [], gate)
+    forged = revoke("c1", "t1").model_copy(update={"execution_id": "e-real"})
+    wrong = sign(revoke("c2", "t2"), CommandKey.parse("k1:not-the-bridge-secret"))
+    signed = sign(revoke("c3", "t3"), key)
+
+    async def scenario() -> None:
+        for offset, command in enumerate((forged, wrong, signed)):
+            await run.handle(record(command, offset))
+
+    asyncio.run(scenario())
+    assert app.control.revoked == ["t3"]
+    assert list(redis.values) == ["flowguard:bridge:prod:command:c3"]
+    first, second, third = results(out)
+    assert (first["status"], first["detail"]) == ("failed", "refused: unsigned")
+    assert first["execution_id"] is None
+    assert second["detail"].startswith("refused: bad signature (key 'k1')")
+    assert third["status"] == "done"
+    letters = [value for topic, value in out.delivered if topic == TOPICS["dlq"]]
+    assert [letter["reason"] for letter in letters] == [
+        "command c1 (command.revoke) refused: unsigned",
+        f"command c2 (command.revoke) {second['detail']}",
+    ]
+    assert run.counts["refused"] == 2
