@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +40,17 @@ def api_url(api: ApiSettings) -> str:
     """Where the demo's API answers (a wildcard listen address is reached on loopback)."""
     host = "127.0.0.1" if api.host in ("", "0.0.0.0", "::") else api.host
     return f"http://{host}:{api.port}"
+
+
+def _command_key() -> str:
+    """The key the demo's worker signs commands with and its bridge checks them by: made once,
+    random, kept in ``.flowguard/demo/command.key`` (owner only), so restarts agree."""
+    path = HOME / "command.key"
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"demo-1:{secrets.token_hex(32)}\n")
+    return path.read_text().strip()
 
 
 def _spawn(name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes] | None:
@@ -128,9 +140,11 @@ def start(broker: str) -> None:
          "demo@%h", "-Q", "celery,email,priority-high", "-c", "2", "-E", "-l", "INFO"],
         FLOWGUARD_DEMO_BROKER=broker,
     )  # fmt: skip
+    key = _command_key()
     _spawn("bridge", [python, "-m", "bridge.cli"], FLOWGUARD_CLUSTER=CLUSTER,
-           FLOWGUARD_BROKER=broker, **common)  # fmt: skip
-    _spawn("worker", [python, "-m", "flowguard", "worker"], **common)
+           FLOWGUARD_BROKER=broker, FLOWGUARD_BRIDGE_COMMAND_KEY=key, **common)  # fmt: skip
+    _spawn("worker", [python, "-m", "flowguard", "worker"],
+           FLOWGUARD_COMMAND_KEYS=f"{CLUSTER}={key}", **common)  # fmt: skip
     api = _spawn(
         "api", [python, "-m", "flowguard", "api"], FLOWGUARD_API_TOKENS=DEMO_TOKENS, **common
     )
