@@ -35,11 +35,11 @@ from topics.keys import RootMemory, record_key
 T0 = 1_800_000_000.0
 
 
-def failure(task_id: str, at: float) -> list[tuple[bytes, bytes]]:
+def failure(task_id: str, at: float, name: str = "app.charge") -> list[tuple[bytes, bytes]]:
     """One task's received, started and failed events, keyed and encoded as the bridge does."""
     raw = [
         {"type": "task-received", "uuid": task_id, "timestamp": at, "hostname": "w1@h",
-         "name": "app.charge", "args": "(1,)", "kwargs": "{}", "root_id": task_id},
+         "name": name, "args": "(1,)", "kwargs": "{}", "root_id": task_id},
         {"type": "task-started", "uuid": task_id, "timestamp": at + 0.1, "hostname": "w1@h"},
         {"type": "task-failed", "uuid": task_id, "timestamp": at + 0.2, "hostname": "w1@h",
          "exception": "ConnectionError('down')"},
@@ -55,26 +55,36 @@ def failure(task_id: str, at: float) -> list[tuple[bytes, bytes]]:
 
 
 class Flow:
-    """Topics, one webhook workflow, and ``flowguard worker`` processes on demand."""
+    """Topics, workflows (by default one webhook workflow on every failure), and
+    ``flowguard worker`` processes on demand."""
 
-    def __init__(self, tmp: Path, kafka: str, prefix: str, hooks: RecordingServer) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        kafka: str,
+        prefix: str,
+        hooks: RecordingServer,
+        definitions: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.tmp, self.kafka, self.prefix, self.hooks = tmp, kafka, prefix, hooks
         self.workers: list[Process] = []
         asyncio.run(create_topics(kafka, prefix, 30))
+        if definitions is None:
+            definitions = [
+                {
+                    "name": "Tell on failures",
+                    "trigger": {"event": "task.failed"},
+                    "action": {"type": "webhook", "url": hooks.url_for("/hook")},
+                }
+            ]
 
         async def save() -> None:
             async with WorkflowStore(kafka, prefix) as store:
-                await store.save(
-                    {
-                        "name": "Tell on failures",
-                        "trigger": {"event": "task.failed"},
-                        "action": {"type": "webhook", "url": hooks.url_for("/hook")},
-                    },
-                    saved_by="test",
-                )
+                for definition in definitions:
+                    await store.save(definition, saved_by="test")
 
         # A topic just created may not be in every answer yet: save once the store sees it.
-        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflow saved")
+        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflows saved")
         self.log = TopicReader(kafka, f"{prefix}.execution-log")
 
     def worker(self, name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Process:
