@@ -378,7 +378,8 @@ class CommandRunner:
         self.counts[outcome.status] += 1
         log.info("command %s: %s (%s)", command.command_id, outcome.status, outcome.detail,
                  extra=execution_fields(command.execution_id, getattr(command, "workflow_id", None),
-                                        command.cluster, command.task_id))  # fmt: skip
+                                        command.cluster, getattr(command, "original_task_id",
+                                                                 command.task_id)))  # fmt: skip
         result = CommandResult(
             command_id=command.command_id,
             cluster=self.cluster,

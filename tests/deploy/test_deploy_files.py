@@ -40,9 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
 K8S_VERSION = "1.37.0"
-#: Settings the processes do not read yet: FLOWGUARD_HEALTH_PORT comes with the health
-#: endpoints (issue 17, item 3, another engineer's).
-UPCOMING = {"FLOWGUARD_HEALTH_PORT"}
 #: The demo Celery app's own variable (flowguard/demo/celery_app.py).
 DEMO = {"FLOWGUARD_DEMO_BROKER"}
 
@@ -51,7 +48,7 @@ def _known_variables() -> set[str]:
     names = {f"FLOWGUARD_{f.upper()}" for f in LiveSettings.model_fields}
     names |= {f"FLOWGUARD_{f.upper()}" for f in BridgeSettings.model_fields}
     names |= {f"FLOWGUARD_API_{f.upper()}" for f in ApiSettings.model_fields}
-    return names | UPCOMING | DEMO
+    return names | DEMO
 
 
 KNOWN = _known_variables()
