@@ -111,6 +111,15 @@ class KafkaSecuritySettings(BaseModel):
             raise ValueError(f"cannot load the client certificate and key: {exc}") from None
         return value
 
+    def kafka_security_summary(self) -> str:
+        """How this process connects, for ``doctor`` and logs: never the password."""
+        parts: list[str] = [self.kafka_security_protocol]
+        if self.kafka_security_protocol in _SASL:
+            parts.append(f"{self.kafka_sasl_mechanism} as {self.kafka_sasl_username}")
+        if self.kafka_security_protocol in _TLS and self.kafka_ssl_certfile is not None:
+            parts.append("client certificate")
+        return ", ".join(parts)
+
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for SSL and SASL_SSL (None for the others), read from the files now:
         a renewed certificate is picked up by the next client."""

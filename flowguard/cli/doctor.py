@@ -53,10 +53,13 @@ def _check_configuration() -> Settings:
     if problem:
         _line("FAIL", "configuration", problem)
         raise _Failed
+    security = settings.kafka_security_summary()
+    security = "" if security == "PLAINTEXT" else f" ({security})"
     _line(
         "ok",
         "configuration",
-        f"kafka {settings.kafka_bootstrap_servers}, topic prefix {settings.topic_prefix!r}",
+        f"kafka {settings.kafka_bootstrap_servers}{security}, "
+        f"topic prefix {settings.topic_prefix!r}",
     )
     return settings
 

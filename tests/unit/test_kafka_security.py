@@ -179,3 +179,12 @@ def test_no_kafka_client_is_left_plain() -> None:
             assert wanted in secured, f"{where} is built without {wanted}"
             seen.append(where)
     assert len(seen) >= 10, seen  # the walk found the clients at all
+
+
+def test_the_summary_doctor_prints_names_the_login_but_not_the_password(tls: Path) -> None:
+    assert Settings().kafka_security_summary() == "PLAINTEXT"
+    mtls = Settings(
+        **SASL, kafka_ssl_certfile=tls / "client.crt", kafka_ssl_keyfile=tls / "client.key"
+    )
+    summary = mtls.kafka_security_summary()
+    assert summary == "SASL_SSL, SCRAM-SHA-512 as flowguard, client certificate"
