@@ -211,3 +211,18 @@ def test_settings_name_the_variable_and_never_echo_a_secret(tmp_path: Any) -> No
     assert not built.allow_unsigned
     assert "current-secret" not in repr(built)
     assert "current-secret" not in json.dumps(bridge.model_dump(mode="json"))
+
+
+def test_a_bridge_that_refuses_everything_or_allows_unsigned_says_so_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", "flowguard.bridge")
+    gate(keys={}).announce("fg.commands")
+    gate(allow_unsigned=True).announce("fg.commands")
+    gate().announce("fg.commands")  # a key, unsigned refused: the safe default, nothing said
+    assert [r.getMessage() for r in caplog.records] == [
+        "no command key (FLOWGUARD_BRIDGE_COMMAND_KEY): every command on fg.commands is "
+        "refused; set the key the flowguard worker signs with (FLOWGUARD_COMMAND_KEYS)",
+        "FLOWGUARD_BRIDGE_ALLOW_UNSIGNED=true: unsigned commands are carried out; anyone who "
+        "can write to fg.commands can run any task on this cluster",
+    ]
