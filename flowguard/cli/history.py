@@ -91,6 +91,7 @@ def render_table(rows: list[tuple[str, ...]]) -> list[str]:
 @click.option("--workflow", help="A workflow id or name.")
 @click.option("--task", "task_id", help="A task id: its executions and the one that retried it.")
 @click.option("--outcome", type=click.Choice(["success", "failure", "skipped"]))
+@click.option("--cluster", help="Only executions of this cluster's tasks and workers.")
 @click.option("--since", "since", help="Only executions triggered in the last DURATION (2h, 7d).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
@@ -107,6 +108,7 @@ def command(
     workflow: str | None,
     task_id: str | None,
     outcome: str | None,
+    cluster: str | None,
     since: str | None,
     limit: int,
     fmt: str,
@@ -126,7 +128,10 @@ def command(
                     request_timeout_seconds=settings.kafka_timeout_seconds,
                 )
             )
-            records = _collect(projection, limit, workflow_id, task_id, outcome, since_at)
+            records = _collect(
+                projection, limit, workflow=workflow_id, task_id=task_id, outcome=outcome,
+                cluster=cluster, since=since_at,
+            )  # fmt: skip
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -139,21 +144,14 @@ def command(
 
 
 def _collect(
-    projection: HistoryProjection,
-    limit: int,
-    workflow_id: str | None,
-    task_id: str | None,
-    outcome: str | None,
-    since: float | None,
+    projection: HistoryProjection, limit: int, **filters: str | float | None
 ) -> list[ExecutionRecord]:
+    """Up to ``limit`` records matching ``filters`` (the projection's query filters)."""
     records: list[ExecutionRecord] = []
     cursor = None
     while len(records) < limit:
         page = projection.query(
-            workflow=workflow_id,
-            task_id=task_id,
-            outcome=outcome,
-            since=since,
+            **filters,  # type: ignore[arg-type]
             limit=min(1000, limit - len(records)),
             cursor=cursor,
         )
