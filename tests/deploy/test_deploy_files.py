@@ -225,7 +225,7 @@ def test_manifests_match_kubernetes_schemas() -> None:
     kinds = sorted(d["kind"] for _, d in documents)
     assert kinds == [
         "ConfigMap", "Deployment", "Deployment", "Deployment", "Job",
-        "PodDisruptionBudget", "Secret", "Secret", "Service",
+        "PodDisruptionBudget", "Secret", "Secret", "Secret", "Service",
     ]  # fmt: skip
     for name, document in documents:
         try:
