@@ -78,17 +78,21 @@ def _tokens() -> str:
 
 
 @contextmanager
-def serve(bootstrap: str, prefix: str, history_dir: Path, **api: Any) -> Iterator[Served]:
-    """Create the prefix's topics (1 partition each), start the app, stop it on exit."""
+def serve(
+    bootstrap: str, prefix: str, history_dir: Path, *, create: bool = True, **api: Any
+) -> Iterator[Served]:
+    """Create the prefix's topics (1 partition each; ``create=False``: they exist, made by a
+    worker), start the app, stop it on exit."""
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
-    in_thread(create_topics(bootstrap, prefix, 30, partitions=1))
-    # A created topic can take a moment to be listed; the store refuses to start without it.
-    wanted = {f"{prefix}.{spec.suffix}" for spec in ALL_TOPICS}
-    wait_until(
-        lambda: wanted <= set(in_thread(list_topics(bootstrap, 10))),
-        timeout_seconds=30,
-        what=f"{prefix}'s topics to be listed",
-    )
+    if create:
+        in_thread(create_topics(bootstrap, prefix, 30, partitions=1))
+        # A created topic can take a moment to be listed; the store refuses to start without it.
+        wanted = {f"{prefix}.{spec.suffix}" for spec in ALL_TOPICS}
+        wait_until(
+            lambda: wanted <= set(in_thread(list_topics(bootstrap, 10))),
+            timeout_seconds=30,
+            what=f"{prefix}'s topics to be listed",
+        )
     app = create_app(
         settings, ApiSettings(tokens=SecretStr(_tokens()), history_dir=history_dir, **api)
     )

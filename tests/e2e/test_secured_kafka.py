@@ -1,8 +1,8 @@
 """The flow over a Kafka that accepts only SASL_SSL (SCRAM-SHA-512 over TLS, client certificate)
 and enforces ACLs: a real Celery worker, its bridge, a ``flowguard worker``, a retry and a
 webhook. Each process logs in as its own user and holds only the ACLs docs/security.md lists
-(read from the page and applied with Kafka's own AclCommand); this process saves the workflow
-and reads the execution log as the API's user. The broker has no plaintext listener, so a
+(read from the page and applied with Kafka's own AclCommand); the API, served in this process,
+saves the workflow and follows the history as the API's user. The broker has no plaintext listener, so a
 client left without the FLOWGUARD_KAFKA_* settings cannot take part."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from flowguard.demo.celery_app import recorded_calls
 from flowguard.kafka_admin import delete_topics
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings
-from flowguard.store import WorkflowStore
+from tests.api.server import serve
 from tests.e2e.conftest import CLUSTER, flowguard_worker
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
@@ -116,13 +116,6 @@ class SecuredFlow:
         self.client = Celery("test-client", broker=broker)
         self.client.conf.task_send_sent_event = True
 
-    def apply(self, definition: dict[str, Any]) -> None:
-        async def save() -> None:
-            async with WorkflowStore(self.bootstrap, self.prefix) as store:
-                await store.save(definition, saved_by="test")
-
-        asyncio.run(save())
-
     def runs(self, name: str) -> list[dict[str, Any]]:
         return [c for c in recorded_calls(self.calls) if c["name"] == name]
 
@@ -160,9 +153,26 @@ def flow(
 
 
 def test_retry_and_webhook_over_sasl_ssl_with_an_acl_per_process(
-    flow: SecuredFlow, slack: RecordingServer
+    flow: SecuredFlow, slack: RecordingServer, tmp_path: Path
 ) -> None:
-    flow.apply(workflow(slack.url_for("/incidents")))
+    # The API (its workflow store, producer and history follower) as the API's user.
+    # The topics are the worker's (the API's user may not create any).
+    history = tmp_path / "history"
+    with serve(flow.bootstrap, flow.prefix, history, create=False) as api, api.client() as http:
+        saved = http.post("/api/workflows", json={"definition": workflow(slack.url_for("/hook"))})
+        assert saved.status_code == 201, saved.text
+        run_the_flow(flow, slack)
+        # The API's history, followed over SASL_SSL, has the execution.
+        wait_until(
+            lambda: [
+                item for item in http.get("/api/executions").json()["items"]
+                if item["workflow"]["id"] == "retry-and-tell"
+            ],
+            timeout_seconds=30, what="the execution in the API's history",
+        )  # fmt: skip
+
+
+def run_the_flow(flow: SecuredFlow, slack: RecordingServer) -> None:
     flow.client.send_task(
         "demo.tasks.flaky_network", (7,), {"fail_times": 1, "key": "sasl-1"}, task_id="t-sasl"
     )
@@ -173,7 +183,7 @@ def test_retry_and_webhook_over_sasl_ssl_with_an_acl_per_process(
         timeout_seconds=60, what="the retry to run on the Celery worker",
     )  # fmt: skip
     assert runs[1]["root_id"] == "t-sasl"
-    [hook] = slack.wait_for_requests(1, path="/incidents", timeout_seconds=30)
+    [hook] = slack.wait_for_requests(1, path="/hook", timeout_seconds=30)
     assert hook.json()["schema"] == "flowguard.webhook/1"
     # The execution log, read back as the API's user, says the retry ran and succeeded.
     settled = wait_until(
