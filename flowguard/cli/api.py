@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from flowguard.api.app import create_app
 from flowguard.api.settings import ApiSettings
+from flowguard.cli.config import settings_or_exit
 from flowguard.errors import ConfigError
-from flowguard.settings import get_settings, setting_problem
+from flowguard.settings import setting_problem
 
 
 @click.command("api")
@@ -24,9 +25,10 @@ from flowguard.settings import get_settings, setting_problem
 @click.option("--port", type=int, default=None, help="Port [FLOWGUARD_API_PORT, 8080].")
 def command(host: str | None, port: int | None) -> None:
     """Serve the HTTP API (/openapi.json) and the web UI (/ui/)."""
+    settings = settings_or_exit()  # FLOWGUARD_*: its errors name those variables
     try:
         api = ApiSettings()
-        app = create_app(get_settings(), api)
+        app = create_app(settings, api)
     except ValidationError as exc:
         click.echo(f"error: {setting_problem(exc, 'FLOWGUARD_API_')}", err=True)
         sys.exit(2)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import click
 
+from flowguard.cli.config import settings_or_exit
 from flowguard.cli.workflows import resolve_workflow
 from flowguard.engine.workflow import ID_PATTERN, slugify
 from flowguard.errors import FlowguardError
 from flowguard.history import HistoryProjection
-from flowguard.settings import Settings, get_settings
+from flowguard.settings import Settings
 from flowguard.store import WorkflowNotFound, WorkflowStore
 from topics.execution import ExecutionRecord
 
@@ -115,7 +116,7 @@ def command(
     cache_dir: Path,
 ) -> None:
     """Executions from the execution log, newest first."""
-    settings = get_settings()
+    settings = settings_or_exit()
     since_at = time.time() - parse_duration(since) if since else None
     path = cache_dir / f"history-{settings.topic_prefix}.sqlite"
     try:

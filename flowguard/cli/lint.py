@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
+from flowguard.cli.config import settings_or_exit
 from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.errors import WorkflowInvalid
 from flowguard.masking import refuse_references
-from flowguard.settings import get_settings
 from flowguard.workflow_files import load_workflows
 
 
@@ -20,7 +20,7 @@ from flowguard.workflow_files import load_workflows
 def command(paths: tuple[Path, ...], strict: bool) -> None:
     """Validate workflows (exit 2 if any is invalid) and print best-practice warnings."""
     invalid = warned = 0
-    settings = get_settings()
+    settings = settings_or_exit()
     policy = settings.secret_policy()
     for path in paths:
         try:

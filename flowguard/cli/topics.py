@@ -7,9 +7,9 @@ import sys
 
 import click
 
+from flowguard.cli.config import settings_or_exit
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import create_topics, topic_differences
-from flowguard.settings import get_settings
 
 
 @click.group("topics")
@@ -20,7 +20,7 @@ def command() -> None:
 @command.command("create")
 def create() -> None:
     """Create the topics that do not exist yet (idempotent); report those that differ."""
-    settings = get_settings()
+    settings = settings_or_exit()
     where = (
         settings.kafka_bootstrap_servers,
         settings.topic_prefix,

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
+from flowguard.cli.config import settings_or_exit
 from flowguard.engine.workflow import slugify
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
 from flowguard.masking import mask_definition
-from flowguard.settings import get_settings
 from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import template, templates
 from flowguard.workflow_files import Loaded, load_workflows
@@ -32,7 +32,7 @@ _VERSIONS = "{:>7} {:<25} {:<20} {:<9} {}"
 
 def _run(body: Callable[[WorkflowStore], Awaitable[T]]) -> T:
     """Open the store, run ``body``, and turn flowguard's errors into a message and exit code."""
-    settings = get_settings()
+    settings = settings_or_exit()
 
     async def main() -> T:
         async with WorkflowStore(
