@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bridge.translate import parse_line
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
+from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import create_topics
 from flowguard.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker, stays
@@ -298,7 +300,8 @@ def test_the_live_app_decides_exactly_what_replay_decides(
                 if v is not None
             ]
 
-        published = asyncio.run(save())
+        # A topic just created may not be in every answer yet: retry until the store sees it.
+        published = wait_until(lambda: _try(save), timeout_seconds=30, what="workflows saved")
         workers = [flowguard_worker(tmp_path, kafka, prefix, name=f"fg{i}").start() for i in (1, 2)]
         try:
             for worker in workers:
@@ -336,6 +339,13 @@ def test_the_live_app_decides_exactly_what_replay_decides(
         finally:
             for worker in workers:
                 worker.kill()
+
+
+def _try(save: Callable[[], Coroutine[Any, Any, list[Published]]]) -> list[Published] | None:
+    try:
+        return asyncio.run(save())
+    except KafkaUnavailable:
+        return None
 
 
 def test_the_streams_exercise_every_rule() -> None:
