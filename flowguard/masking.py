@@ -4,6 +4,10 @@ A definition is stored as its author wrote it, literal secrets included: the onl
 they live. Everything shown to a person or sent over the API goes through
 :func:`mask_definition` (``***`` plus at most four characters, :func:`flowguard.secrets.mask`);
 a value that is still a mask is never a secret (:func:`still_masked`).
+
+With an operator key, the store publishes the definition with each literal sealed
+(:func:`seal_definition`); a sealed value is carried as is everywhere, masked like a literal,
+and opened only where an action sends it (:func:`flowguard.secrets.reveal`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowguard.errors import WorkflowInvalid
-from flowguard.secrets import SecretPolicy, env_ref_name, mask
+from flowguard.errors import ConfigError, WorkflowInvalid
+from flowguard.secrets import Keyring, SecretPolicy, env_ref_name, is_sealed, mask, sealed_key_id
 
 # Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
 # circuit breaker's notify); every value under ``headers`` is a secret too.
@@ -110,7 +114,9 @@ def literal_secret_paths(definition: Mapping[str, Any]) -> list[str]:
     return [
         path
         for path, holder, key in _secret_paths(definition)
-        if isinstance(holder[key], str) and env_ref_name(holder[key]) is None
+        if isinstance(holder[key], str)
+        and env_ref_name(holder[key]) is None
+        and not is_sealed(holder[key])
     ]
 
 
@@ -119,3 +125,77 @@ def refuse_references(source: str, definition: Mapping[str, Any], policy: Secret
     problems = reference_problems(definition, policy)
     if problems:
         raise WorkflowInvalid(source, problems)
+
+
+def _strings(definition: Mapping[str, Any]) -> dict[str, str]:
+    """Field path -> value of every secret written as a string."""
+    return {
+        path: holder[key]
+        for path, holder, key in _secret_paths(definition)
+        if isinstance(holder[key], str)
+    }
+
+
+def seal_definition(
+    definition: Mapping[str, Any],
+    keyring: Keyring,
+    previous: Mapping[str, Any] | None = None,
+    *,
+    reseal: bool = False,
+) -> dict[str, Any]:
+    """A deep copy of ``definition`` with every literal secret sealed with the current key.
+
+    ``${NAME}`` stays; a sealed value stays (``reseal``: one sealed with an older key is
+    sealed again with the current one). A literal equal to what ``previous`` sealed at the
+    same path keeps that sealed value, so an unchanged secret is not a change. Without a
+    current key, the copy is returned as it is. Raises :class:`ConfigError` (naming the field
+    and the key id) when ``reseal`` meets a value no key opens.
+    """
+    copied: dict[str, Any] = copy.deepcopy(dict(definition))
+    if not keyring.sealing:
+        return copied
+    before = _strings(previous or {})
+    for path, holder, key in _secret_paths(copied):
+        value = holder[key]
+        if not isinstance(value, str) or not isinstance(holder, dict):
+            continue
+        if is_sealed(value):
+            if not reseal or sealed_key_id(value) == keyring.current_id:
+                continue
+            try:
+                value = keyring.open(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+        elif env_ref_name(value) is not None:
+            continue
+        holder[key] = _reuse(before.get(path), value, keyring) or keyring.seal(value)
+    return copied
+
+
+def _reuse(sealed: str | None, clear: str, keyring: Keyring) -> str | None:
+    """``sealed`` if it is sealed with the current key and opens to ``clear``."""
+    if sealed is None or sealed_key_id(sealed) != keyring.current_id:
+        return None
+    try:
+        return sealed if keyring.open(sealed) == clear else None
+    except ConfigError:
+        return None
+
+
+def open_definition(definition: Mapping[str, Any], keyring: Keyring) -> dict[str, Any]:
+    """A deep copy with each sealed secret the keyring opens in clear (to compare meanings);
+    one it cannot open stays sealed. Never shown or sent: the store compares with it."""
+    copied: dict[str, Any] = copy.deepcopy(dict(definition))
+    for _, holder, key in _secret_paths(copied):
+        value = holder[key]
+        if isinstance(value, str) and is_sealed(value) and isinstance(holder, dict):
+            try:
+                holder[key] = keyring.open(value)
+            except ConfigError:
+                continue
+    return copied
+
+
+def sealed_paths(definition: Mapping[str, Any]) -> dict[str, str]:
+    """Field path -> sealed value, for every sealed secret in ``definition``."""
+    return {path: value for path, value in _strings(definition).items() if is_sealed(value)}

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowguard.kafka_security import KafkaSecuritySettings
-from flowguard.secrets import DEFAULT_SECRET_PREFIX, SecretPolicy
+from flowguard.secrets import DEFAULT_SECRET_PREFIX, Keyring, SecretPolicy, parse_key
 
 
 class Settings(BaseSettings, KafkaSecuritySettings):
@@ -66,6 +66,19 @@ class Settings(BaseSettings, KafkaSecuritySettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("secrets_key", "secrets_old_keys", mode="after")
+    @classmethod
+    def _keys_parse(cls, value: Any) -> Any:
+        for key in value if isinstance(value, tuple) else (value,):
+            if key is not None:
+                parse_key(key.get_secret_value())  # a ValueError naming the rule, not the key
+        return value
+
+    def keyring(self) -> Keyring:
+        """The keys that seal literal workflow secrets (current) and open them (all, by id)."""
+        current = self.secrets_key.get_secret_value() if self.secrets_key is not None else None
+        return Keyring.of(current, (key.get_secret_value() for key in self.secrets_old_keys))
 
     def secret_policy(self) -> SecretPolicy:
         """Which ``${NAME}`` references workflows may use."""

@@ -14,6 +14,10 @@ The store also reads ``<prefix>.workflows`` back, so it knows what the workers w
 when the second write of a save or delete failed, saving (or deleting) again publishes what
 the history holds, and a writer that finds a newer version behind its own publishes that one
 after it, so the workers never end on an older version.
+
+With an operator key (``FLOWGUARD_SECRETS_KEY``), every literal secret is sealed before a
+version is published (:func:`flowguard.masking.seal_definition`), so neither topic holds it
+in clear; :meth:`WorkflowStore.reseal` moves every current workflow to the current key.
 """
 
 from __future__ import annotations
@@ -33,11 +37,19 @@ from pydantic import ValidationError
 
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
+from flowguard.errors import ConfigError, FlowguardError, KafkaUnavailable, WorkflowInvalid
 from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
-from flowguard.masking import mark_changed, mask_definition, refuse_references, still_masked
-from flowguard.secrets import SecretPolicy
+from flowguard.masking import (
+    mark_changed,
+    mask_definition,
+    open_definition,
+    refuse_references,
+    seal_definition,
+    sealed_paths,
+    still_masked,
+)
+from flowguard.secrets import Keyring, SecretPolicy
 from flowguard.settings import get_settings
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
 from topics.workflows import WorkflowVersion
@@ -76,10 +88,12 @@ def _semantics(workflow: Workflow) -> dict[str, Any]:
     return workflow.model_dump(mode="json", context={"reveal_secrets": True})
 
 
-def _same(stored: Mapping[str, Any], workflow: Workflow) -> bool:
-    """Does a stored definition mean ``workflow``? One the engine now refuses never does."""
+def _same(stored: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Do two definitions (sealed secrets opened) mean the same? One the engine now refuses
+    never does."""
     try:
-        return _semantics(parse_workflow(stored, source="stored")) == _semantics(workflow)
+        old_workflow = parse_workflow(stored, source="stored")
+        return _semantics(old_workflow) == _semantics(parse_workflow(new, source="new"))
     except FlowguardError:
         return False
 
@@ -108,8 +122,11 @@ class WorkflowStore:
         prefix: str = "flowguard",
         timeout: float = 10.0,
         policy: SecretPolicy | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Seals literal secrets before they are published (when a current key is set).
+        self.keyring = keyring if keyring is not None else get_settings().keyring()
         # Which ${NAME} a saved workflow may use (refused on save and apply otherwise).
         self.policy = policy if policy is not None else get_settings().secret_policy()
         self.prefix = prefix
@@ -344,12 +361,62 @@ class WorkflowStore:
         workflow = _validate(definition, source, self.policy)
         async with self._lock:
             await self._refresh()
+            self._refuse_foreign_seals(workflow.id, definition, source)
             latest = self.latest(workflow.id)
-            if latest is not None and not latest.deleted and _same(latest.definition, workflow):
+            if (
+                latest is not None
+                and not latest.deleted
+                and _same(self._opened(latest.definition), self._opened(definition))
+            ):
                 await self._make_live(workflow.id)  # repairs a save whose second write failed
                 return None
             self._check_expected(workflow.id, latest, expected_version)
-            return await self._publish(workflow.id, dict(definition), saved_by, comment)
+            previous = latest.definition if latest is not None else None
+            sealed = seal_definition(definition, self.keyring, previous)
+            return await self._publish(workflow.id, sealed, saved_by, comment)
+
+    def _opened(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        return open_definition(definition, self.keyring)
+
+    def _refuse_foreign_seals(
+        self, workflow_id: str, definition: Mapping[str, Any], source: str
+    ) -> None:
+        """A sealed value may only be kept from a version of the same workflow: one copied from
+        another workflow's record would have the worker send that secret wherever this one
+        says."""
+        known = {
+            value
+            for version in self._versions.get(workflow_id, [])
+            for value in sealed_paths(version.definition).values()
+        }
+        foreign = [path for path, value in sealed_paths(definition).items() if value not in known]
+        if foreign:
+            reason = "is a sealed value this workflow never held: enter the secret, or ${ENV_VAR}"
+            raise WorkflowInvalid(source, [(path, reason) for path in foreign])
+
+    async def reseal(self, *, saved_by: str) -> tuple[list[WorkflowVersion], list[str]]:
+        """Publish every current workflow again with its secrets sealed with the current key.
+
+        A new version only where something changes (a value sealed with an older key, or a
+        literal in clear). Returns the new versions and, per workflow left as it was, why
+        (a value no configured key opens); deleted workflows and history are not touched.
+        """
+        if not self.keyring.sealing:
+            raise ConfigError("FLOWGUARD_SECRETS_KEY is not set: nothing to reseal with")
+        published: list[WorkflowVersion] = []
+        problems: list[str] = []
+        async with self._lock:
+            await self._refresh()
+            for workflow_id, latest in self.current().items():
+                try:
+                    sealed = seal_definition(latest.definition, self.keyring, reseal=True)
+                except ConfigError as exc:
+                    problems.append(f"workflow {workflow_id!r}: {exc}")
+                    continue
+                if sealed != latest.definition:
+                    comment = f"resealed with key {self.keyring.current_id}"
+                    published.append(await self._publish(workflow_id, sealed, saved_by, comment))
+        return published, problems
 
     async def set_enabled(
         self, workflow_id: str, enabled: bool, *, saved_by: str

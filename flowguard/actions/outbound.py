@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from flowguard.actions.settings import ActionSettings
 from flowguard.engine.workflow import url_problem
 from flowguard.errors import ActionFailed, ConfigError
-from flowguard.secrets import SecretPolicy, mask, reveal
+from flowguard.secrets import Keyring, SecretPolicy, mask, reveal
 
 SAMPLE_BANNER = "[flowguard test] This is a sample notification: no task failed."
 
@@ -35,6 +35,7 @@ class Context:
     now: float
     environ: Mapping[str, str] | None = None
     policy: SecretPolicy = field(default_factory=SecretPolicy)
+    keyring: Keyring = field(default_factory=Keyring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,10 @@ class Outbound:
 
 
 def reveal_secret(secret: SecretStr, field_name: str, ctx: Context) -> str:
-    """Reveal a workflow secret; a missing or disallowed ``${ENV}`` fails the action naming the
-    field, before any request is made."""
+    """Reveal a workflow secret; a missing or disallowed ``${ENV}``, or a sealed value no key
+    opens, fails the action naming the field (and the key id), before any request is made."""
     try:
-        return reveal(secret, ctx.environ, ctx.policy)
+        return reveal(secret, ctx.environ, ctx.policy, ctx.keyring)
     except ConfigError as exc:
         raise ActionFailed(f"{field_name}: {exc}") from None
 

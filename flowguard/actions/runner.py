@@ -38,7 +38,7 @@ from flowguard.actions.settings import ActionSettings
 from flowguard.engine.execute import Notice
 from flowguard.errors import ActionFailed
 from flowguard.logs import record_fields
-from flowguard.secrets import SecretPolicy
+from flowguard.secrets import Keyring, SecretPolicy
 from flowguard.settings import get_settings
 from topics.execution import ActionResult
 
@@ -67,6 +67,7 @@ class ActionRunner:
         *,
         environ: Mapping[str, str] | None = None,
         policy: SecretPolicy | None = None,
+        keyring: Keyring | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +76,8 @@ class ActionRunner:
         self._environ = environ
         # Which ${NAME} a workflow may read: the operator's setting unless a test gives one.
         self._policy = policy if policy is not None else get_settings().secret_policy()
+        # Opens sealed workflow secrets: the operator's keys unless a test gives some.
+        self._keyring = keyring if keyring is not None else get_settings().keyring()
         self._rng = rng or random.Random()
         self._clock = clock
         self._cache = DeliveredCache(self.settings.dedup_cache_size)
@@ -156,7 +159,9 @@ class ActionRunner:
     async def _deliver(self, notice: Notice, sample: bool) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_total_seconds
-        ctx = Context(self.settings, sample, self._clock(), self._environ, self._policy)
+        ctx = Context(
+            self.settings, sample, self._clock(), self._environ, self._policy, self._keyring
+        )
         out = preparer(notice.action.type)(notice, ctx)
         self._vet(out.url.scheme, out.url.host)
         attempts = out.retries + 1
