@@ -10,7 +10,7 @@ from typing import Any
 
 from flowguard.actions import ActionRunner, ActionSettings, DeliveryStore
 from flowguard.engine.execute import Notice
-from flowguard.secrets import SecretPolicy
+from flowguard.secrets import Keyring, SecretPolicy
 from topics.execution import ActionResult
 
 # Tests reach 127.0.0.1 only because the allowlist opens it; backoff kept short.
@@ -38,6 +38,7 @@ def deliver(
     store: DeliveryStore | None = None,
     environ: Mapping[str, str] | None = None,
     policy: SecretPolicy | None = None,
+    keyring: Keyring | None = None,
     sample: bool = False,
     concurrent: bool = False,
 ) -> list[Timed]:
@@ -50,7 +51,7 @@ def deliver(
 
     async def run() -> list[Timed]:
         async with ActionRunner(
-            config or settings(), store, environ=environ, policy=policy
+            config or settings(), store, environ=environ, policy=policy, keyring=keyring
         ) as runner:
             if concurrent:
                 return list(await asyncio.gather(*(one(runner, n) for n in notices)))
