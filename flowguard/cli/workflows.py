@@ -19,7 +19,7 @@ import click
 from flowguard.cli.config import settings_or_exit
 from flowguard.engine.workflow import slugify
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
-from flowguard.masking import mask_definition
+from flowguard.masking import mask_definition, open_definition
 from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import template, templates
 from flowguard.workflow_files import Loaded, load_workflows
@@ -150,7 +150,11 @@ def list_() -> None:
 
 @command.command("export")
 @click.argument("name", required=False)
-@click.option("--reveal-secrets", is_flag=True, help="Show literal secrets (masked by default).")
+@click.option(
+    "--reveal-secrets",
+    is_flag=True,
+    help="Show literal secrets, sealed ones opened with FLOWGUARD_SECRETS_KEY (masked by default).",
+)
 def export(name: str | None, reveal_secrets: bool) -> None:
     """YAML of one workflow, or of every live one; `flowguard workflows apply` reads it back.
 
@@ -165,8 +169,7 @@ def export(name: str | None, reveal_secrets: bool) -> None:
                 raise WorkflowNotFound(f"workflow {name!r} was deleted (see `versions`)")
             current = {wid: current[wid]}
         docs = [
-            {"id": wid, **mask_definition(v.definition, reveal=reveal_secrets)}
-            for wid, v in current.items()
+            {"id": wid, **_shown(store, v.definition, reveal_secrets)} for wid, v in current.items()
         ]
         return "---\n".join(to_yaml(doc) for doc in docs)
 
@@ -250,6 +253,39 @@ def diff(name: str, a: int, b: int) -> None:
 
     text = _run(show)
     click.echo(text or f"versions {a} and {b} are the same\n", nl=False)
+
+
+def _shown(store: WorkflowStore, definition: dict[str, Any], reveal: bool) -> dict[str, Any]:
+    """Masked; revealed: in clear, sealed values opened (one no key opens stays sealed)."""
+    if not reveal:
+        return mask_definition(definition)
+    return open_definition(definition, store.keyring)
+
+
+@command.command("reseal")
+@by_option
+def reseal(saved_by: str) -> None:
+    """Seal every live workflow's secrets with the current FLOWGUARD_SECRETS_KEY.
+
+    After a rotation (new key set, the old one in FLOWGUARD_SECRETS_OLD_KEYS), this publishes
+    a new version of each workflow with a value sealed with an older key, or a literal in
+    clear; the others are left as they are. Exits 1 naming each workflow it could not reseal
+    (a value sealed with a key that is not configured). docs/security.md: rotation.
+    """
+
+    async def run(store: WorkflowStore) -> list[str]:
+        done, problems = await store.reseal(saved_by=saved_by)
+        for version in done:
+            click.echo(f"resealed {version.workflow_id} as v{version.workflow_version}")
+        unchanged = len(store.current()) - len(done) - len(problems)
+        click.echo(f"{len(done)} resealed, {unchanged} already sealed with the current key")
+        return problems
+
+    problems = _run(run)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @command.command("rollback")
