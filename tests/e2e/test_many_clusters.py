@@ -10,7 +10,6 @@ others run, with no flowguard change.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
@@ -25,15 +24,12 @@ import redis
 from celery import Celery
 
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker
-from tests.e2e.test_notifications_once import saved
+from tests.e2e.test_notifications_once import Flow
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
 from tests.processes import (
     Process,
-    TopicReader,
     bridge_process,
     celery_worker,
     private_redis,
@@ -84,7 +80,6 @@ def test_three_clusters_into_one_flowguard(
     tmp_path: Path, brokers: list[str], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     kafka, prefix = kafka_bootstrap, topic_prefix
-    asyncio.run(create_topics(kafka, prefix, 30))
     with RecordingServer() as hooks:
         definitions = [
             {
@@ -107,12 +102,7 @@ def test_three_clusters_into_one_flowguard(
             },
         ]
 
-        async def save() -> None:
-            async with WorkflowStore(kafka, prefix) as store:
-                for definition in definitions:
-                    await store.save(definition, saved_by="test")
-
-        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflows saved")
+        flow = Flow(tmp_path, kafka, prefix, hooks, definitions)
         processes: list[Process] = [flowguard_worker(tmp_path, kafka, prefix).start()]
         try:
             processes[0].wait_for_log("workflows loaded from", timeout=90)
@@ -155,8 +145,7 @@ def test_three_clusters_into_one_flowguard(
             assert len(hooks.requests("/a")) == 1
 
             # The history, one cluster at a time.
-            log = TopicReader(kafka, f"{prefix}.execution-log")
-            log.wait_for(lambda rs: len(rs) >= 5, timeout=30, what="the executions logged")
+            flow.log.wait_for(lambda rs: len(rs) >= 5, timeout=30, what="the executions logged")
             for name, task_ids in {"a": {"fail-a"}, "b": {"flaky-b"}, "c": {"flaky-c"}}.items():
                 rows = history(kafka, prefix, name)
                 assert rows, name
