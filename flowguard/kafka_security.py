@@ -75,6 +75,8 @@ class KafkaSecuritySettings(BaseModel):
     @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
     @classmethod
     def _sasl_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            raise ValueError("must not be empty")
         _needs(_SASL, info, value, required=True)
         return value
 

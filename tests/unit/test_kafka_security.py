@@ -57,6 +57,8 @@ def test_plaintext_by_default() -> None:
         ({**SASL, "kafka_sasl_mechanism": "GSSAPI"}, "SASL_MECHANISM", "'SCRAM-SHA-512'"),
         ({**SASL, "kafka_sasl_username": None}, "SASL_USERNAME", "required when"),
         ({**SASL, "kafka_sasl_password": None}, "SASL_PASSWORD", "required when"),
+        ({**SASL, "kafka_sasl_password": ""}, "SASL_PASSWORD", "must not be empty"),
+        ({**SASL, "kafka_sasl_username": ""}, "SASL_USERNAME", "at least 1 character"),
         # A SASL setting without a SASL protocol would connect in clear: refused, not ignored.
         ({"kafka_sasl_username": "flowguard"}, "SASL_USERNAME", "only used when"),
         ({"kafka_ssl_cafile": "/etc/hostname"}, "SSL_CAFILE", "only used when"),
