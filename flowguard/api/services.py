@@ -78,6 +78,7 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
                 settings.topic_prefix,
                 timeout=settings.kafka_timeout_seconds,
                 policy=settings.secret_policy(),
+                keyring=settings.keyring(),
             )
         )
         producer = AIOKafkaProducer(
@@ -90,7 +91,9 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
         await producer.start()
         stack.push_async_callback(producer.stop)
         runner = await stack.enter_async_context(
-            ActionRunner(ActionSettings(), policy=settings.secret_policy())
+            ActionRunner(
+                ActionSettings(), policy=settings.secret_policy(), keyring=settings.keyring()
+            )
         )
         history = stack.enter_context(HistoryProjection(api.history_file(settings.topic_prefix)))
         found = Services(

@@ -38,7 +38,8 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import WorkflowInvalid
-from flowguard.masking import mask_definition, refuse_references
+from flowguard.masking import mask_definition, open_definition, refuse_references
+from flowguard.secrets import Keyring
 from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
 from flowguard.templates import templates
 from topics.workflows import WorkflowVersion
@@ -261,10 +262,13 @@ async def rollback_workflow(
     return SaveResult(saved=saved != before, workflow=_detail(saved))
 
 
-def _export(definitions: list[dict[str, Any]], who: Principal, reveal: bool) -> Response:
+def _export(
+    definitions: list[dict[str, Any]], who: Principal, reveal: bool, keyring: Keyring
+) -> Response:
     if reveal and who.role < Role.admin:
         raise ApiProblem(403, "forbidden", "reveal_secrets needs the admin role")
-    shown = [d if reveal else mask_definition(d) for d in definitions]
+    # Revealed: in clear, sealed secrets opened (what `flowguard workflows apply` takes back).
+    shown = [open_definition(d, keyring) if reveal else mask_definition(d) for d in definitions]
     text = "---\n".join(to_yaml(d) for d in shown)
     return Response(text, media_type="application/yaml")
 
@@ -279,15 +283,17 @@ async def export_workflow(
     workflow_id: str, who: Viewer, svc: Svc, reveal_secrets: bool = False
 ) -> Response:
     """The workflow as YAML; secrets masked unless an admin asks with ``reveal_secrets``."""
-    live = _live(await svc.refreshed_store(), workflow_id)
-    return _export([live.definition], who, reveal_secrets)
+    store = await svc.refreshed_store()
+    live = _live(store, workflow_id)
+    return _export([live.definition], who, reveal_secrets, store.keyring)
 
 
 @router.get("/export", response_class=Response, responses=_YAML, tags=["workflows"])
 async def export_all(who: Viewer, svc: Svc, reveal_secrets: bool = False) -> Response:
     """Every live workflow as one multi-document YAML file."""
     store = await svc.refreshed_store()
-    return _export([v.definition for v in store.current().values()], who, reveal_secrets)
+    definitions = [v.definition for v in store.current().values()]
+    return _export(definitions, who, reveal_secrets, store.keyring)
 
 
 def _parse_all(docs: list[dict[str, Any]]) -> list[Workflow]:
