@@ -2,8 +2,8 @@
 and enforces ACLs: a real Celery worker, its bridge, a ``flowguard worker``, a retry and a
 webhook. Each process logs in as its own user and holds only the ACLs docs/security.md lists
 (read from the page and applied with Kafka's own AclCommand); the API, served in this process,
-saves the workflow and follows the history as the API's user. The broker has no plaintext listener, so a
-client left without the FLOWGUARD_KAFKA_* settings cannot take part."""
+saves the workflow and follows the history as the API's user. The broker has no plaintext
+listener, so a client left without the FLOWGUARD_KAFKA_* settings cannot take part."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from celery import Celery
 
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import delete_topics
+from flowguard.kafka_admin import delete_topics, list_topics
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings
 from tests.api.server import serve
@@ -103,6 +103,12 @@ class SecuredFlow:
         self.processes.append(self.flowguard)
         # The worker creates the topics (it may: Create on the prefix) before it loads workflows.
         self.flowguard.wait_for_log("workflows loaded from", timeout=90)
+        # ... and the API's user sees those it reads (a topic can take a moment to be listed).
+        wanted = {f"{prefix}.{name}" for name in ("workflows", "workflow-history", "execution-log")}
+        wait_until(
+            lambda: wanted <= set(asyncio.run(list_topics(self.bootstrap, 10))),
+            timeout_seconds=30, what="the API's user to see the topics it reads",
+        )  # fmt: skip
         bridge_login = {k.removeprefix("FLOWGUARD_").lower(): v
                         for k, v in login(self.home, "flowguard-bridge").items()}  # fmt: skip
         self.bridge = bridge_process(
