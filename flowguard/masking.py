@@ -199,3 +199,16 @@ def open_definition(definition: Mapping[str, Any], keyring: Keyring) -> dict[str
 def sealed_paths(definition: Mapping[str, Any]) -> dict[str, str]:
     """Field path -> sealed value, for every sealed secret in ``definition``."""
     return {path: value for path, value in _strings(definition).items() if is_sealed(value)}
+
+
+def refuse_sealed(source: str, draft: Mapping[str, Any]) -> None:
+    """Raise :class:`WorkflowInvalid` for each sealed value typed into a draft.
+
+    Nothing shows a sealed value (the API masks it, a revealed export opens it), so one in a
+    draft was copied from a Kafka record: run as a Test Workflow sample, it would send that
+    workflow's secret wherever the draft says.
+    """
+    found = sealed_paths(draft)
+    if found:
+        reason = "is a sealed value, which cannot be typed in: enter the secret, or ${ENV_VAR}"
+        raise WorkflowInvalid(source, [(path, reason) for path in found])

@@ -25,7 +25,7 @@ from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import KafkaUnavailable, TemplateInvalid, WorkflowInvalid
-from flowguard.masking import refuse_references
+from flowguard.masking import refuse_references, refuse_sealed
 from flowguard.store import WorkflowNotFound
 from topics.execution import ActionResult
 
@@ -107,6 +107,7 @@ async def _workflow(body: TestInput, svc: Services) -> Published:
         draft = docs[0]
     if body.workflow_id is not None and store.current().get(body.workflow_id) is None:
         raise not_found(f"workflow {body.workflow_id!r}: no such workflow")
+    refuse_sealed("draft", draft)
     # Masks restored only where the action still sends where it did: see restore_secrets.
     stored = stored_for(store, draft, body.workflow_id)
     definition = restore_secrets(draft, stored)

@@ -98,3 +98,28 @@ def test_saved_sealed_kept_on_edit_and_opened_for_samples(
             "/api/workflows/sealed-hook/export", params={"reveal_secrets": True}
         ).text
     assert yaml.safe_load(exported)["actions"][0]["headers"] == {"Authorization": HEADER}
+
+
+def test_a_sealed_value_copied_into_a_test_draft_is_refused(
+    sealed_api: Served, hook: RecordingServer
+) -> None:
+    """An editor who can read the topics copies a sealed header into a draft pointing at their
+    own server: Test Workflow must not open it for them."""
+    with sealed_api.client("editor") as api:
+        api.post(
+            "/api/workflows", json={"definition": _draft("https://ops.example.com/in")}
+        ).raise_for_status()
+        stolen = _live(sealed_api)["action"]["headers"]["Authorization"]
+        thief = _draft(hook.url_for("/thief"))
+        thief["name"] = "Thief"
+        thief["action"]["headers"] = {"Authorization": stolen}
+        answer = api.post(
+            "/api/test", json={"definition": thief, "events_jsonl": "", "send_samples": True}
+        )
+        assert answer.status_code == 422, answer.text
+        [problem] = answer.json()["error"]["problems"]
+        assert problem["field"] == "action.headers.Authorization"
+        assert "sealed value" in problem["reason"]
+        saved = api.post("/api/workflows", json={"definition": thief})
+        assert saved.status_code == 422, saved.text
+    assert hook.requests() == []
