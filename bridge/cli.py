@@ -95,9 +95,14 @@ class _ConnectAttempts(logging.Filter):
     that repeats for as long as Kafka is away."""
 
     PREFIXES = ("Unable connect to", "Unable to update metadata from")
+    #: Not an outage but a setting to fix, which no retry heals: always shown (the bridge's own
+    #: line only says "unreachable").
+    MISCONFIGURED = ("SaslAuthenticationFailed", "UnsupportedSaslMechanism", "CERTIFICATE_VERIFY")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES))
+        if not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES)):
+            return True
+        return any(word in record.getMessage() for word in self.MISCONFIGURED)
 
 
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:
