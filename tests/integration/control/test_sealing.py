@@ -152,6 +152,9 @@ def test_rotation_with_reseal(kafka_bootstrap: str, control_topics: str) -> None
                 only_new.open(sealed_paths(v1.definition)["actions.2.routing_key"])
             # Saving the same secrets typed again is still no new version.
             assert await store.save(definition(), saved_by="alice") is None
+            # A rollback to a version sealed with the dropped key publishes what it holds.
+            v3 = await store.rollback("sealed-payments", 1, saved_by="alice")
+            assert {sealed_key_id(v) for v in sealed_paths(v3.definition).values()} == {"2026-01"}
         compacted = await raw(kafka_bootstrap, WORKFLOWS.name(control_topics))
         assert b"sealed:v1:2026-07:" in compacted
 
