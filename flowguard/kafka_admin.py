@@ -164,7 +164,36 @@ async def create_topics(
         if not missing:
             return []
         response = await client.create_topics(missing)
-    return _created(bootstrap, response.to_object()["topic_errors"])
+        created = _created(bootstrap, response.to_object()["topic_errors"])
+        await _until_served(client, [t.name for t in missing], timeout_seconds)
+    return created
+
+
+async def _until_served(
+    client: AIOKafkaAdminClient, names: list[str], within_seconds: float
+) -> None:
+    """Wait until every partition of ``names`` has a leader: the broker answers CreateTopics
+    before its metadata does, and a client that asks at once is told the topic does not exist
+    (seen under load: a store opened right after ``topics create`` refused to start)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    while True:
+        described = await client.describe_topics(names)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        if loop.time() >= deadline:
+            pending = sorted(
+                t["topic"] for t in described if t["error_code"] or not t["partitions"]
+            )
+            raise KafkaUnavailable(
+                f"topics created but not yet served after {within_seconds:g}s: {pending}"
+            )
+        await asyncio.sleep(0.1)
 
 
 async def delete_topics(bootstrap: str, prefix: str, timeout_seconds: float) -> list[str]:

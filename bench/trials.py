@@ -1,0 +1,267 @@
+"""Fault trials: effects once under a steady load of real Celery failures, through a SIGKILL.
+
+Each trial runs a whole stack of its own on a Kafka broker of the bench's own (started from
+``deploy/kafka/start`` on its own port, so a trial may kill it): a real Celery worker of the
+demo app on a private Redis, its bridge, two ``flowguard worker`` processes, a recording
+webhook endpoint, and two workflows: retry ``flaky_network`` (fails once, then succeeds) after
+1 s, and a webhook for every ``always_fails``. ``--failures`` of each are sent over
+``--seconds``; at a random moment one process of the trial's kind is SIGKILLed and started
+again at once:
+
+- ``worker``: one of the flowguard workers;
+- ``bridge``: the bridge;
+- ``kafka``: the broker (the whole trial waits for it to come back).
+
+Then it waits (up to ``--settle``) for every effect and counts, per trial: **lost** (a
+failure with no execution, a flaky task not run again, a notice never delivered), **twice**
+(a retry run more than once, a notice delivered more than once: the repeat carries the same
+``Idempotency-Key``), and the **recovery** time (from the kill to the last effect).
+
+    python bench/trials.py --kinds worker bridge kafka --trials 3      # about 10 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from celery import Celery  # noqa: E402
+
+from flowguard.demo.celery_app import recorded_calls  # noqa: E402
+from flowguard.errors import KafkaUnavailable  # noqa: E402
+from flowguard.kafka_admin import create_topics, delete_topics  # noqa: E402
+from flowguard.store import WorkflowStore  # noqa: E402
+from tests.e2e.conftest import flowguard_worker  # noqa: E402
+from tests.httpserver import RecordingServer  # noqa: E402
+from tests.processes import (  # noqa: E402
+    Process,
+    TopicReader,
+    bridge_process,
+    celery_worker,
+    private_redis,
+    start_worker,
+)
+
+KAFKA_PORT = 29292
+
+
+@dataclass
+class Result:
+    kind: str
+    lost: int
+    twice: int
+    repeats_same_key: int
+    recovery_seconds: float | None
+
+
+def kafka(action: str, home: Path) -> str:
+    env = {
+        **os.environ,
+        "FLOWGUARD_HOME": str(home),
+        "FLOWGUARD_KAFKA_PORT": str(KAFKA_PORT),
+        "FLOWGUARD_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+    }
+    out = subprocess.run(
+        [str(ROOT / "deploy" / "kafka" / action)], env=env, capture_output=True, text=True,
+        check=True, timeout=300,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def kill_kafka(home: Path) -> None:
+    """SIGKILL the broker (its pid file), then start it again."""
+    pidfile = home / "kafka" / str(KAFKA_PORT) / "kafka.pid"
+    if not pidfile.exists():
+        pidfile = next(home.rglob("kafka.pid"))
+    os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    kafka("start", home)
+
+
+def workflows(url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "Retry flaky calls",
+            "trigger": {
+                "event": "task.failed",
+                "conditions": {"task_name_pattern": "demo.tasks.flaky_network"},
+            },
+            "action": {"type": "retry", "delay_seconds": 1, "max_attempts": 1},
+        },
+        {
+            "name": "Tell on hard failures",
+            "trigger": {
+                "event": "task.failed",
+                "conditions": {"task_name_pattern": "demo.tasks.always_fails"},
+            },
+            "action": {"type": "webhook", "url": url},
+        },
+    ]
+
+
+def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstrap: str) -> Result:
+    rng = random.Random(f"{kind}-{number}")
+    prefix = f"trial-{kind}-{number}-{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    asyncio.run(create_topics(bootstrap, prefix, 30))
+    with private_redis(tmp) as broker, RecordingServer() as hooks:
+
+        async def save() -> None:
+            async with WorkflowStore(bootstrap, prefix) as store:
+                for definition in workflows(hooks.url_for("/hook")):
+                    await store.save(definition, saved_by="trials")
+
+        saved = False
+        for _ in range(60):  # a topic just created may not be in every answer yet
+            try:
+                asyncio.run(save())
+                saved = True
+                break
+            except KafkaUnavailable:
+                threading.Event().wait(0.5)
+        if not saved:
+            raise KafkaUnavailable(f"the workflows of {prefix} could not be saved")
+        celery = start_worker(celery_worker(tmp, broker))
+        bridge = bridge_process(tmp, cluster="prod", broker=broker, kafka=bootstrap, prefix=prefix)
+        processes: list[Process] = [celery, bridge.start()]
+        workers = [flowguard_worker(tmp, bootstrap, prefix, f"fg{n}").start() for n in (1, 2)]
+        processes += workers
+        try:
+            bridge.wait_for_log("consuming Celery events")
+            for worker in workers:
+                worker.wait_for_log("workflows loaded from", timeout=120)
+            client = Celery("trials", broker=broker)
+            kill_at = rng.uniform(1.0, args.seconds - 1.0)
+            killed = threading.Event()
+
+            def killer() -> None:
+                threading.Event().wait(kill_at)
+                if kind == "worker":
+                    victim = workers.pop(rng.randrange(len(workers)))
+                    victim.kill()
+                    replacement = flowguard_worker(tmp, bootstrap, prefix, f"fg{3 + number}")
+                    workers.append(replacement.start())
+                    processes.append(replacement)
+                elif kind == "bridge":
+                    bridge.kill()
+                    bridge.start()
+                else:
+                    kill_kafka(home)
+                killed.set()
+
+            started = time.monotonic()
+            thread = threading.Thread(target=killer, daemon=True)
+            thread.start()
+            pause = threading.Event()
+            for n in range(args.failures):
+                client.send_task("demo.tasks.always_fails", (f"c-{n}",), task_id=f"hard-{n}")
+                client.send_task(
+                    "demo.tasks.flaky_network", (n,), {"fail_times": 1, "key": f"k-{n}"},
+                    task_id=f"flaky-{n}",
+                )  # fmt: skip
+                pause.wait(args.seconds / args.failures)
+            thread.join(timeout=300)
+            killed_at = started + kill_at
+            return _count(kind, args, hooks, broker, bootstrap, prefix, killed_at)
+        finally:
+            for proc in processes:
+                proc.kill()
+            asyncio.run(delete_topics(bootstrap, prefix, 30))
+
+
+def _count(
+    kind: str, args: argparse.Namespace, hooks: RecordingServer, broker: str, bootstrap: str,
+    prefix: str, killed_at: float,
+) -> Result:  # fmt: skip
+    calls = redis.Redis.from_url(broker)
+    log = TopicReader(bootstrap, f"{prefix}.execution-log")
+    deadline = time.monotonic() + args.settle
+    last_change, seen = time.monotonic(), None
+    while time.monotonic() < deadline:
+        runs = Counter(
+            c["task_id"] for c in recorded_calls(calls) if c["name"].endswith("flaky_network")
+        )
+        keys = Counter(r.headers.get("idempotency-key") for r in hooks.requests("/hook"))
+        decided = {r["task"]["id"] for r in log.poll() if r["seq"] == 0 and r["task"]}
+        state = (sum(runs.values()), len(keys), len(decided))
+        if state != seen:
+            seen, last_change = state, time.monotonic()
+        retried = [t for t in runs if not t.startswith("flaky-")]
+        if (
+            len(retried) >= args.failures
+            and len(keys) >= args.failures
+            and len(decided) >= 2 * args.failures
+        ):
+            break
+        threading.Event().wait(0.5)
+    flaky_retries = Counter(
+        c["root_id"] for c in recorded_calls(calls)
+        if c["name"].endswith("flaky_network") and c["task_id"] != c["root_id"]
+    )  # fmt: skip
+    keys = Counter(r.headers.get("idempotency-key") for r in hooks.requests("/hook"))
+    decided = {r["task"]["id"] for r in log.poll() if r["seq"] == 0 and r["task"]}
+    lost = (
+        (2 * args.failures - len(decided))
+        + (args.failures - len(flaky_retries))
+        + (args.failures - len(keys))
+    )
+    twice = sum(n - 1 for n in flaky_retries.values() if n > 1)
+    repeats = sum(n - 1 for n in keys.values() if n > 1)
+    recovery = last_change - killed_at if lost == 0 else None
+    return Result(kind, lost, twice, repeats, recovery)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kinds", nargs="+", default=["worker", "bridge", "kafka"],
+                        choices=["worker", "bridge", "kafka"])  # fmt: skip
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--failures", type=int, default=20, help="of each kind, per trial")
+    parser.add_argument("--seconds", type=float, default=10.0, help="the load's duration")
+    parser.add_argument("--settle", type=float, default=120.0, help="the wait for effects")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="trials-kafka-"))
+    bootstrap = kafka("start", home)
+    results: list[Result] = []
+    try:
+        for kind in args.kinds:
+            for number in range(args.trials):
+                result = trial(kind, number, args, home, bootstrap)
+                results.append(result)
+                print(result, flush=True)
+    finally:
+        kafka("stop", home)
+    print(
+        "| kind | trials | lost | retried twice | notices repeated (one key) | recovery p50 / max |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for kind in args.kinds:
+        mine = [r for r in results if r.kind == kind]
+        times = [r.recovery_seconds for r in mine if r.recovery_seconds is not None]
+        spread = f"{statistics.median(times):.1f} / {max(times):.1f} s" if times else "n/a"
+        print(
+            f"| {kind} | {len(mine)} | {sum(r.lost for r in mine)} | "
+            f"{sum(r.twice for r in mine)} | {sum(r.repeats_same_key for r in mine)} | {spread} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
