@@ -195,7 +195,8 @@ class Live:
         await self.health.stop()
 
     async def _install_seek(self, *_: Any, **__: Any) -> None:
-        """Make every seek to committed offsets also rewind what has none (see below).
+        """Make every seek to committed offsets also rewind what has none (see below), and
+        every commit wait for what was sent before it.
 
         Faust drops records it has fetched whenever a rebalance, a pause or a stopped flow
         interrupts their hand-over to the agents (``Consumer.getmany``), and relies on
@@ -209,13 +210,24 @@ class Live:
         consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks these
         if getattr(consumer, "_flowguard_seek", False):
             return
-        faust_seek = consumer.perform_seek
+        faust_seek, faust_commit = consumer.perform_seek, consumer._commit_offsets
 
         async def perform_seek() -> None:
             await faust_seek()
             await self._rewind_uncommitted(consumer)
 
+        async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+            # Faust commits an agent's input without waiting for what the agent sent meanwhile
+            # (stream_publish_on_commit is off: it would hold every effect until a commit).
+            # A SIGKILL between that commit and the producer's delivery lost the outputs of
+            # input already committed (a retry command decided, never sent). So everything
+            # sent before a commit is acknowledged by Kafka before the commit.
+            await self.app.producer.flush()
+            result: bool = await faust_commit(offsets, start_new_transaction)
+            return result
+
         consumer.perform_seek = perform_seek
+        consumer._commit_offsets = commit_offsets
         consumer._flowguard_seek = True
 
     async def _rewind_uncommitted(self, consumer: Any) -> None:
@@ -492,6 +504,8 @@ class Live:
         slots when due and the stream is quiet."""
         async with self._detecting:
             await self._write_back(due_only=True)
+        if not self.app.in_recovery:
+            await self._unstick()
         if self._scan and not self.app.in_recovery:
             self._scan = False
             self._rescan()
@@ -503,6 +517,24 @@ class Live:
             await self.scheduled.send(
                 key=name.encode(), value=Tick(key=name).model_dump_json().encode()
             )
+
+    async def _unstick(self) -> None:
+        """Read a stalled input partition again from its committed offset.
+
+        A partition whose committed offset stays put for ``progress_stall_seconds`` while
+        records wait behind it has a record Faust lost track of (dropped at a rebalance and
+        never handed to the agent, so never acknowledged: seen in
+        tests/e2e/test_rebalance_reads_everything.py). Reading again from the committed offset
+        is safe: everything downstream deduplicates by id, as after a crash.
+        """
+        consumer: Any = self.app.consumer
+        for tp, committed in self.readiness.stalled():
+            offset = committed
+            if not offset:
+                offset = (await consumer.earliest_offsets(tp))[tp]
+            log.warning("%s[%d]: no progress past offset %s; reading it again from there",
+                        tp.topic, tp.partition, offset)  # fmt: skip
+            await consumer.seek(tp, offset)
 
     def _rescan(self) -> None:
         """After an assignment: the deadlines of every chain and worker this process holds."""

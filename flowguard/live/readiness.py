@@ -79,6 +79,21 @@ class Readiness:
             return None
         return "no progress on " + ", ".join(stuck[:5]) + (" ..." if len(stuck) > 5 else "")
 
+    def stalled(self) -> list[tuple[Any, int | None]]:
+        """(partition, committed offset) of the input partitions the progress check has seen
+        stuck for longer than ``progress_stall_seconds`` (the outbox's excluded: a delivery in
+        flight holds it on purpose); each is reported once, then watched afresh."""
+        now, found = time.monotonic(), []
+        outbox = set(self.live.deliveries.topics)
+        for tp, lag, committed in self._lags():
+            seen, since = self._marks.get(tp, (committed, now))
+            if tp.topic in outbox or lag <= 0 or committed != seen:
+                continue
+            if now - since > self.stall_seconds:
+                found.append((tp, committed))
+                self._marks[tp] = (committed, now)
+        return found
+
     def export_lag(self) -> None:
         """``flowguard_consumer_lag_records`` of the partitions held now (others removed)."""
         held = set()

@@ -19,14 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from flowguard.live.app import partition_of
 from tests.e2e.test_notifications_once import Flow, failure
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
 from tests.processes import produce, tail
+from topics.registry import EVENTS
 
 FAILURES = 60
 SPREAD_SECONDS = 20.0
 KILLS = 3
+#: A partition stalled this long is read again from its committed offset (default 120 s).
+STALL = {"FLOWGUARD_PROGRESS_STALL_SECONDS": "10"}
 
 
 @pytest.fixture
@@ -53,7 +57,7 @@ def test_workers_killed_during_a_stream_leave_no_partition_unread(
     flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(20261204)
-    workers = [flow.worker(f"fg{n}", monkeypatch) for n in (1, 2)]
+    workers = [flow.worker(f"fg{n}", monkeypatch, **STALL) for n in (1, 2)]
     done = threading.Event()
     producer = threading.Thread(target=stream, args=(flow, done), daemon=True)
     producer.start()
@@ -63,17 +67,25 @@ def test_workers_killed_during_a_stream_leave_no_partition_unread(
             pause.wait(rng.uniform(2.0, SPREAD_SECONDS / KILLS))
             victim = workers.pop(rng.randrange(len(workers)))
             victim.kill()
-            workers.append(flow.worker(f"fg{3 + kill}", monkeypatch))
+            workers.append(flow.worker(f"fg{3 + kill}", monkeypatch, **STALL))
         producer.join(timeout=60)
         assert done.is_set(), "the stream was produced"
 
         def decided() -> set[str]:
             return {r["task"]["id"] for r in flow.log.poll() if r["seq"] == 0}
 
-        wait_until(
-            lambda: len(decided()) == FAILURES, timeout_seconds=120,
-            what=f"all {FAILURES} failures decided",
-        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: len(decided()) == FAILURES, timeout_seconds=120,
+                what=f"all {FAILURES} failures decided",
+            )  # fmt: skip
+        except AssertionError as exc:
+            missing = sorted({f"t-{n:03d}" for n in range(FAILURES)} - decided())
+            where = {t: partition_of(f"prod/{t}".encode(), EVENTS.partitions) for t in missing}
+            lag = flow.lagging("events", "scheduled", "triggers", "deliveries")
+            raise AssertionError(
+                f"{exc}: undecided {where} (events partition each); committed/end: {lag}"
+            ) from None
         flow.wait_caught_up(
             "events", "scheduled", "triggers", "deliveries", timeout_seconds=60,
             what="every input partition committed to its end",
