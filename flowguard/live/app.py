@@ -155,6 +155,8 @@ class Live:
         self._detecting = asyncio.Lock()
         #: Triggers not acted on for their age (see _stale).
         self.stale_triggers = 0
+        #: Input partitions with records the consumer skipped, to read again (see _install_seek).
+        self._gaps: set[Any] = set()
         #: /healthz, /readyz and /metrics (flowguard.live.readiness says what ready means).
         self.readiness = Readiness(self)
         self.health = Health(self.readiness.checks(), on_tick=self.readiness.export_lag)
@@ -211,6 +213,7 @@ class Live:
         if getattr(consumer, "_flowguard_seek", False):
             return
         faust_seek, faust_commit = consumer.perform_seek, consumer._commit_offsets
+        faust_gap = consumer._add_gap
 
         async def perform_seek() -> None:
             await faust_seek()
@@ -226,18 +229,37 @@ class Live:
             result: bool = await faust_commit(offsets, start_new_transaction)
             return result
 
+        async def add_gap(tp: Any, offset_from: int, offset_to: int) -> None:
+            # Faust counts the offsets it skipped (a jump between two fetched records) as
+            # acknowledged, for compacted topics. Offsets of these topics never jump: a jump is
+            # records Faust fetched and dropped, and counting them committed them unread. They
+            # are left unacknowledged instead (the commit stops there), and read again.
+            if tp.topic in self._inputs():
+                log.warning(
+                    "%s[%d]: offsets %d-%d were skipped by the consumer; reading them again",
+                    tp.topic, tp.partition, offset_from, offset_to - 1,
+                )  # fmt: skip
+                self._gaps.add(tp)
+                return
+            await faust_gap(tp, offset_from, offset_to)
+
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = commit_offsets
+        consumer._add_gap = add_gap
         consumer._flowguard_seek = True
 
-    async def _rewind_uncommitted(self, consumer: Any) -> None:
-        """Seek every agent's input partition that has no committed offset (or 0) to its
-        earliest offset: events and scheduled, triggers, the bridges' results, the outbox."""
-        inputs = {
+    def _inputs(self) -> set[str]:
+        """Every agent's input topic (events and scheduled, triggers, results, deliveries)."""
+        return {
             topic
             for source in (self.source, self.triggers, self.results, self.deliveries)
             for topic in source.topics
         }
+
+    async def _rewind_uncommitted(self, consumer: Any) -> None:
+        """Seek every agent's input partition that has no committed offset (or 0) to its
+        earliest offset: events and scheduled, triggers, the bridges' results, the outbox."""
+        inputs = self._inputs()
         events = self.source.topics[0]
         committed = consumer._committed_offset  # set by Faust's seek; 0 is kept as None
         mine = [tp for tp in consumer.assignment() if tp.topic in inputs]
@@ -528,7 +550,11 @@ class Live:
         is safe: everything downstream deduplicates by id, as after a crash.
         """
         consumer: Any = self.app.consumer
-        for tp, committed in self.readiness.stalled():
+        gaps, self._gaps = self._gaps, set()
+        stalled = [(tp, consumer._committed_offset.get(tp)) for tp in gaps]
+        for tp, committed in [*stalled, *self.readiness.stalled()]:
+            if tp not in consumer.assignment():
+                continue
             offset = committed
             if not offset:
                 offset = (await consumer.earliest_offsets(tp))[tp]
