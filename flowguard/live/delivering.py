@@ -76,8 +76,12 @@ class Delivering:
         stream = stream.noack()
         self._stream = stream
         async for event in stream.events():
+            message = event.message
+            queue = self._in_flight[message.tp]
+            if any(held.event.message.offset == message.offset for held in queue):
+                continue  # read again (the partition was rewound) while still delivering
             item = _InFlight(event)
-            self._in_flight[event.message.tp].append(item)
+            queue.append(item)
             request = await self._decode(event)
             if request is None or self._delivered_before(request):
                 if request is not None:
