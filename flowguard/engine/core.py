@@ -149,10 +149,7 @@ class Engine:
             self.chains.get(key), key, event, self._offset, self.index, self._is_offline,
             self.timing,
         )  # fmt: skip
-        if slot is None:
-            self.chains.pop(key, None)
-        else:
-            self.chains[key] = slot
+        self._keep_chain(key, slot)
         if found.matched or found.deadlines or found.triggers or found.outcomes:
             self._detected(key, found, out)
 
