@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
@@ -31,6 +32,8 @@ from bridge.receiver import Backoff
 from flowguard.metrics import KAFKA_ERRORS
 
 log = logging.getLogger("flowguard.bridge")
+
+T = TypeVar("T")
 
 #: Broker answers that sending the same records again can never change.
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
@@ -101,7 +104,7 @@ class Publisher:
         flight: _Flight | None = None
         error: BaseException | None = None
         try:
-            flight = _Flight(await self.out.current())
+            flight = _Flight(await self._reported(self.out.current(), "no producer (Kafka away)"))
             for entry in batch:
                 try:
                     future = await flight.producer.send(entry.topic, entry.value, key=entry.key)
@@ -110,7 +113,7 @@ class Publisher:
                     break
                 flight.entries.append(entry)
                 flight.futures.append(future)
-            results = await self._acknowledged(flight.acknowledged())
+            results = await self._reported(flight.acknowledged(), "no acknowledgement")
         except asyncio.CancelledError:
             self._cancelled(batch, flight)
             raise
@@ -159,13 +162,16 @@ class Publisher:
             entry.kind, len(entry.value), entry.topic, type(error).__name__, error,
         )  # fmt: skip
 
-    async def _acknowledged(self, acknowledged: asyncio.Future[list[Any]]) -> list[Any]:
-        """Wait for ``acknowledged``; says once when Kafka is slow to acknowledge."""
+    async def _reported(self, waited: Awaitable[T], what: str) -> T:
+        """Wait for ``waited`` however long; past ``stall_seconds`` say once that Kafka does not
+        take events (a batch unacknowledged, or a producer renewal waiting for Kafka). Waited
+        through ``shield``: cancelling a gather would cancel the producer's futures."""
+        future = asyncio.ensure_future(waited)
         try:
-            return await asyncio.wait_for(asyncio.shield(acknowledged), self.stall_seconds)
+            return await asyncio.wait_for(asyncio.shield(future), self.stall_seconds)
         except TimeoutError:
-            self._state(TimeoutError(f"no acknowledgement for {self.stall_seconds:g} s"))
-            return await asyncio.shield(acknowledged)
+            self._state(TimeoutError(f"{what} for {self.stall_seconds:g} s"))
+            return await asyncio.shield(future)
 
     def _state(self, error: BaseException | None) -> None:
         """Log once per change: Kafka refusing, and Kafka back."""

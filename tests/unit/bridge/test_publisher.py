@@ -133,3 +133,29 @@ def test_a_delivery_refused_during_the_flush_goes_back_to_the_buffer() -> None:
     assert publisher.published == 1
     assert [e.value for e in publisher.buffer.take_now(10)] == [b"1"]
     assert publisher.in_flight == 0
+
+
+def test_waiting_on_a_producer_renewal_says_kafka_does_not_take_events() -> None:
+    """A renewal started by another sender (the status loop) waits for Kafka to come back;
+    the publisher waiting on it is not ready, and says so, as with an unacknowledged batch."""
+    producer = FakeProducer()
+
+    async def scenario() -> tuple[str | None, bool]:
+        publisher = await publisher_with(producer, 2)
+        publisher.stall_seconds = 0.05
+        kafka_back = asyncio.Event()
+        publisher.out._renewal = asyncio.create_task(kafka_back.wait())  # type: ignore[assignment]
+        run = asyncio.create_task(publisher.run())
+        await until(lambda: not publisher.kafka_ok, timeout_seconds=5, what="not ready")
+        problem = publisher._problem
+        kafka_back.set()
+        publisher.out._renewal = None
+        await until(lambda: len(producer.futures) == 2, timeout_seconds=5, what="2 sent")
+        producer.acknowledge_all()
+        await until(lambda: publisher.published == 2, timeout_seconds=5, what="2 published")
+        await cancel(run)
+        return problem, publisher.kafka_ok
+
+    problem, ok_after = asyncio.run(scenario())
+    assert problem is not None and "no producer" in problem
+    assert ok_after
