@@ -157,5 +157,6 @@ def test_waiting_on_a_producer_renewal_says_kafka_does_not_take_events() -> None
         return problem, publisher.kafka_ok
 
     problem, ok_after = asyncio.run(scenario())
-    assert problem is not None and "no producer" in problem
+    assert problem is not None
+    assert "no producer" in problem
     assert ok_after
