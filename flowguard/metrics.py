@@ -42,6 +42,12 @@ CONSUMER_LAG = Gauge(
     "Records on a partition this worker holds that it has not committed yet (high water mark "
     "minus committed offset).", ["topic", "partition"], registry=REGISTRY,
 )  # fmt: skip
+TABLE_KEYS = Gauge(
+    "flowguard_table_keys",
+    "Keys in a Faust table on the partitions this worker holds (chains, workers, executions, "
+    "...): grows with the tasks and executions kept, flat under a steady load.", ["table"],
+    registry=REGISTRY,
+)  # fmt: skip
 TRIGGERS = Counter(
     "flowguard_triggers", "Triggers matched to a workflow and sent to deciding.",
     ["workflow"], registry=REGISTRY,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from flowguard.metrics import CONSUMER_LAG
+from flowguard.metrics import CONSUMER_LAG, TABLE_KEYS
 
 if TYPE_CHECKING:
     from flowguard.live.app import Live
@@ -95,7 +95,10 @@ class Readiness:
         return found
 
     def export_lag(self) -> None:
-        """``flowguard_consumer_lag_records`` of the partitions held now (others removed)."""
+        """``flowguard_consumer_lag_records`` of the partitions held now (others removed), and
+        ``flowguard_table_keys`` of each table (its local store: the partitions held)."""
+        for name, table in self.live.app.tables.items():
+            TABLE_KEYS.labels(name).set(len(table))
         held = set()
         for tp, lag, _ in self._lags():
             held.add(tp)

@@ -143,6 +143,15 @@ def test_a_stalled_partition_makes_the_worker_unready_and_its_metrics_and_logs_t
     assert metric(text, "flowguard_consumer_lag_records", topic=f"{running.prefix}.events") == 0
     assert metric(text, "flowguard_ready") == 1
 
+    def tables_counted() -> bool:
+        text = get(running.port, "/metrics")[1]
+        return all(
+            (metric(text, "flowguard_table_keys", table=table) or 0) >= 1
+            for table in ("chains", "executions")
+        )
+
+    wait_until(tables_counted, timeout_seconds=30, what="the chain and execution tables counted")
+
 
 @pytest.mark.integration
 def test_a_workflow_feed_that_stops_makes_the_worker_unready_until_it_runs_again(
