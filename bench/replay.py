@@ -29,7 +29,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.translate import parse_line  # noqa: E402
+from flowguard.celery_wire.events import parse_line  # noqa: E402
 from flowguard.engine.core import Engine, EngineConfig, Output  # noqa: E402
 from flowguard.engine.documents import parse_workflow  # noqa: E402
 from flowguard.engine.matching import Published  # noqa: E402

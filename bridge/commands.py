@@ -41,7 +41,7 @@ from bridge.intake import encode
 from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
 from bridge.routing import ActiveQueues, Published, route, sent_event
-from flowguard.engine.retry import parse_call_args
+from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
 from flowguard.logs import execution_fields
 from flowguard.metrics import KAFKA_ERRORS, REDIS_ERRORS

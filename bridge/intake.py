@@ -20,7 +20,7 @@ import time
 from typing import IO, Any
 
 from bridge.buffer import Entry, EventBuffer
-from bridge.translate import translate
+from flowguard.celery_wire.events import translate
 from flowguard.errors import EventInvalid
 from topics._base import iso
 from topics.dlq import DeadLetter

@@ -20,7 +20,7 @@ from celery import Celery
 from celery.events.receiver import EventReceiver
 
 from bridge.intake import Intake
-from bridge.translate import snapshot_events
+from flowguard.celery_wire.events import snapshot_events
 
 log = logging.getLogger("flowguard.bridge")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from bridge.translate import parse_line
+from flowguard.celery_wire.events import parse_line
 from flowguard.engine.core import Engine, EngineConfig, Explanation, Output
 from flowguard.engine.matching import Published
 from flowguard.errors import EventInvalid

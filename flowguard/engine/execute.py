@@ -21,9 +21,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.engine.breaker import BreakerDecision, BreakerState, check, peek
 from flowguard.engine.matching import Published
-from flowguard.engine.retry import delay_for_attempt, parse_call_args
+from flowguard.engine.retry import delay_for_attempt
 from flowguard.engine.templates import compile_template
 from flowguard.engine.workflow import (
     PagerDutyAction,

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowguard.engine.triggers import split_exception, task_trigger
+from flowguard.celery_wire.exceptions import split_exception
+from flowguard.engine.triggers import task_trigger
 from topics.events import TaskEvent, TaskFailed, TaskRetried, TaskSnapshot
 from topics.triggers import TaskContext, Trigger
 

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 
-from bridge.translate import parse_line
+from flowguard.celery_wire.events import parse_line
 from flowguard.cli import main
 from tests.api.server import Served, serve
 from tests.helpers import wait_until

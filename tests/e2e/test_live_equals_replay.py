@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bridge.translate import parse_line
+from flowguard.celery_wire.events import parse_line
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published

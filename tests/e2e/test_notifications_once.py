@@ -22,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bridge.translate import parse_line
+from flowguard.celery_wire.events import parse_line
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import create_topics
 from flowguard.store import WorkflowStore

@@ -67,7 +67,7 @@ def test_basic_auto_retry_matches_only_the_network_error_with_its_exact_args() -
 def test_basic_payment_alert_renders_the_pages_message() -> None:
     import orjson
 
-    from bridge.translate import parse_line
+    from flowguard.celery_wire.events import parse_line
     from flowguard.engine.core import Engine, EngineConfig, Output
 
     engine = Engine(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bridge.translate import translate
+from flowguard.celery_wire.events import translate
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.execute import Notice, NotifyAction

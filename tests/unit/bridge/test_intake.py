@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bridge.buffer import Entry, EventBuffer
 from bridge.intake import Intake, RootMemory, record_key
-from bridge.translate import translate
+from flowguard.celery_wire.events import translate
 from flowguard.cli import main as flowguard_cli
 from tests import celery_events as ev
 from topics.dlq import DeadLetter

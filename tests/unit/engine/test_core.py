@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.translate import translate
+from flowguard.celery_wire.events import translate
 from flowguard.engine.core import Engine, EngineConfig, Output
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published

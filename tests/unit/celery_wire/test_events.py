@@ -1,10 +1,10 @@
-"""bridge/translate.py: raw Celery dicts to models, or a clear reason."""
+"""flowguard/celery_wire/events.py: raw Celery dicts to models, or a clear reason."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.translate import parse_line, translate
+from flowguard.celery_wire.events import parse_line, translate
 from flowguard.errors import EventInvalid
 from tests import celery_events as ev
 from topics.events import TaskFailed, TaskSent, WorkerHeartbeat

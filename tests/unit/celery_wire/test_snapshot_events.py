@@ -1,4 +1,4 @@
-"""bridge/translate.snapshot_events: ``inspect()`` replies -> task.snapshot records."""
+"""flowguard/celery_wire/events.snapshot_events: ``inspect()`` replies -> task.snapshot records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.translate import snapshot_events
+from flowguard.celery_wire.events import snapshot_events
 
 NOW = 1_760_000_000.0
 
