@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from flowguard.history import HistoryProjection  # noqa: E402
-from topics._base import iso  # noqa: E402
+from topics.record import iso  # noqa: E402
 from topics.registry import EXECUTION_LOG  # noqa: E402
 
 T0 = 1_800_000_000.0

@@ -52,7 +52,6 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
 from flowguard.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
 from flowguard.store import WorkflowStore  # noqa: E402
-from topics._base import from_iso  # noqa: E402
 from topics.events import (  # noqa: E402
     EVENT_ADAPTER,
     Event,
@@ -63,6 +62,7 @@ from topics.events import (  # noqa: E402
     TaskSucceeded,
     WorkerHeartbeat,
 )
+from topics.record import from_iso  # noqa: E402
 from topics.registry import (  # noqa: E402
     COMMANDS,
     EVENTS,

@@ -45,11 +45,11 @@ from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.errors import ArgsUnrecoverable
 from flowguard.logs import execution_fields
 from flowguard.metrics import KAFKA_ERRORS, REDIS_ERRORS
-from topics._base import from_iso, iso
 from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, RevokeCommand
 from topics.dlq import DeadLetter
 from topics.events import TaskSent
 from topics.keys import RootMemory, record_key
+from topics.record import from_iso, iso
 from topics.signing import wire_object
 
 log = logging.getLogger("flowguard.bridge")

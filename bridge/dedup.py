@@ -7,7 +7,7 @@ import time
 
 from redis.asyncio import Redis
 
-from topics._base import iso
+from topics.record import iso
 
 
 class DedupStore:

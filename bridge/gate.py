@@ -20,8 +20,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from topics._base import from_iso
 from topics.commands import RetryCommand, RevokeCommand
+from topics.record import from_iso
 from topics.signing import CommandKey, verify
 
 log = logging.getLogger("flowguard.bridge")

@@ -22,10 +22,10 @@ from typing import IO, Any
 from bridge.buffer import Entry, EventBuffer
 from flowguard.celery_wire.events import translate
 from flowguard.errors import EventInvalid
-from topics._base import iso
 from topics.dlq import DeadLetter
 from topics.events import Event, TaskSnapshot
 from topics.keys import RootMemory, record_key
+from topics.record import iso
 
 log = logging.getLogger("flowguard.bridge")
 

@@ -25,9 +25,9 @@ from celery.app.utils import find_app
 from celery.signals import before_task_publish
 
 from flowguard.errors import ConfigError
-from topics._base import iso
 from topics.commands import RetryCommand
 from topics.events import TaskSent
+from topics.record import iso
 
 log = logging.getLogger("flowguard.bridge")
 

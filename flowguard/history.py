@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from flowguard.errors import FlowguardError, KafkaUnavailable
 from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
-from topics._base import from_iso
 from topics.execution import ExecutionRecord
+from topics.record import from_iso
 from topics.registry import EXECUTION_LOG
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter
 
-from topics._base import Record, absent, from_iso
+from topics.record import Record, absent, from_iso
 
 
 def _iso_time(value: str) -> str:

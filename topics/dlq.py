@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from topics._base import Record
+from topics.record import Record
 
 #: The most of a payload a dead letter keeps: an eighth of Kafka's default 1 MB record, so the
 #: letter fits even with every byte JSON-escaped (6) or kept twice (text and base64).

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from topics._base import Record, absent
+from topics.record import Record, absent
 
 EVENT_VERSION = 1
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from topics._base import Record
+from topics.record import Record
 
 EXECUTION_SCHEMA: Literal["flowguard.execution/1"] = "flowguard.execution/1"
 

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from topics._base import Record
 from topics.commands import RetryCommand
+from topics.record import Record
 
 
 class ScheduledRetry(Record):

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from topics._base import Record
 from topics.execution import ActionStatus, ConditionResult, ExecutionRecord
+from topics.record import Record
 
 TriggerName = Literal[
     "task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"

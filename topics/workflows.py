@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from topics._base import Record
+from topics.record import Record
 
 
 class WorkflowVersion(Record):

@@ -28,7 +28,7 @@ from flowguard.actions.outbound import (
 from flowguard.engine.execute import Notice
 from flowguard.engine.workflow import WebhookAction, header_value_problem
 from flowguard.errors import ActionFailed
-from topics._base import iso
+from topics.record import iso
 
 WEBHOOK_SCHEMA = "flowguard.webhook/1"
 SIGNATURE_HEADER = "Flowguard-Signature"

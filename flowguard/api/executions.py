@@ -21,8 +21,8 @@ from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
 from flowguard.api.services import Services, services
 from flowguard.history import DAY_SECONDS, ChainTask, HistoryError, Page
 from flowguard.store import now_iso
-from topics._base import from_iso
 from topics.execution import ExecutionRecord
+from topics.record import from_iso
 from topics.registry import TRIGGERS
 from topics.triggers import CancelExecution
 

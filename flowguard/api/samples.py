@@ -14,8 +14,8 @@ from flowguard.engine.execute import Notice, decide, template_values
 from flowguard.engine.matching import Published
 from flowguard.engine.templates import compile_template
 from flowguard.engine.workflow import Workflow
-from topics._base import from_iso
 from topics.execution import ExecutionRecord
+from topics.record import from_iso
 from topics.triggers import TaskContext, Trigger
 
 EXAMPLE_TRIGGER = Trigger(

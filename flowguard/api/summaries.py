@@ -9,8 +9,8 @@ from flowguard.api.models import LastExecution, WorkflowSummary
 from flowguard.engine.documents import parse_workflow
 from flowguard.errors import WorkflowInvalid
 from flowguard.history import HistoryProjection
-from topics._base import from_iso
 from topics.execution import ExecutionRecord
+from topics.record import from_iso
 from topics.workflows import WorkflowVersion
 
 HOUR = 3600

@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from flowguard.engine.core import Explanation
 from flowguard.engine.matching import Published
 from flowguard.replay import ReplayStats, replay
-from topics._base import iso
 from topics.execution import ExecutionRecord
+from topics.record import iso
 
 MAX_VERDICTS = 1000
 MAX_MALFORMED = 100

@@ -48,9 +48,9 @@ from flowguard.engine.workers import (
     expire_worker,
     orphans_now,
 )
-from topics._base import iso
 from topics.commands import RetryCommand
 from topics.events import TaskEvent, WorkerEvent
+from topics.record import iso
 from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry, WorkerGone
 from topics.triggers import ActionOutcome, Matched, Trigger
 

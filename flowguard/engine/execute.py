@@ -34,7 +34,6 @@ from flowguard.engine.workflow import (
     Workflow,
 )
 from flowguard.errors import ArgsUnrecoverable
-from topics._base import iso
 from topics.commands import RetryCommand
 from topics.execution import (
     ActionResult,
@@ -46,6 +45,7 @@ from topics.execution import (
     WorkerRef,
     WorkflowRef,
 )
+from topics.record import iso
 from topics.triggers import Trigger
 
 NotifyAction = SlackAction | WebhookAction | PagerDutyAction

@@ -47,10 +47,10 @@ from flowguard.live.readiness import Readiness
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
 from flowguard.logs import execution_fields
-from topics._base import iso
 from topics.commands import RetryCommand
 from topics.dlq import DeadLetter
 from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
+from topics.record import iso
 from topics.registry import (
     COMMAND_RESULTS,
     COMMANDS,

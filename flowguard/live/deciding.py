@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from flowguard import metrics
 from flowguard.engine import executions as execute
 from flowguard.logs import execution_fields, record_fields
-from topics._base import iso
 from topics.commands import CommandResult
+from topics.record import iso
 from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry
 from topics.triggers import (
     TRIGGERS_ADAPTER,

@@ -39,7 +39,7 @@ from flowguard import metrics
 from flowguard.engine.execute import Notice
 from flowguard.engine.executions import notify_action
 from flowguard.logs import record_fields
-from topics._base import iso
+from topics.record import iso
 from topics.registry import DELIVERIES
 from topics.triggers import ActionOutcome, DeliveryRequest
 

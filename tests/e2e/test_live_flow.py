@@ -15,7 +15,7 @@ from tests.e2e.conftest import CLUSTER, Stack, stays
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
 from tests.processes import TopicReader, celery_worker, produce, start_worker
-from topics._base import from_iso
+from topics.record import from_iso
 
 log = logging.getLogger(__name__)
 

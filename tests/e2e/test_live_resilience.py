@@ -36,7 +36,7 @@ from tests.e2e.conftest import CLUSTER, Stack, stays
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
 from tests.processes import Process, TopicReader
-from topics._base import from_iso
+from topics.record import from_iso
 from topics.registry import COMMAND_RESULTS, EVENTS, SCHEDULED, TRIGGERS
 from topics.workflows import WorkflowVersion
 

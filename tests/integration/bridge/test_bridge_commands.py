@@ -24,8 +24,8 @@ from tests.processes import (
     produce,
     start_worker,
 )
-from topics._base import iso
 from topics.commands import RetryCommand, RevokeCommand
+from topics.record import iso
 from topics.signing import CommandKey, sign
 
 CLUSTER = "cmd-cluster"

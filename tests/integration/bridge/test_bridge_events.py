@@ -24,9 +24,9 @@ from tests.processes import (
     produce,
     start_worker,
 )
-from topics._base import iso
 from topics.commands import RevokeCommand
 from topics.events import EVENT_ADAPTER
+from topics.record import iso
 from topics.signing import CommandKey, sign
 
 CLUSTER = "test-cluster"

@@ -13,7 +13,7 @@ import pytest
 from tests.integration.bridge.test_bridge_commands import CLUSTER, results_for, send, start_bridge
 from tests.integration.bridge.test_bridge_routing import bridge, charge_retry
 from tests.processes import TEST_COMMAND_KEY, TopicReader, private_redis, produce
-from topics._base import iso
+from topics.record import iso
 from topics.signing import CommandKey, signature_of
 
 

@@ -24,8 +24,8 @@ from tests.processes import (
     python_env,
     start_worker,
 )
-from topics._base import iso
 from topics.commands import RetryCommand
+from topics.record import iso
 
 CLUSTER = "routed-cluster"
 APP = "tests.integration.bridge.routed_app"

@@ -23,8 +23,8 @@ from bridge.dedup import DedupStore
 from bridge.gate import CommandGate
 from bridge.receiver import Backoff
 from tests.helpers import until
-from topics._base import iso
 from topics.commands import RevokeCommand
+from topics.record import iso
 from topics.signing import CommandKey, sign
 
 CLUSTER = "prod"

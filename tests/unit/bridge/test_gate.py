@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from bridge.gate import CommandGate
 from bridge.settings import BridgeSettings
 from flowguard.live.settings import LiveSettings
-from topics._base import iso
 from topics.commands import COMMAND_ADAPTER, RetryCommand, RevokeCommand
+from topics.record import iso
 from topics.signing import (
     CommandKey,
     canonical,

@@ -16,8 +16,8 @@ from celery.exceptions import QueueNotFound
 from bridge.routing import ActiveQueues, Replies, load_app, route
 from bridge.settings import BridgeSettings
 from flowguard.errors import ConfigError
-from topics._base import iso
 from topics.commands import RetryCommand
+from topics.record import iso
 
 
 def retry(**fields: Any) -> RetryCommand:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from topics._base import iso
 from topics.execution import (
     ActionResult,
     BreakerRef,
@@ -13,6 +12,7 @@ from topics.execution import (
     TriggerRef,
     WorkflowRef,
 )
+from topics.record import iso
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 WORKFLOWS = ("auto-retry", "alert-payments", "escalate")

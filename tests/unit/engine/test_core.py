@@ -16,7 +16,7 @@ from flowguard.engine.core import Engine, EngineConfig, Output
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from tests import celery_events as ev
-from topics._base import iso
+from topics.record import iso
 
 T0 = 1_760_000_000.0
 

@@ -1,4 +1,4 @@
-"""The base of every record flowguard puts on a topic."""
+"""The base of every record flowguard puts on a topic, and how times are written on the wire."""
 
 from __future__ import annotations
 
