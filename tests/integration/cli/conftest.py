@@ -1,0 +1,118 @@
+"""Topics and events for ``replay --from-kafka`` and ``rehearse`` against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from flowguard.celery_wire.events import translate
+from flowguard.settings import get_settings
+from topics.events import Event
+from topics.execution import ExecutionRecord
+from topics.keys import RootMemory, record_key
+from topics.registry import EVENTS, EXECUTION_LOG
+
+STREAMS = Path(__file__).resolve().parents[2] / "data" / "streams"
+#: The recorded streams with something for a workflow to do, in the order they were recorded.
+RECORDINGS = (
+    "basic", "celery_retry", "flaky_chain", "long_running", "worker_sigkill",
+    "worker_sigterm_group", "burst_failures", "worker_sigkill_redelivered",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One event as it went to Kafka: its key, value and record time (ms)."""
+
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+
+
+def recorded_events(cluster: str) -> list[Event]:
+    """Every recording, one after the other, as the bridge of ``cluster`` translates them."""
+    events: list[Event] = []
+    for name in RECORDINGS:
+        for line in (STREAMS / f"{name}.jsonl").read_text().splitlines():
+            event = translate(json.loads(line), cluster)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def two_clusters(start_ms: int) -> list[Published]:
+    """The recordings as clusters ``a`` and ``b`` saw them, interleaved by event time, keyed
+    as the bridge keys them, one record a millisecond from ``start_ms``."""
+    roots = RootMemory()
+    merged = heapq.merge(recorded_events("a"), recorded_events("b"), key=lambda e: e.timestamp)
+    return [
+        Published(record_key(event, roots).encode(), event.model_dump_json().encode(), start_ms + i)
+        for i, event in enumerate(merged)
+    ]
+
+
+async def _create(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        specs = (EVENTS, EXECUTION_LOG)
+        response = await admin.create_topics(
+            [NewTopic(s.name(prefix), s.partitions, 1, topic_configs=s.config()) for s in specs]
+        )
+        errors = [e for e in response.to_object()["topic_errors"] if e["error_code"]]
+        assert not errors, errors
+    finally:
+        await admin.close()
+
+
+async def publish_events(bootstrap: str, prefix: str, events: list[Published]) -> None:
+    """On ``<prefix>.events`` with their keys and record times, as a bridge publishes them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        topic = EVENTS.name(prefix)
+        for item in events:
+            await producer.send(topic, item.value, key=item.key, timestamp_ms=item.timestamp_ms)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def publish_log(bootstrap: str, prefix: str, records: list[ExecutionRecord]) -> None:
+    """On ``<prefix>.execution-log``, keyed by workflow id as the workers write it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        topic = EXECUTION_LOG.name(prefix)
+        for record in records:
+            await producer.send(topic, record.to_json().encode(), key=record.workflow.id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, topic_prefix: str
+) -> Iterator[str]:
+    """``flowguard`` in-process against this test's events and execution-log topics."""
+    asyncio.run(_create(kafka_bootstrap, topic_prefix))
+    monkeypatch.setenv("FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("FLOWGUARD_TOPIC_PREFIX", topic_prefix)
+    get_settings.cache_clear()
+    yield topic_prefix
+    get_settings.cache_clear()
+
+
+def iso_ms(ms: int) -> str:
+    """Record time in ms -> the ISO 8601 text --since/--until take."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
