@@ -10,7 +10,10 @@ again at once:
 
 - ``worker``: one of the flowguard workers;
 - ``bridge``: the bridge;
-- ``kafka``: the broker (the whole trial waits for it to come back).
+- ``kafka``: the Kafka broker (the whole trial waits for it to come back);
+- ``redis``: the Celery cluster's Redis (its broker, and the bridge's command claims), run as
+  production runs it: append-only file, ``appendfsync always``; restarted on the same port and
+  data, so Celery's workers, the bridge and the test's client reconnect.
 
 Then it waits (up to ``--settle``) for every effect and counts, per trial: **lost** (a
 failure with no execution, a flaky task not run again, a notice never delivered), **twice**
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -55,7 +59,7 @@ from tests.processes import (  # noqa: E402
     TopicReader,
     bridge_process,
     celery_worker,
-    private_redis,
+    free_port,
     start_worker,
 )
 
@@ -66,6 +70,11 @@ KAFKA_PORT = 29292
 class Result:
     kind: str
     lost: int
+    #: The lost, by what was missing: failures never decided, flaky tasks not run again,
+    #: notices never delivered.
+    undecided: int
+    not_retried: int
+    not_notified: int
     twice: int
     repeats_same_key: int
     recovery_seconds: float | None
@@ -94,6 +103,34 @@ def kill_kafka(home: Path) -> None:
     kafka("start", home)
 
 
+class Redis:
+    """A Celery broker Redis that survives a SIGKILL as a durable production one does."""
+
+    def __init__(self, tmp: Path) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed (deploy/setup-system)")
+        self.port, self.data = free_port(), tmp / "redis-data"
+        self.data.mkdir()
+        self.argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "yes", "--appendfsync", "always",
+                     "--dir", str(self.data)]  # fmt: skip
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = tmp / "redis.log"
+        self.proc = self.start()
+
+    def start(self) -> Process:
+        proc = Process("redis", self.argv, self.log, dict(os.environ)).start()
+        proc.wait_for_log("Ready to accept connections", timeout=20)
+        self.proc = proc
+        return proc
+
+    def kill_and_restart(self) -> None:
+        self.proc.kill()
+        self.log.write_text("")  # wait for the new server's line, not the old one's
+        self.start()
+
+
 def workflows(url: str) -> list[dict[str, Any]]:
     return [
         {
@@ -119,8 +156,11 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
     rng = random.Random(f"{kind}-{number}")
     prefix = f"trial-{kind}-{number}-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    print(f"trial {kind} {number}: logs in {tmp}", flush=True)
     asyncio.run(create_topics(bootstrap, prefix, 30))
-    with private_redis(tmp) as broker, RecordingServer() as hooks:
+    redis_server = Redis(tmp)
+    broker = redis_server.url
+    with RecordingServer() as hooks:
 
         async def save() -> None:
             async with WorkflowStore(bootstrap, prefix) as store:
@@ -161,6 +201,8 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                 elif kind == "bridge":
                     bridge.kill()
                     bridge.start()
+                elif kind == "redis":
+                    redis_server.kill_and_restart()
                 else:
                     kill_kafka(home)
                 killed.set()
@@ -170,11 +212,9 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
             thread.start()
             pause = threading.Event()
             for n in range(args.failures):
-                client.send_task("demo.tasks.always_fails", (f"c-{n}",), task_id=f"hard-{n}")
-                client.send_task(
-                    "demo.tasks.flaky_network", (n,), {"fail_times": 1, "key": f"k-{n}"},
-                    task_id=f"flaky-{n}",
-                )  # fmt: skip
+                send(client, "demo.tasks.always_fails", (f"c-{n}",), {}, f"hard-{n}")
+                send(client, "demo.tasks.flaky_network", (n,),
+                     {"fail_times": 1, "key": f"k-{n}"}, f"flaky-{n}")  # fmt: skip
                 pause.wait(args.seconds / args.failures)
             thread.join(timeout=300)
             killed_at = started + kill_at
@@ -182,7 +222,16 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
         finally:
             for proc in processes:
                 proc.kill()
+            redis_server.proc.kill()
             asyncio.run(delete_topics(bootstrap, prefix, 30))
+
+
+def send(client: Celery, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+         task_id: str) -> None:  # fmt: skip
+    """Send as an application does while its broker restarts: retried until it is taken."""
+    client.send_task(name, args, kwargs, task_id=task_id, retry=True,
+                     retry_policy={"max_retries": None, "interval_start": 0.2,
+                                   "interval_step": 0.2, "interval_max": 1.0})  # fmt: skip
 
 
 def _count(
@@ -216,15 +265,14 @@ def _count(
     )  # fmt: skip
     keys = Counter(r.headers.get("idempotency-key") for r in hooks.requests("/hook"))
     decided = {r["task"]["id"] for r in log.poll() if r["seq"] == 0 and r["task"]}
-    lost = (
-        (2 * args.failures - len(decided))
-        + (args.failures - len(flaky_retries))
-        + (args.failures - len(keys))
-    )
+    undecided = 2 * args.failures - len(decided)
+    not_retried = args.failures - len(flaky_retries)
+    not_notified = args.failures - len(keys)
+    lost = undecided + not_retried + not_notified
     twice = sum(n - 1 for n in flaky_retries.values() if n > 1)
     repeats = sum(n - 1 for n in keys.values() if n > 1)
     recovery = last_change - killed_at if lost == 0 else None
-    return Result(kind, lost, twice, repeats, recovery)
+    return Result(kind, lost, undecided, not_retried, not_notified, twice, repeats, recovery)
 
 
 def main() -> None:
@@ -232,7 +280,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--kinds", nargs="+", default=["worker", "bridge", "kafka"],
-                        choices=["worker", "bridge", "kafka"])  # fmt: skip
+                        choices=["worker", "bridge", "kafka", "redis"])  # fmt: skip
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--failures", type=int, default=20, help="of each kind, per trial")
     parser.add_argument("--seconds", type=float, default=10.0, help="the load's duration")
