@@ -8,23 +8,17 @@ from typing import Literal
 from kombu.utils.url import maybe_sanitize_url
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.gate import CommandAuthSettings
 from flowguard.errors import ConfigError
-from flowguard.kafka_security import KafkaSecuritySettings
-from flowguard.settings import Settings
+from flowguard.settings_base import ProcessSettings
 
 
-class BridgeSettings(BaseSettings, KafkaSecuritySettings, CommandAuthSettings):
-    """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole.
-    Kafka's security settings are flowguard's own (same variables, same checks); the command
-    signing ones are in :mod:`bridge.gate`."""
-
-    # hide_input_in_errors: a malformed broker URL still holds its password.
-    model_config = SettingsConfigDict(
-        env_prefix="FLOWGUARD_", frozen=True, extra="ignore", hide_input_in_errors=True
-    )
+class BridgeSettings(ProcessSettings, CommandAuthSettings):
+    """One bridge, next to one Celery cluster. The broker URL is a secret: never logged whole
+    (nor echoed in errors: the base hides input). Kafka, its security, the health port and the
+    log format are every process's (:class:`~flowguard.settings_base.ProcessSettings`: same
+    variables, same checks); the command signing ones are in :mod:`bridge.gate`."""
 
     cluster: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -48,9 +42,13 @@ class BridgeSettings(BaseSettings, KafkaSecuritySettings, CommandAuthSettings):
         default=10.0, gt=0, le=3600,
         description="How long the workers' active queues (checked before a retry) are cached.",
     )  # fmt: skip
-    kafka_bootstrap_servers: str = Settings.model_fields["kafka_bootstrap_servers"].default
-    topic_prefix: str = Settings.model_fields["topic_prefix"].default
-    kafka_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # The bridge keeps its own upper bound (300 s); the other processes take any positive value.
+    kafka_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=ProcessSettings.model_fields["kafka_timeout_seconds"].description,
+    )
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     kafka_linger_ms: int = Field(default=5, ge=0, le=10_000)
     buffer_size: int = Field(
@@ -77,12 +75,6 @@ class BridgeSettings(BaseSettings, KafkaSecuritySettings, CommandAuthSettings):
     )
     commands: bool = Field(default=True, description="Carry out retry/revoke commands.")
     dump: Path | None = Field(default=None, description="Also write raw Celery events here.")
-    health_port: int | None = Field(
-        default=None, ge=1, le=65535, description=Settings.model_fields["health_port"].description
-    )
-    log_format: Literal["text", "json"] = Field(
-        default="text", description=Settings.model_fields["log_format"].description
-    )
 
     @field_validator("broker", mode="after")
     @classmethod

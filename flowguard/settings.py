@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
-from flowguard.kafka_security import KafkaSecuritySettings
 from flowguard.secrets import DEFAULT_SECRET_PREFIX, Keyring, SecretPolicy, parse_key
+from flowguard.settings_base import ProcessSettings
 
 
-class Settings(BaseSettings, KafkaSecuritySettings):
-    """flowguard's settings. Every field can be set as ``FLOWGUARD_<NAME>``; the Kafka security
-    ones (``FLOWGUARD_KAFKA_SECURITY_PROTOCOL``...) are in :mod:`flowguard.kafka_security`."""
-
-    # hide_input_in_errors: FLOWGUARD_KAFKA_SASL_PASSWORD and the secrets keys are secrets.
-    model_config = SettingsConfigDict(
-        env_prefix="FLOWGUARD_", frozen=True, extra="ignore", hide_input_in_errors=True
-    )
-
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
-    )
-    topic_prefix: str = Field(
-        default="flowguard",
-        description="Prefix of every flowguard topic: <prefix>.events, <prefix>.commands, ...",
-    )
-    kafka_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Deadline for one Kafka request (metadata, produce)."
-    )
-    health_port: int | None = Field(
-        default=None, ge=1, le=65535,
-        description="Port of /healthz, /readyz and /metrics (worker and bridge); unset: none "
-        "served (the API serves /metrics on its own port).",
-    )  # fmt: skip
-    log_format: Literal["text", "json"] = Field(
-        default="text", description="text, or json: one JSON object per line (docs/operations.md)."
-    )
+class Settings(ProcessSettings):
+    """flowguard's settings. Every field can be set as ``FLOWGUARD_<NAME>``; the ones every
+    process reads (Kafka, its security, the health port, the log format) are in
+    :class:`~flowguard.settings_base.ProcessSettings`. The secrets keys are secrets: the base
+    echoes no input in errors."""
 
     secret_prefix: str = Field(
         default=DEFAULT_SECRET_PREFIX,
@@ -89,11 +67,3 @@ class Settings(BaseSettings, KafkaSecuritySettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
-
-
-def setting_problem(exc: ValidationError, prefix: str = "FLOWGUARD_") -> str:
-    """A settings error as a user sees it: the variable to fix and why (no input echoed: it may
-    be a secret)."""
-    error = exc.errors(include_input=False)[0]
-    field = ".".join(str(part) for part in error["loc"])
-    return f"{prefix}{field.upper()}: {error['msg']}"

@@ -9,17 +9,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from flowguard.actions.safety import AllowList
+from flowguard.settings_base import FlowguardSettings
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
-class ActionSettings(BaseSettings):
+class ActionSettings(FlowguardSettings):
     """How actions reach the outside world; each field is ``FLOWGUARD_ACTIONS_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_ACTIONS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_ACTIONS_")
 
     allow_hosts: Annotated[AllowList, NoDecode] = Field(
         default_factory=AllowList,

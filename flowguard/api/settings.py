@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from flowguard.settings_base import FlowguardSettings
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(FlowguardSettings):
     """``flowguard api`` settings. Every field can be set as ``FLOWGUARD_API_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_API_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FLOWGUARD_API_")
 
     tokens: SecretStr = Field(
         default=SecretStr(""),

@@ -17,7 +17,7 @@ from flowguard.api.app import create_app
 from flowguard.api.settings import ApiSettings
 from flowguard.cli.config import settings_or_exit
 from flowguard.errors import ConfigError
-from flowguard.settings import setting_problem
+from flowguard.settings_base import setting_problem
 
 
 @click.command("api")

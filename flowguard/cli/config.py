@@ -7,7 +7,8 @@ import sys
 import click
 from pydantic import ValidationError
 
-from flowguard.settings import Settings, get_settings, setting_problem
+from flowguard.settings import Settings, get_settings
+from flowguard.settings_base import setting_problem
 
 
 def settings_or_exit() -> Settings:

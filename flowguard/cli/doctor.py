@@ -25,7 +25,8 @@ from pydantic import ValidationError
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import ClusterInfo, cluster_info
 from flowguard.kafka_security import client_options
-from flowguard.settings import Settings, get_settings, setting_problem
+from flowguard.settings import Settings, get_settings
+from flowguard.settings_base import setting_problem
 from topics.registry import ALL_TOPICS, topic_names
 
 # Kafka's rule for topic names; the prefix must keep every flowguard topic name legal.

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import create_topics, ensure_compacted
-from flowguard.settings import setting_problem
+from flowguard.settings_base import setting_problem
 
 
 @click.command("worker")

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from bridge.settings import BridgeSettings
 from flowguard.kafka_security import client_options, faust_credentials
 from flowguard.live.settings import LiveSettings
-from flowguard.settings import Settings, setting_problem
+from flowguard.settings import Settings
+from flowguard.settings_base import setting_problem
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "hunter2-not-in-any-log"

@@ -12,7 +12,8 @@ from flowguard.engine.lint import literal_secret_warnings
 from flowguard.errors import ConfigError
 from flowguard.masking import mask_definition, open_definition, seal_definition
 from flowguard.secrets import Keyring, is_sealed, mask, reveal, sealed_key_id
-from flowguard.settings import Settings, setting_problem
+from flowguard.settings import Settings
+from flowguard.settings_base import setting_problem
 
 URL = "https://hooks.slack.com/services/T0/B0/SEALEDUNITSECRET0123"
 
