@@ -14,6 +14,7 @@ _COMMANDS: tuple[str, ...] = (
     "doctor",
     "history",
     "lint",
+    "rehearse",
     "replay",
     "schema",
     "topics",

@@ -53,11 +53,23 @@ def two_clusters(start_ms: int) -> list[Published]:
     """The recordings as clusters ``a`` and ``b`` saw them, interleaved by event time, keyed
     as the bridge keys them, one record a millisecond from ``start_ms``."""
     roots = RootMemory()
-    merged = heapq.merge(recorded_events("a"), recorded_events("b"), key=lambda e: e.timestamp)
+    merged = list(heapq.merge(recorded_events("a"), recorded_events("b"), key=_time))
+    # Event time moved to the range as well (rehearse compares executions triggered in it).
+    shift = start_ms / 1000 - merged[0].timestamp
     return [
-        Published(record_key(event, roots).encode(), event.model_dump_json().encode(), start_ms + i)
+        Published(
+            record_key(event, roots).encode(),
+            event.model_copy(update={"timestamp": event.timestamp + shift})
+            .model_dump_json()
+            .encode(),
+            start_ms + i,
+        )
         for i, event in enumerate(merged)
     ]
+
+
+def _time(event: Event) -> float:
+    return event.timestamp
 
 
 async def _create(bootstrap: str, prefix: str) -> None:
