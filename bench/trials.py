@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from celery import Celery  # noqa: E402
 
 from flowguard.demo.celery_app import recorded_calls  # noqa: E402
@@ -188,7 +190,6 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                 worker.wait_for_log("workflows loaded from", timeout=120)
             client = Celery("trials", broker=broker)
             kill_at = rng.uniform(1.0, args.seconds - 1.0)
-            killed = threading.Event()
 
             def killer() -> None:
                 threading.Event().wait(kill_at)
@@ -205,7 +206,6 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                     redis_server.kill_and_restart()
                 else:
                     kill_kafka(home)
-                killed.set()
 
             started = time.monotonic()
             thread = threading.Thread(target=killer, daemon=True)
@@ -218,12 +218,36 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                 pause.wait(args.seconds / args.failures)
             thread.join(timeout=300)
             killed_at = started + kill_at
-            return _count(kind, args, hooks, broker, bootstrap, prefix, killed_at)
+            return _count(kind, args, hooks, broker, bootstrap, prefix, killed_at, tmp)
         finally:
             for proc in processes:
                 proc.kill()
             redis_server.proc.kill()
             asyncio.run(delete_topics(bootstrap, prefix, 30))
+
+
+def dump(bootstrap: str, prefix: str, into: Path) -> None:
+    """A trial that lost something: keep what Kafka holds (records with partition and offset,
+    the worker group's committed offsets) beside the processes' logs, to find where it went."""
+    for topic in ("events", "triggers", "execution-log", "deliveries", "commands"):
+        reader = TopicReader(bootstrap, f"{prefix}.{topic}")
+        reader.poll()
+        with (into / f"dump-{topic}.jsonl").open("w") as out:
+            for key, value, partition, offset in reader.records:
+                row = {"p": partition, "o": offset, "key": key.decode() if key else None}
+                out.write(json.dumps({**row, "value": value}) + "\n")
+
+    async def committed() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(f"{prefix}-app")
+            return {f"{tp.topic}[{tp.partition}]": meta.offset for tp, meta in offsets.items()}
+        finally:
+            await admin.close()
+
+    (into / "dump-committed.json").write_text(json.dumps(asyncio.run(committed()), indent=1))
+    print(f"  lost something: Kafka's records dumped into {into}", flush=True)
 
 
 def send(client: Celery, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -236,7 +260,7 @@ def send(client: Celery, name: str, args: tuple[Any, ...], kwargs: dict[str, Any
 
 def _count(
     kind: str, args: argparse.Namespace, hooks: RecordingServer, broker: str, bootstrap: str,
-    prefix: str, killed_at: float,
+    prefix: str, killed_at: float, tmp: Path,
 ) -> Result:  # fmt: skip
     calls = redis.Redis.from_url(broker)
     log = TopicReader(bootstrap, f"{prefix}.execution-log")
@@ -272,6 +296,8 @@ def _count(
     twice = sum(n - 1 for n in flaky_retries.values() if n > 1)
     repeats = sum(n - 1 for n in keys.values() if n > 1)
     recovery = last_change - killed_at if lost == 0 else None
+    if lost:
+        dump(bootstrap, prefix, tmp)
     return Result(kind, lost, undecided, not_retried, not_notified, twice, repeats, recovery)
 
 
