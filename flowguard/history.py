@@ -451,6 +451,16 @@ class HistoryProjection:
             rows = self._db.execute(sql, params).fetchall()
         return [(_hour(hour), outcome, count) for hour, outcome, count in rows]
 
+    def executions_by_cluster(self, *, since: float) -> dict[str, int]:
+        """Executions per cluster triggered at or after ``since`` (the fleet page)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT cluster, count(*) FROM executions WHERE at >= ? AND cluster IS NOT NULL "
+                "GROUP BY cluster",
+                (since,),
+            ).fetchall()
+        return dict(rows)
+
     def stats(self, workflow_id: str, *, now: float | None = None) -> WorkflowStats:
         """Executions in the 24 hours before ``now`` (trigger time) and the latest one."""
         since = (time.time() if now is None else now) - DAY_SECONDS

@@ -1,4 +1,5 @@
-"""What the API's handlers share: the store, the history projection, a producer, the runner.
+"""What the API's handlers share: the store, the history and fleet projections, a producer, the
+runner.
 
 One :class:`Services` per app, started and stopped by the app's lifespan. Each
 background task it starts (the projection following the log) is owned here and
@@ -19,6 +20,7 @@ from fastapi import Request
 
 from flowguard.actions import ActionRunner, ActionSettings
 from flowguard.api.auth import TokenAuth, parse_tokens
+from flowguard.api.fleet_feed import FleetFeed
 from flowguard.api.settings import ApiSettings
 from flowguard.errors import KafkaUnavailable
 from flowguard.history import HistoryProjection
@@ -41,6 +43,7 @@ class Services:
     producer: AIOKafkaProducer
     runner: ActionRunner
     history: HistoryProjection
+    fleet: FleetFeed = field(default_factory=FleetFeed)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
@@ -107,6 +110,7 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
         )
         stack.push_async_callback(_cancel_all, found)
         found.tasks.append(asyncio.create_task(_follow(found), name="history-follow"))
+        found.tasks.append(asyncio.create_task(_follow_fleet(found), name="fleet-follow"))
         yield found
 
 
@@ -124,6 +128,23 @@ async def _follow(found: Services) -> None:
             log.warning("execution history: %s; retrying in %g s", exc, FOLLOW_RETRY_SECONDS)
         except Exception:
             log.exception("execution history: following the log failed; retrying")
+        await asyncio.sleep(FOLLOW_RETRY_SECONDS)
+
+
+async def _follow_fleet(found: Services) -> None:
+    """Keep the fleet view's projection of the events topic current, like ``_follow``."""
+    settings = found.settings
+    while True:
+        try:
+            await found.fleet.follow(
+                settings.kafka_bootstrap_servers,
+                settings.topic_prefix,
+                request_timeout_seconds=settings.kafka_timeout_seconds,
+            )
+        except KafkaUnavailable as exc:
+            log.warning("fleet: %s; retrying in %g s", exc, FOLLOW_RETRY_SECONDS)
+        except Exception:
+            log.exception("fleet: following the events topic failed; retrying")
         await asyncio.sleep(FOLLOW_RETRY_SECONDS)
 
 

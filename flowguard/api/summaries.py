@@ -27,7 +27,7 @@ def _sparkline(history: HistoryProjection, workflow_id: str, now: float) -> list
     return counts
 
 
-def _circuit_state(last: ExecutionRecord | None, now: float) -> Literal["closed", "open"] | None:
+def circuit_state(last: ExecutionRecord | None, now: float) -> Literal["closed", "open"] | None:
     """The breaker as the next execution would find it, judged from the latest record.
 
     An open circuit stays open at most one window after the execution that found it open
@@ -63,7 +63,7 @@ def _summary(history: HistoryProjection, version: WorkflowVersion, now: float) -
         trigger=trigger,
         saved_at=version.saved_at,
         saved_by=version.saved_by,
-        circuit_state=_circuit_state(last, now),
+        circuit_state=circuit_state(last, now),
         last_execution=LastExecution(
             execution_id=last.execution_id, outcome=last.outcome, at=last.trigger.at
         )
