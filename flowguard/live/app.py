@@ -46,22 +46,10 @@ from flowguard.live.feed import WorkflowFeed
 from flowguard.live.readiness import Readiness
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
+from flowguard.live.wiring import Outputs, Tables, Topics
 from flowguard.logs import execution_fields
-from topics.commands import RetryCommand
-from topics.dlq import DeadLetter
 from topics.events import EVENT_ADAPTER, TASK_EVENT_TYPES, WORKER_EVENT_TYPES
-from topics.record import iso
-from topics.registry import (
-    COMMAND_RESULTS,
-    COMMANDS,
-    DELIVERIES,
-    DLQ,
-    EVENTS,
-    EXECUTION_LOG,
-    SCHEDULED,
-    TRIGGERS,
-    WORKFLOWS,
-)
+from topics.registry import SCHEDULED, WORKFLOWS
 from topics.scheduled import (
     SCHEDULED_ADAPTER,
     CancelRetry,
@@ -70,7 +58,6 @@ from topics.scheduled import (
     Tick,
     WorkerGone,
 )
-from topics.signing import key_for, sign
 from topics.triggers import Matched
 
 log = logging.getLogger("flowguard.live")
@@ -111,33 +98,14 @@ class Live:
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=False,
         )
-        raw: dict[str, Any] = {
-            "key_type": bytes, "value_type": bytes,
-            "key_serializer": "raw", "value_serializer": "raw",
-        }  # fmt: skip
-        self.source = self.app.topic(EVENTS.name(prefix), SCHEDULED.name(prefix), **raw)
-        self.scheduled = self.app.topic(SCHEDULED.name(prefix), **raw)
-        self.triggers = self.app.topic(TRIGGERS.name(prefix), **raw)
-        self.commands = self.app.topic(COMMANDS.name(prefix), **raw)
-        self.results = self.app.topic(COMMAND_RESULTS.name(prefix), **raw)
-        self.log_topic = self.app.topic(EXECUTION_LOG.name(prefix), **raw)
-        self.deliveries = self.app.topic(DELIVERIES.name(prefix), **raw)
-        self.dlq = self.app.topic(DLQ.name(prefix), **raw)
-        events_partitions, triggers_partitions = EVENTS.partitions, TRIGGERS.partitions
-        # Slots as their JSON (detection's: flowguard.live.slots decodes and encodes them).
-        slot: dict[str, Any] = {"key_type": str, "value_type": bytes, "default": None}
-        self.chains = self.app.Table("chains", partitions=events_partitions, **slot)
-        self.workers = self.app.Table("workers", partitions=events_partitions, **slot)
-        self.gone = self.app.Table("gone", partitions=events_partitions, **slot)
+        self.topics = topics = Topics.declare(self.app, prefix)
+        self.tables = tables = Tables.declare(self.app)
+        self.outputs = Outputs(topics, settings.command_signing_keys)
         self._loaders = {
-            self.chains.name: detect.ChainSlot.from_json,
-            self.workers.name: detect.WorkerSlot.from_json,
-            self.gone.name: detect.GoneSlot.from_json,
+            tables.chains.name: detect.ChainSlot.from_json,
+            tables.workers.name: detect.WorkerSlot.from_json,
+            tables.gone.name: detect.GoneSlot.from_json,
         }
-        self.workflow_state = self.app.Table(
-            "workflow-state", partitions=triggers_partitions, **slot
-        )
-        self.executions = self.app.Table("executions", partitions=triggers_partitions, **slot)
         self.timing = settings.timing()
         self.feed = WorkflowFeed(settings.kafka_bootstrap_servers, WORKFLOWS.name(prefix))
         self.runner = ActionRunner(actions or ActionSettings())
@@ -158,15 +126,22 @@ class Live:
         #: Input partitions with records the consumer skipped, to read again (see _install_seek).
         self._gaps: set[Any] = set()
         #: /healthz, /readyz and /metrics (flowguard.live.readiness says what ready means).
-        self.readiness = Readiness(self)
+        self.readiness = Readiness(self.app, topics, self.feed, settings.progress_stall_seconds)
         self.health = Health(self.readiness.checks(), on_tick=self.readiness.export_lag)
 
-        deciding = Deciding(self)
-        self.app.agent(self.source, name="detect")(self._detect)
-        self.app.agent(self.triggers, name="execute")(deciding.on_triggers)  # type: ignore[arg-type]
-        self.app.agent(self.results, name="results")(deciding.on_results)  # type: ignore[arg-type]
-        delivering = Delivering(self)
-        self.app.agent(self.deliveries, name="deliver")(delivering.on_requests)
+        deciding = Deciding(
+            self.app, topics, tables, self.feed, self.outputs,
+            retention_seconds=settings.execution_retention_seconds,
+        )  # fmt: skip
+        self.app.agent(topics.source, name="detect")(self._detect)
+        self.app.agent(topics.triggers, name="execute")(deciding.on_triggers)  # type: ignore[arg-type]
+        self.app.agent(topics.results, name="results")(deciding.on_results)  # type: ignore[arg-type]
+        delivering = Delivering(
+            self.app, topics, self.feed, self.outputs, self.runner, self.spawn,
+            concurrency=settings.delivery_concurrency,
+            drain_seconds=settings.delivery_drain_seconds,
+        )  # fmt: skip
+        self.app.agent(topics.deliveries, name="deliver")(delivering.on_requests)
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
         self.app.timer(settings.expiry_scan_seconds, name="expiry")(deciding.scan_executions)
         self.app.task(self._start)
@@ -234,7 +209,7 @@ class Live:
             # acknowledged, for compacted topics. Offsets of these topics never jump: a jump is
             # records Faust fetched and dropped, and counting them committed them unread. They
             # are left unacknowledged instead (the commit stops there), and read again.
-            if tp.topic in self._inputs():
+            if tp.topic in self.topics.inputs():
                 log.warning(
                     "%s[%d]: offsets %d-%d were skipped by the consumer; reading them again",
                     tp.topic, tp.partition, offset_from, offset_to - 1,
@@ -248,19 +223,11 @@ class Live:
         consumer._add_gap = add_gap
         consumer._flowguard_seek = True
 
-    def _inputs(self) -> set[str]:
-        """Every agent's input topic (events and scheduled, triggers, results, deliveries)."""
-        return {
-            topic
-            for source in (self.source, self.triggers, self.results, self.deliveries)
-            for topic in source.topics
-        }
-
     async def _rewind_uncommitted(self, consumer: Any) -> None:
         """Seek every agent's input partition that has no committed offset (or 0) to its
         earliest offset: events and scheduled, triggers, the bridges' results, the outbox."""
-        inputs = self._inputs()
-        events = self.source.topics[0]
+        inputs = self.topics.inputs()
+        events = self.topics.source.topics[0]
         committed = consumer._committed_offset  # set by Faust's seek; 0 is kept as None
         mine = [tp for tp in consumer.assignment() if tp.topic in inputs]
         fresh = [tp for tp in mine if not committed.get(tp)]
@@ -284,7 +251,7 @@ class Live:
         The mark is fixed at the first look, so a stream that never runs dry still lets it
         through once the backlog it saw is behind it.
         """
-        highwater = self.app.consumer.highwater(TP(self.source.topics[0], partition))
+        highwater = self.app.consumer.highwater(TP(self.topics.source.topics[0], partition))
         if highwater is None:
             return False  # nothing fetched from the partition yet: its backlog is unknown
         mark = self._judge_after.pop(key, None)
@@ -355,7 +322,7 @@ class Live:
         """
         sends: Steps = []
         letters = []
-        events_topic = self.source.topics[0]
+        events_topic = self.topics.source.topics[0]
         for event in events:
             message = event.message
             try:
@@ -370,7 +337,7 @@ class Live:
             if message.topic == events_topic:
                 self._applied[message.partition] = message.offset
         for message, value, reason in letters:
-            await self.dead_letter(message, value, reason)
+            await self.outputs.dead_letter(message, value, reason)
         for name, out in sends:
             await self._send_detected(name, out)
 
@@ -378,7 +345,7 @@ class Live:
         self, slots: Slots, partition: int, cluster: str, hostname: str, at: float
     ) -> bool:
         """Whether ``hostname`` was judged offline by ``at`` (a start it reports came late)."""
-        mark = slots.get(self.gone, detect.gone_key(partition, cluster, hostname))
+        mark = slots.get(self.tables.gone, detect.gone_key(partition, cluster, hostname))
         return mark is not None and at <= mark.offline_at
 
     def _on_event(self, slots: Slots, event: Any) -> Steps:
@@ -391,20 +358,20 @@ class Live:
         if isinstance(item, WORKER_EVENT_TYPES):
             name = f"{item.cluster}/{item.hostname}"
             wslot, out = detect.on_worker_event(
-                slots.get(self.workers, name), item, offset, index, self.timing
+                slots.get(self.tables.workers, name), item, offset, index, self.timing
             )
-            slots.put(self.workers, name, wslot, event)
+            slots.put(self.tables.workers, name, wslot, event)
         elif isinstance(item, TASK_EVENT_TYPES):
             key = event.key
             name = key.decode() if key else f"{item.cluster}/{item.task_id}"
             slot, out = detect.on_task_event(
-                slots.get(self.chains, name), name, item, offset, index,
+                slots.get(self.tables.chains, name), name, item, offset, index,
                 lambda cluster, host, at: self._is_offline(
                     slots, event.message.partition, cluster, host, at
                 ),
                 self.timing,
             )  # fmt: skip
-            slots.put(self.chains, name, slot, event)
+            slots.put(self.tables.chains, name, slot, event)
         else:
             return []
         return [(name, out)]
@@ -414,33 +381,33 @@ class Live:
         index, now, partition = self.feed.index, time.time(), event.message.partition
         if isinstance(item, ScheduledRetry):
             slot, out = detect.on_scheduled(
-                slots.get(self.chains, item.chain_key), item, item.command.cluster
+                slots.get(self.tables.chains, item.chain_key), item, item.command.cluster
             )
-            slots.put(self.chains, item.chain_key, slot, event)
+            slots.put(self.tables.chains, item.chain_key, slot, event)
             return [(item.chain_key, out)]
         if isinstance(item, RetrySent):
             watched, out = detect.on_retry_sent(
-                slots.get(self.chains, item.chain_key), item, self.timing
+                slots.get(self.tables.chains, item.chain_key), item, self.timing
             )
-            slots.put(self.chains, item.chain_key, watched, event)
+            slots.put(self.tables.chains, item.chain_key, watched, event)
             return [(item.chain_key, out)]
         if isinstance(item, CancelRetry):
-            held = slots.get(self.chains, item.chain_key)
-            slots.put(self.chains, item.chain_key, detect.on_cancel(held, item), event)
+            held = slots.get(self.tables.chains, item.chain_key)
+            slots.put(self.tables.chains, item.chain_key, detect.on_cancel(held, item), event)
             return []
         if isinstance(item, Tick):
             return self._on_tick(slots, event, item, now)
         if isinstance(item, WorkerGone):
             mine = {
-                k: v for k, v in slots.items(self.chains)
+                k: v for k, v in slots.items(self.tables.chains)
                 if partition_of(k.encode(), SCHEDULED.partitions) == partition
             }  # fmt: skip
             changed, out = detect.on_worker_gone(mine, item, index)
             for name, slot in changed.items():
-                slots.put(self.chains, name, slot, event)
+                slots.put(self.tables.chains, name, slot, event)
             mark = detect.gone_key(partition, item.cluster, item.hostname)
             offline_at = item.started_before if item.started_before is not None else item.at
-            slots.put(self.gone, mark, detect.GoneSlot(offline_at), event)
+            slots.put(self.tables.gone, mark, detect.GoneSlot(offline_at), event)
             return [(f"{item.cluster}/{item.hostname}", out)]
         return []
 
@@ -449,15 +416,15 @@ class Live:
             heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
             return []
         index = self.feed.index
-        worker = slots.get(self.workers, item.key)
+        worker = slots.get(self.tables.workers, item.key)
         if worker is not None:
             wslot, out = detect.on_worker_tick(worker, index, now, self.timing)
-            slots.put(self.workers, item.key, wslot, event)
+            slots.put(self.tables.workers, item.key, wslot, event)
         else:
             slot, out = detect.on_chain_tick(
-                slots.get(self.chains, item.key), index, now, self.timing
+                slots.get(self.tables.chains, item.key), index, now, self.timing
             )
-            slots.put(self.chains, item.key, slot, event)
+            slots.put(self.tables.chains, item.key, slot, event)
         return [(item.key, out)]
 
     async def _send_detected(self, name: str, out: detect.Out) -> None:
@@ -475,18 +442,18 @@ class Live:
                          None, matched.workflow_id, trigger.cluster,
                          trigger.task.id if trigger.task else None))  # fmt: skip
             metrics.TRIGGERS.labels(matched.workflow_id).inc()
-            await self.triggers.send(
+            await self.topics.triggers.send(
                 key=matched.workflow_id.encode(), value=matched.model_dump_json().encode()
             )
         for gone in out.gone:
             for partition in range(SCHEDULED.partitions):
-                await self.scheduled.send(
+                await self.topics.scheduled.send(
                     key=name.encode(), value=gone.model_dump_json().encode(), partition=partition
                 )
         for command in out.commands:
-            await self.send_command(command)
+            await self.outputs.send_command(command)
         for outcome in out.outcomes:
-            await self.triggers.send(
+            await self.topics.triggers.send(
                 key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
             )
         for due in out.deadlines:
@@ -508,18 +475,7 @@ class Live:
                 matched.workflow_id, age,
             )  # fmt: skip
 
-    async def send_command(self, command: RetryCommand) -> None:
-        """Signed with its cluster's key (FLOWGUARD_COMMAND_KEYS): bridges carry out only
-        commands they can verify. A cluster without a key gets it unsigned."""
-        key = key_for(self.settings.command_signing_keys, command.cluster)
-        if key is not None:
-            command = sign(command, key)
-        metrics.RETRIES_SENT.labels(command.cluster).inc()
-        await self.commands.send(
-            key=command.cluster.encode(), value=command.model_dump_json().encode()
-        )
-
-    # timers and dead letters ---------------------------------------------------------
+    # timers --------------------------------------------------------------------------
 
     async def _tick(self) -> None:
         """Send a tick for every key whose wall-clock deadline has passed; write back detection's
@@ -536,7 +492,7 @@ class Live:
         while self._deadlines and self._deadlines[0][0] <= now:
             due.add(heapq.heappop(self._deadlines)[1])
         for name in sorted(due):
-            await self.scheduled.send(
+            await self.topics.scheduled.send(
                 key=name.encode(), value=Tick(key=name).model_dump_json().encode()
             )
 
@@ -567,24 +523,13 @@ class Live:
         factor = self.settings.heartbeat_expiry_factor
         thresholds = self.feed.index.thresholds()
         self._deadlines = []
-        for name, wslot in self.slots.items(self.workers):
+        for name, wslot in self.slots.items(self.tables.workers):
             if wslot.worker.online:
                 self._deadlines.append((wslot.worker.expires_at(factor), name))
             if wslot.worker.orphans_due is not None:
                 self._deadlines.append((wslot.worker.orphans_due, name))
-        for name, slot in self.slots.items(self.chains):
+        for name, slot in self.slots.items(self.tables.chains):
             out = detect.Out()
             detect.chain_deadlines(slot, thresholds, self.timing, out)
             self._deadlines.extend((due, name) for due in out.deadlines)
         heapq.heapify(self._deadlines)
-
-    async def dead_letter(self, message: Any, value: bytes | None, reason: str) -> None:
-        log.warning("%s[%d]@%d to %s: %s", message.topic, message.partition, message.offset,
-                    self.dlq.topics[0], reason)  # fmt: skip
-        letter = DeadLetter.of_bytes(
-            reason[:2000], value or b"", iso(time.time()) or "",  # the payload capped
-            source="worker", topic=message.topic, partition=message.partition,
-            offset=message.offset,
-        )  # fmt: skip
-        await self.dlq.send(key=None, value=letter.model_dump_json().encode())
-        metrics.DLQ_RECORDS.labels(message.topic).inc()

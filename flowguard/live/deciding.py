@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 import orjson
 from pydantic import ValidationError
 
 from flowguard import metrics
 from flowguard.engine import executions as execute
+from flowguard.live.feed import WorkflowFeed
+from flowguard.live.wiring import Outputs, Tables, Topics
 from flowguard.logs import execution_fields, record_fields
 from topics.commands import CommandResult
 from topics.record import iso
@@ -34,9 +37,6 @@ from topics.triggers import (
     Matched,
 )
 
-if TYPE_CHECKING:
-    from flowguard.live.app import Live
-
 log = logging.getLogger("flowguard.live")
 
 #: Execution ids per ExpireExecutions record.
@@ -44,47 +44,61 @@ EXPIRE_CHUNK = 500
 
 
 class Deciding:
-    """The ``execute`` and ``results`` agents and the periodic scan for expired executions."""
+    """The ``execute`` and ``results`` agents and the periodic scan for expired executions.
 
-    def __init__(self, live: Live) -> None:
-        self.live = live
+    It reads the workflows from ``feed``, keeps the tables ``workflow-state`` and ``executions``,
+    and sends to the execution log, the chains (``scheduled``), the outbox and back to itself
+    (``triggers``); retry commands and dead letters go through ``outputs``.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        topics: Topics,
+        tables: Tables,
+        feed: WorkflowFeed,
+        outputs: Outputs,
+        *,
+        retention_seconds: float,
+    ) -> None:
+        self.app, self.topics, self.feed, self.outputs = app, topics, feed, outputs
+        self.executions, self.workflow_state = tables.executions, tables.workflow_state
+        self.retention_seconds = retention_seconds
 
     async def on_triggers(self, stream: AsyncIterator[Any]) -> None:
-        live = self.live
-        await live.feed.ready.wait()
+        await self.feed.ready.wait()
         async for event in stream.events():  # type: ignore[attr-defined]
             try:
                 item = TRIGGERS_ADAPTER.validate_json(event.value)
             except (ValueError, ValidationError) as exc:
-                await live.dead_letter(event.message, event.value, f"cannot decode: {exc}")
+                await self.outputs.dead_letter(event.message, event.value, f"cannot decode: {exc}")
                 continue
             if isinstance(item, Matched):
                 await self._on_matched(item)
             elif isinstance(item, ActionOutcome):
                 entry, out = execute.on_outcome(self._entry(item.execution_id), item)
                 if entry is not None:
-                    live.executions[item.execution_id] = entry.to_json()
+                    self.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, CancelExecution):
                 entry, out = execute.on_cancel(self._entry(item.execution_id), item)
                 if entry is not None:
-                    live.executions[item.execution_id] = entry.to_json()
+                    self.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, ExpireExecutions):
                 self._expire(item)
 
     def _entry(self, execution_id: str) -> execute.Entry | None:
-        data = self.live.executions.get(execution_id)
+        data = self.executions.get(execution_id)
         return None if data is None else execute.load_entry(data)
 
     async def _on_matched(self, item: Matched) -> None:
-        live = self.live
-        data = live.workflow_state.get(item.workflow_id)
+        data = self.workflow_state.get(item.workflow_id)
         slot, out = execute.on_matched(
             None if data is None else execute.WorkflowSlot.from_json(data),
             self._entry,
             item,
-            live.feed.get(item.workflow_id),
+            self.feed.get(item.workflow_id),
         )
         trigger = item.trigger
         if out.ignored:
@@ -103,23 +117,23 @@ class Deciding:
             open_ = slot.breaker.open_since is not None
             metrics.BREAKER_OPEN.labels(item.workflow_id).set(1 if open_ else 0)
         for eid, entry in out.writes.items():
-            live.executions[eid] = entry.to_json()
+            self.executions[eid] = entry.to_json()
         if out.writes and slot is not None:
-            live.workflow_state[item.workflow_id] = slot.to_json()
+            self.workflow_state[item.workflow_id] = slot.to_json()
         await self._send(item.workflow_id, out)
 
     async def _send(self, workflow_id: str, out: execute.Out) -> None:
-        live, key = self.live, workflow_id.encode()
+        topics, key = self.topics, workflow_id.encode()
         for record in out.records:
             stamped = record.model_copy(update={"recorded_at": iso(time.time())})
-            await live.log_topic.send(key=key, value=stamped.to_json().encode())
+            await topics.execution_log.send(key=key, value=stamped.to_json().encode())
         for command in out.commands:
-            await live.send_command(command)
+            await self.outputs.send_command(command)
         to_chains: list[ScheduledRetry | RetrySent | CancelRetry] = [
             *out.scheduled, *out.sent, *out.cancels
         ]  # fmt: skip
         for item in to_chains:
-            await live.scheduled.send(
+            await topics.scheduled.send(
                 key=item.chain_key.encode(), value=item.model_dump_json().encode()
             )
         for notice in out.notices:
@@ -131,7 +145,7 @@ class Deciding:
                 dedup_key=notice.dedup_key,
                 record=notice.record,
             )
-            await live.deliveries.send(
+            await topics.deliveries.send(
                 key=notice.action_id.encode(), value=request.model_dump_json().encode()
             )
 
@@ -141,19 +155,19 @@ class Deciding:
             try:
                 result = CommandResult.model_validate_json(event.value or b"")
             except ValidationError as exc:
-                await self.live.dead_letter(event.message, event.value, f"cannot decode: {exc}")
+                await self.outputs.dead_letter(event.message, event.value, f"cannot decode: {exc}")
                 continue
             outcome = execute.command_outcome(result)
             if outcome is not None:
-                await self.live.triggers.send(
+                await self.topics.triggers.send(
                     key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
                 )
 
     def _expire(self, item: ExpireExecutions) -> None:
         """Forget executions the scan found expired, if they still are (checked again here,
         where the workflow's executions are written)."""
-        executions = self.live.executions
-        now, retention = time.time(), self.live.settings.execution_retention_seconds
+        executions = self.executions
+        now, retention = time.time(), self.retention_seconds
         for eid in item.execution_ids:
             data = executions.get(eid)
             if data is not None and _expired(orjson.loads(data), now, retention):
@@ -162,12 +176,11 @@ class Deciding:
     async def scan_executions(self) -> None:
         """Periodically: find executions nothing can refer to any more, and have them forgotten
         by the agent (a table is written only there, for the key of the record at hand)."""
-        live = self.live
-        if live.app.in_recovery:
+        if self.app.in_recovery:
             return
-        now, retention = time.time(), live.settings.execution_retention_seconds
+        now, retention = time.time(), self.retention_seconds
         found: dict[str, list[str]] = {}
-        for eid, data in list(live.executions.items()):
+        for eid, data in list(self.executions.items()):
             entry = orjson.loads(data) if data is not None else None
             if entry is not None and _expired(entry, now, retention):
                 workflow_id = entry.get("workflow_id") or entry["record"]["workflow"]["id"]
@@ -177,7 +190,7 @@ class Deciding:
                 item = ExpireExecutions(
                     workflow_id=workflow_id, execution_ids=tuple(ids[start : start + EXPIRE_CHUNK])
                 )
-                await live.triggers.send(
+                await self.topics.triggers.send(
                     key=workflow_id.encode(), value=item.model_dump_json().encode()
                 )
         if found:

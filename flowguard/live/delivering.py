@@ -28,23 +28,25 @@ import logging
 import time
 import weakref
 from collections import defaultdict, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 import orjson
 from faust.streams import _current_event  # the table routes a write by the current event
 from pydantic import ValidationError
 
 from flowguard import metrics
+from flowguard.actions import ActionRunner
 from flowguard.engine.execute import Notice
 from flowguard.engine.executions import notify_action
+from flowguard.live.feed import WorkflowFeed
+from flowguard.live.wiring import Outputs, Topics
 from flowguard.logs import record_fields
 from topics.record import iso
 from topics.registry import DELIVERIES
 from topics.triggers import ActionOutcome, DeliveryRequest
-
-if TYPE_CHECKING:
-    from flowguard.live.app import Live
 
 log = logging.getLogger("flowguard.live")
 
@@ -58,21 +60,31 @@ class _InFlight:
 class Delivering:
     """The ``deliver`` agent and its ``delivered`` table; see the module docstring."""
 
-    def __init__(self, live: Live) -> None:
-        self.live = live
-        settings = live.settings
-        self.delivered = live.app.Table(
+    def __init__(
+        self,
+        app: faust.App,
+        topics: Topics,
+        feed: WorkflowFeed,
+        outputs: Outputs,
+        runner: ActionRunner,
+        spawn: Callable[[Coroutine[Any, Any, None], str], None],
+        *,
+        concurrency: int,
+        drain_seconds: float,
+    ) -> None:
+        self.app, self.topics, self.feed, self.outputs = app, topics, feed, outputs
+        self.runner, self.spawn, self.drain_seconds = runner, spawn, drain_seconds
+        self.delivered = app.Table(
             "delivered", partitions=DELIVERIES.partitions, key_type=str, value_type=bytes,
             default=None,
         )  # fmt: skip
         self._in_flight: dict[Any, deque[_InFlight]] = defaultdict(deque)
-        self._room = asyncio.Semaphore(settings.delivery_concurrency)
+        self._room = asyncio.Semaphore(concurrency)
         self._stream: Any = None
-        live.app.on_partitions_revoked.connect(self._revoked)
+        app.on_partitions_revoked.connect(self._revoked)
 
     async def on_requests(self, stream: Any) -> None:
-        live = self.live
-        await live.feed.ready.wait()
+        await self.feed.ready.wait()
         stream = stream.noack()
         self._stream = stream
         async for event in stream.events():
@@ -90,13 +102,13 @@ class Delivering:
                 await self._ack_ready(event.message.tp)
                 continue
             await self._room.acquire()
-            live.spawn(self._deliver(item, request), name=f"deliver {request.action_id}")
+            self.spawn(self._deliver(item, request), f"deliver {request.action_id}")
 
     async def _decode(self, event: Any) -> DeliveryRequest | None:
         try:
             return DeliveryRequest.model_validate_json(event.value or b"")
         except ValidationError as exc:
-            await self.live.dead_letter(event.message, event.value, f"cannot decode: {exc}")
+            await self.outputs.dead_letter(event.message, event.value, f"cannot decode: {exc}")
             return None
 
     def _delivered_before(self, request: DeliveryRequest) -> bool:
@@ -109,7 +121,7 @@ class Delivering:
                 status, detail = "failed", notice
             else:
                 began = time.monotonic()
-                result = await self.live.runner.deliver(notice)
+                result = await self.runner.deliver(notice)
                 status, detail = result.status, result.detail
                 kind = notice.action.type
                 metrics.DELIVERIES.labels(kind, status).inc()
@@ -119,7 +131,7 @@ class Delivering:
             if status == "succeeded":
                 self._mark(item.event, request.action_id, detail)
             await self._outcome(request, status, detail)
-            await self.live.app.producer.flush()  # the mark and the outcome, before the ack
+            await self.app.producer.flush()  # the mark and the outcome, before the ack
         except Exception:
             # Left unacknowledged: the request is read again by the next owner.
             log.exception("delivery of %s", request.action_id, extra=record_fields(request.record))
@@ -135,7 +147,7 @@ class Delivering:
     def _notice(self, request: DeliveryRequest) -> Notice | str:
         """The notice with its action (secrets included) from the workflow version it was
         decided under; why not, when that version is no longer the live one."""
-        published = self.live.feed.get(request.workflow_id)
+        published = self.feed.get(request.workflow_id)
         if published is None or published.version != request.workflow_version:
             now = "deleted" if published is None else f"at version {published.version}"
             return (
@@ -165,7 +177,7 @@ class Delivering:
             detail=detail,
             at=iso(time.time()) or "",
         )
-        await self.live.triggers.send(
+        await self.topics.triggers.send(
             key=request.workflow_id.encode(), value=outcome.model_dump_json().encode()
         )
 
@@ -182,7 +194,7 @@ class Delivering:
         revoked = set(args[1]) if len(args) > 1 else set()  # (sender, revoked)
         gone = [tp for tp in list(self._in_flight) if tp in revoked]
         pending = [item for tp in gone for item in self._in_flight[tp] if not item.done]
-        deadline = time.monotonic() + self.live.settings.delivery_drain_seconds
+        deadline = time.monotonic() + self.drain_seconds
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             pending = [item for item in pending if not item.done]

@@ -16,22 +16,24 @@ Not ready is logged once with the reasons (:class:`flowguard.health.Health`).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 from faust.types import TP
 
+from flowguard.live.feed import WorkflowFeed
+from flowguard.live.wiring import Topics
 from flowguard.metrics import CONSUMER_LAG, TABLE_KEYS
-
-if TYPE_CHECKING:
-    from flowguard.live.app import Live
 
 
 class Readiness:
     """The worker's checks, judged on the monotonic clock."""
 
-    def __init__(self, live: Live) -> None:
-        self.live = live
-        self.stall_seconds = live.settings.progress_stall_seconds
+    def __init__(
+        self, app: faust.App, topics: Topics, feed: WorkflowFeed, stall_seconds: float
+    ) -> None:
+        self.app, self.topics, self._feed = app, topics, feed
+        self.stall_seconds = stall_seconds
         self.started = time.monotonic()
         self.assigned_at: float | None = None  # the last rebalance completed
         self._busy_since: float | None = None  # a rebalance or recovery began
@@ -46,7 +48,7 @@ class Readiness:
         self.assigned_at = time.monotonic()
 
     def assigned(self) -> str | None:
-        app, now = self.live.app, time.monotonic()
+        app, now = self.app, time.monotonic()
         if self.assigned_at is None:
             return f"no partitions assigned yet ({now - self.started:.0f}s since start)"
         if app.rebalancing or app.in_recovery:
@@ -60,7 +62,7 @@ class Readiness:
         return None
 
     def feed(self) -> str | None:
-        return self.live.feed.problem(self.stall_seconds)
+        return self._feed.problem(self.stall_seconds)
 
     def progress(self) -> str | None:
         """Partitions whose committed offset stays put while records wait behind it."""
@@ -84,7 +86,7 @@ class Readiness:
         stuck for longer than ``progress_stall_seconds`` (the outbox's excluded: a delivery in
         flight holds it on purpose); each is reported once, then watched afresh."""
         now, found = time.monotonic(), []
-        outbox = set(self.live.deliveries.topics)
+        outbox = set(self.topics.deliveries.topics)
         for tp, lag, committed in self._lags():
             seen, since = self._marks.get(tp, (committed, now))
             if tp.topic in outbox or lag <= 0 or committed != seen:
@@ -97,7 +99,7 @@ class Readiness:
     def export_lag(self) -> None:
         """``flowguard_consumer_lag_records`` of the partitions held now (others removed), and
         ``flowguard_table_keys`` of each table (its local store: the partitions held)."""
-        for name, table in self.live.app.tables.items():
+        for name, table in self.app.tables.items():
             TABLE_KEYS.labels(name).set(len(table))
         held = set()
         for tp, lag, _ in self._lags():
@@ -110,13 +112,8 @@ class Readiness:
 
     def _lags(self) -> list[tuple[TP, int, int | None]]:
         """(partition, records waiting, committed offset) for each input partition held."""
-        live = self.live
-        consumer: Any = live.app.consumer  # the driver's consumer; ConsumerT lacks these
-        inputs = {
-            topic
-            for source in (live.source, live.triggers, live.results, live.deliveries)
-            for topic in source.topics
-        }
+        consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks these
+        inputs = self.topics.inputs()
         found = []
         for tp in consumer.assignment():
             if tp.topic not in inputs:
