@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_admin import partitions_of
@@ -115,7 +115,9 @@ async def read_range(
             if batch:
                 yield batch
     except (TimeoutError, KafkaError) as exc:
-        raise KafkaUnavailable(f"reading {topic} from {bootstrap}: {exc!r}") from exc
+        raise KafkaUnavailable(
+            f"reading {topic} from {bootstrap}: {_reason(exc, timeout)}"
+        ) from exc
     finally:
         await asyncio.wait_for(consumer.stop(), timeout)
 
@@ -215,6 +217,15 @@ class _Merge:
                     f"no records from {names} for {self.stall_seconds:g} s "
                     "while the range is not read to its end"
                 )
+
+
+def _reason(exc: BaseException, timeout_seconds: float) -> str:
+    """One short phrase: aiokafka's own messages list socket tuples."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_seconds:g} s"
+    if isinstance(exc, KafkaConnectionError):
+        return "cannot connect"
+    return str(exc) or type(exc).__name__
 
 
 def _push(
