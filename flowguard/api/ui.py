@@ -23,6 +23,7 @@ _PAGES = {
     "": "workflows.html",
     "new": "editor.html",
     "login": "login.html",
+    "fleet": "fleet.html",
 }
 
 

@@ -28,6 +28,7 @@ from topics.record import iso
 
 WORKFLOW_YAML = "name: Retry flaky\ntrigger: {event: task.failed}\naction: {type: retry}\n"
 WORKFLOW_ID = "retry-flaky"
+NAMES = {WORKFLOW_ID: "Retry flaky", "nightly-report": "Nightly report"}
 
 
 def _status(cluster: str, bridge_id: str, at: float, started: float, **counts: int) -> Event:
@@ -79,7 +80,7 @@ def _record(
     return ExecutionRecord.model_validate(
         {
             "execution_id": execution_id,
-            "workflow": {"id": workflow_id, "name": workflow_id.capitalize(), "version": 1},
+            "workflow": {"id": workflow_id, "name": NAMES[workflow_id], "version": 1},
             "trigger": {"id": f"trig-{execution_id}", "event": "task.failed", "at": iso(at)},
             "task": {"cluster": cluster, "id": execution_id, "root_id": execution_id},
             "circuit_breaker": {

@@ -122,6 +122,7 @@ const FG = {
       FG.el("a", { class: "brand", href: "/ui/" }, "flowguard"),
       FG.el("nav", {},
         FG.el("a", { href: "/ui/" }, "Workflows"),
+        FG.el("a", { href: "/ui/fleet" }, "Fleet"),
         me.role !== "viewer" ? FG.el("a", { href: "/ui/new" }, "Create Workflow") : null,
         FG.el("a", { href: "/docs" }, "API")),
       FG.el("span", { class: "who", "data-testid": "who" }, `${me.name} (${me.role})`),

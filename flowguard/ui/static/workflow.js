@@ -69,6 +69,18 @@ function testTab(box) {
   FG.fill(box, ...FG.testPanel(() => ({ workflow_id: workflowId })));
 }
 
+// The cluster filter: the clusters the fleet knows, preset from ?cluster= (the fleet page links so).
+async function clusterField() {
+  const wanted = new URLSearchParams(location.search).get("cluster") || "";
+  const fleet = await FG.api("GET", "/api/fleet").catch(() => ({ clusters: [] }));
+  const names = fleet.clusters.map((c) => c.cluster);
+  if (wanted && !names.includes(wanted)) names.push(wanted);
+  const select = FG.el("select", { name: "cluster", "data-testid": "history-cluster" },
+    FG.el("option", { value: "" }, "any"), names.map((n) => FG.el("option", { value: n }, n)));
+  select.value = wanted;
+  return FG.el("div", {}, FG.el("label", {}, "Cluster"), select);
+}
+
 async function historyTab(box) {
   const filters = FG.el("form", { class: "row card" });
   const field = (name, label, options) => FG.el("div", {}, FG.el("label", {}, label), options
@@ -76,7 +88,7 @@ async function historyTab(box) {
     : FG.el("input", { name, size: 14 }));
   filters.append(field("outcome", "Outcome", ["success", "failure", "skipped"]),
     field("trigger", "Trigger", ["task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"]),
-    field("cluster", "Cluster"), field("task_name", "Task name"), field("task_id", "Task id"),
+    await clusterField(), field("task_name", "Task name"), field("task_id", "Task id"),
     field("since", "Since (ISO)"), field("until", "Until (ISO)"),
     FG.el("button", {}, "Filter"));
   const chart = FG.el("div", { class: "card", "data-testid": "chart" });
