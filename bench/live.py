@@ -95,14 +95,17 @@ def workflow(i: int, name: str) -> dict[str, Any]:
 # events -------------------------------------------------------------------------------------
 
 
-def task(task_id: str, name: str, ts: float, end: str | None) -> list[Event]:
+def task(
+    task_id: str, name: str, ts: float, end: str | None, cluster: str = CLUSTER,
+    host: str = "celery@w1",
+) -> list[Event]:  # fmt: skip
     """One task's events: sent, received, started, then ``end`` (failed/succeeded) or nothing."""
-    queued = {"cluster": CLUSTER, "task_id": task_id, "name": name, "args": f"({ts!r}, 'x')",
+    queued = {"cluster": cluster, "task_id": task_id, "name": name, "args": f"({ts!r}, 'x')",
               "kwargs": "{}", "root_id": task_id, "retries": 0}  # fmt: skip
-    at = {"cluster": CLUSTER, "task_id": task_id, "hostname": "celery@w1"}
+    at = {"cluster": cluster, "task_id": task_id, "hostname": host}
     events: list[Event] = [
         TaskSent(**queued, timestamp=ts, hostname="gen1@api", queue="celery", routing_key="celery"),
-        TaskReceived(**queued, timestamp=ts + 0.001, hostname="celery@w1"),
+        TaskReceived(**queued, timestamp=ts + 0.001, hostname=host),
         TaskStarted(**at, timestamp=ts + 0.002, pid=4242),
     ]
     if end == "failed":

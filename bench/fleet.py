@@ -1,0 +1,753 @@
+"""Fleet benchmark: many simulated Celery clusters through real ``flowguard worker`` processes.
+
+``--clusters`` clusters (50) publish as their bridges would: each event a ``topics.events`` model
+encoded and keyed by the bridge's own ``bridge.intake.encode`` and ``topics.keys.record_key``.
+Rates are uneven: 3 busy clusters (weight 10, 8 worker hosts), 7 medium (3, 4 hosts) and the
+rest quiet (0.5, 2 hosts); tasks go sent, received, started, then succeeded or (5%) failed
+with ``ConnectionError``; every host heartbeats every 2 s. Two incidents in the run:
+
+- **a worker dies** in one cluster a third of the way in: its heartbeats stop (SIGKILL sends
+  nothing more), a task it started never ends;
+- **a failure storm** in another at the half: one task (``app.tasks.charge``) fails at
+  ``--storm-rate`` tasks/s for ``--storm-seconds`` on top of that cluster's traffic.
+
+Workflows: retry every ``ConnectionError`` (delay 0, all clusters), a webhook to a local
+recording server for every failure of one cluster (scoped by ``cluster``), and a webhook for
+every worker that goes offline. Each worker count (``--workers``, 1 and 2 processes in one
+consumer group) gets a fresh topic prefix and two phases:
+
+1. **live**: ``--rate`` events/s for ``--seconds``; per cluster: triggers (matches on
+   ``<prefix>.triggers``), executions (seq-0 records), decision latency (failure event's
+   timestamp -> its execution record's Kafka timestamp on the log), lag (the cluster's oldest
+   event the group has not committed, sampled every second);
+2. **capacity**: ``--backlog`` events of the same mix produced at once; sustained events/s
+   (from the first backlog event to the last failure's execution record) and CPU per event.
+
+In the first run, on the same events topic: a bare aiokafka consumer decoding every event
+and a counting Faust agent (``bench/live.py``'s baselines), the bytes and records every topic
+received per input event, and each table's changelog value sizes (a slot's JSON). Then
+``bench/live.py``'s memory step: RSS growth per chain held. It prints a capacity model for
+``--model-clusters`` clusters from these figures.
+
+    python bench/fleet.py                    # about 8 minutes
+    python bench/fleet.py --quick            # 10 clusters, short phases: about 3 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
+
+from bench.live import (  # noqa: E402
+    Tail,
+    Worker,
+    bare,
+    caught_up,
+    cpu_at,
+    faust_floor,
+    memory,
+    new_producer,
+    task,
+    teardown,
+    until,
+)
+from bench.soak import table_keys  # noqa: E402
+from bridge.intake import encode  # noqa: E402
+from flowguard.kafka_admin import create_topics, list_topics, partitions_of  # noqa: E402
+from flowguard.store import WorkflowStore  # noqa: E402
+from tests.httpserver import RecordingServer  # noqa: E402
+from tests.processes import free_port  # noqa: E402
+from topics.events import Event, TaskFailed, WorkerHeartbeat, WorkerOnline  # noqa: E402
+from topics.keys import RootMemory, record_key  # noqa: E402
+from topics.registry import EVENTS, EXECUTION_LOG, TRIGGERS, WORKFLOWS  # noqa: E402
+
+FAILURE_RATE = 0.05
+HEARTBEAT_SECONDS = 2.0
+TASK_NAMES = [f"app.tasks.t{i:02d}" for i in range(40)]
+STORM_TASK = "app.tasks.charge"
+RETRY, NOTIFY, OFFLINE = "Retry connection errors", "Tell the notified cluster", "Workers offline"
+
+
+# the fleet ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    weight: float
+    hosts: tuple[str, ...]
+
+
+def fleet(count: int) -> list[Cluster]:
+    """3 busy clusters, 7 medium, the rest quiet (a few carry most of the load)."""
+    clusters = []
+    for i in range(count):
+        weight, hosts = (10.0, 8) if i < 3 else (3.0, 4) if i < 10 else (0.5, 2)
+        name = f"c{i:02d}"
+        clusters.append(Cluster(name, weight, tuple(f"celery@{name}-w{h}" for h in range(hosts))))
+    return clusters
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which cluster is notified by webhook, which loses a worker, which has the storm."""
+
+    notified: str
+    dying: str
+    storm: str
+
+    @classmethod
+    def of(cls, clusters: list[Cluster]) -> Roles:
+        n = len(clusters)
+        return cls(clusters[0].name, clusters[min(4, n - 2)].name, clusters[min(7, n - 1)].name)
+
+
+def workflows(roles: Roles, hooks: RecordingServer, limit: str) -> list[dict[str, Any]]:
+    """The fleet's three workflows; each with a breaker of ``limit`` ("executions/seconds")."""
+    most, seconds = limit.split("/")
+    breaker = {"max_executions": int(most), "time_window_seconds": float(seconds)}
+    return [
+        {"name": RETRY, "circuit_breaker": breaker,
+         "trigger": {"event": "task.failed", "conditions": {"error_pattern": "ConnectionError*"}},
+         "actions": [{"type": "retry", "delay_seconds": 0, "max_attempts": 3}]},
+        {"name": NOTIFY, "circuit_breaker": breaker,
+         "trigger": {"event": "task.failed", "conditions": {"cluster": roles.notified}},
+         "actions": [{"type": "webhook", "url": hooks.url_for(f"/{roles.notified}")}]},
+        {"name": OFFLINE, "circuit_breaker": breaker, "trigger": {"event": "worker.offline"},
+         "actions": [{"type": "webhook", "url": hooks.url_for("/offline")}]},
+    ]  # fmt: skip
+
+
+@dataclass
+class Traffic:
+    """The fleet's events, produced as their bridges would; what was sent and when."""
+
+    clusters: list[Cluster]
+    roles: Roles
+    phase: str
+    rng: random.Random = field(default_factory=lambda: random.Random(11))
+    roots: RootMemory = field(default_factory=RootMemory)
+    #: failure task id -> (cluster, the failure event's timestamp)
+    failures: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: (send future, cluster, when handed to the producer), events topic only
+    sent: list[tuple[Any, str, float]] = field(default_factory=list)
+    dead: str | None = None
+    last_beat: float = 0.0
+    index: int = 0
+    cum: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cum = _cumulative([c.weight for c in self.clusters])
+
+    async def emit(self, producer: AIOKafkaProducer, topic: str, event: Event) -> None:
+        key = record_key(event, self.roots).encode()
+        future = await producer.send(topic, encode(event), key=key)
+        self.sent.append((future, event.cluster, time.time()))
+        if isinstance(event, TaskFailed):
+            self.failures[event.task_id] = (event.cluster, event.timestamp)
+
+    async def one_task(
+        self, producer: AIOKafkaProducer, topic: str, cluster: Cluster, name: str | None = None
+    ) -> None:
+        """A task's four events, its end now (``name`` given: a storm task, which fails)."""
+        hosts = [h for h in cluster.hosts if h != self.dead] or list(cluster.hosts)
+        end = "failed" if name or self.rng.random() < FAILURE_RATE else "succeeded"
+        now, self.index = time.time(), self.index + 1
+        name = name or self.rng.choice(TASK_NAMES)
+        task_id = f"{self.phase}-{cluster.name}-{self.index:08x}"
+        for event in task(task_id, name, now - 0.05, end, cluster.name, self.rng.choice(hosts)):
+            await self.emit(producer, topic, event)
+
+    async def tasks(self, producer: AIOKafkaProducer, topic: str, count: int) -> None:
+        for cluster in self.rng.choices(self.clusters, cum_weights=self.cum, k=count):
+            await self.one_task(producer, topic, cluster)
+
+    async def beats(self, producer: AIOKafkaProducer, topic: str, due: dict[str, float]) -> None:
+        """Heartbeats of every host whose turn has come (each host every 2 s, staggered)."""
+        now = time.time()
+        for cluster in self.clusters:
+            for host in cluster.hosts:
+                if due[host] <= now and host != self.dead:
+                    due[host] += HEARTBEAT_SECONDS
+                    beat = WorkerHeartbeat(cluster=cluster.name, hostname=host, timestamp=now,
+                                           freq=HEARTBEAT_SECONDS, active=1)  # fmt: skip
+                    await self.emit(producer, topic, beat)
+                    if cluster.name == self.roles.dying and host == cluster.hosts[-1]:
+                        self.last_beat = now
+
+
+def _cumulative(weights: list[float]) -> list[float]:
+    total, out = 0.0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+@dataclass
+class Plan:
+    """The live phase's shape: rate, length, when the worker dies and the storm blows."""
+
+    rate: float
+    seconds: float
+    storm_rate: float
+    storm_seconds: float
+
+    def storm(self, elapsed: float) -> bool:
+        return self.seconds / 2 <= elapsed < self.seconds / 2 + self.storm_seconds
+
+
+async def live_traffic(
+    traffic: Traffic, producer: AIOKafkaProducer, topic: str, plan: Plan
+) -> dict[str, Any]:
+    """Produce ``plan.rate`` events/s (4 events a task) plus heartbeats, in 10 ms slices."""
+    by_name = {c.name: c for c in traffic.clusters}
+    start = time.time()
+    due = {h: start + i * HEARTBEAT_SECONDS / 97 % HEARTBEAT_SECONDS
+           for i, h in enumerate(h for c in traffic.clusters for h in c.hosts)}  # fmt: skip
+    for cluster in traffic.clusters:
+        for host in cluster.hosts:
+            online = WorkerOnline(cluster=cluster.name, hostname=host, timestamp=start,
+                                  freq=HEARTBEAT_SECONDS)  # fmt: skip
+            await traffic.emit(producer, topic, online)
+    done = storm_done = 0
+    while (elapsed := time.time() - start) < plan.seconds:
+        if traffic.dead is None and elapsed >= plan.seconds / 3:
+            dying = by_name[traffic.roles.dying]
+            traffic.dead = dying.hosts[-1]
+            for event in task(f"orphan-{dying.name}", TASK_NAMES[0], time.time(), None,
+                              dying.name, traffic.dead):  # fmt: skip
+                await traffic.emit(producer, topic, event)
+        await traffic.beats(producer, topic, due)
+        due_tasks = int(elapsed * plan.rate / 4) - done
+        await traffic.tasks(producer, topic, due_tasks)
+        done += due_tasks
+        if plan.storm(elapsed):
+            storm_due = int((elapsed - plan.seconds / 2) * plan.storm_rate) - storm_done
+            for _ in range(storm_due):
+                await traffic.one_task(producer, topic, by_name[traffic.roles.storm], STORM_TASK)
+            storm_done += storm_due
+        await asyncio.sleep(0.01)  # pacing, not synchronization
+    await producer.flush()
+    return {"seconds": time.time() - start, "storm_tasks": storm_done, "dead": traffic.dead,
+            "last_beat": traffic.last_beat}  # fmt: skip
+
+
+# Kafka: reading what the workers wrote -------------------------------------------------------
+
+
+class Log(Tail):
+    """The execution log as it is written: (Kafka timestamp, record) of every record."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        super().__init__(bootstrap, EXECUTION_LOG.name(prefix), EXECUTION_LOG.partitions)
+        self.records: list[tuple[float, dict[str, Any]]] = []
+
+    async def run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
+            for batch in batches.values():
+                self.records += [(m.timestamp / 1e3, json.loads(m.value or b"{}")) for m in batch]
+
+    def decided(self, workflow: str) -> dict[str, float]:
+        """Task id (or worker hostname) -> when its seq-0 record of ``workflow`` was written."""
+        out: dict[str, float] = {}
+        for at, record in self.records:
+            if record.get("seq") == 0 and record["workflow"]["name"] == workflow:
+                subject = record["task"]["id"] if record["task"] else record["worker"]["hostname"]
+                out.setdefault(subject, at)
+        return out
+
+
+async def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record of ``topic`` to its current end: (partition, key, value)."""
+    parts = (await partitions_of(bootstrap, [topic], 30))[topic]
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends, out = await consumer.end_offsets(tps), []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                out += [(m.partition, m.key, m.value) for m in batch]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    finally:
+        await admin.close()
+
+
+async def members(bootstrap: str, group: str) -> int:
+    """Members of a stable consumer group (0 while it rebalances)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, joined, *_ = response.groups[0]
+        return len(joined) if state == "Stable" else 0
+    finally:
+        await admin.close()
+
+
+async def sample_commits(
+    bootstrap: str, group: str, topic: str, out: list[tuple[float, dict[int, int]]]
+) -> None:
+    while True:
+        out.append((time.time(), await committed(bootstrap, group, topic)))
+        await asyncio.sleep(1.0)  # a sampling period, not synchronization
+
+
+async def lag_by_cluster(
+    traffic: Traffic, samples: list[tuple[float, dict[int, int]]]
+) -> dict[str, tuple[int, float]]:
+    """Per cluster, the most records not yet committed at a sample, and the age of the oldest."""
+    sent: dict[tuple[str, int], tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    for future, cluster, at in traffic.sent:
+        meta = await future
+        offsets, times = sent[cluster, meta.partition]
+        offsets.append(meta.offset)
+        times.append(at)
+    worst: dict[str, tuple[int, float]] = defaultdict(lambda: (0, 0.0))
+    for when, done in samples:
+        for (cluster, partition), (offsets, times) in sent.items():
+            first, last = bisect_left(offsets, done.get(partition, 0)), bisect_right(times, when)
+            if last > first:
+                records, age = worst[cluster]
+                worst[cluster] = (max(records, last - first), max(age, when - times[first]))
+    return worst
+
+
+# one worker count ----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+@dataclass
+class Run:
+    """Everything one worker count measured."""
+
+    workers: int
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    overall: dict[str, Any] = field(default_factory=dict)
+    topics: dict[str, Any] = field(default_factory=dict)
+
+
+async def start_workers(
+    bootstrap: str, prefix: str, count: int, tmp: Path
+) -> tuple[list[Worker], list[int]]:
+    workers, ports = [], []
+    for i in range(count):
+        worker, port = Worker(bootstrap, prefix, tmp / f"{prefix}-w{i}.log"), free_port()
+        worker.env.update({"FLOWGUARD_ACTIONS_ALLOW_HOSTS": "127.0.0.1",
+                           "FLOWGUARD_HEALTH_PORT": str(port),
+                           "FLOWGUARD_DATA_DIR": str(tmp / f"{prefix}-w{i}")})  # fmt: skip
+        workers.append(await worker.__aenter__())
+        ports.append(port)
+    return workers, ports
+
+
+async def ready(
+    bootstrap: str, prefix: str, workers: list[Worker], log: Log, producer: AIOKafkaProducer
+) -> None:
+    """Every worker in the group, and a probe failure on every partition decided."""
+
+    async def joined() -> bool:
+        return await members(bootstrap, workers[0].app_id) == len(workers)
+
+    await until(joined, 180, f"{len(workers)} workers in a stable group")
+    probes = probe_ids(EVENTS.partitions)
+    roots = RootMemory()
+    for task_id in probes:
+        for event in task(task_id, TASK_NAMES[0], time.time(), "failed", "probe"):
+            key = record_key(event, roots).encode()
+            await producer.send(EVENTS.name(prefix), encode(event), key=key)
+    await producer.flush()
+
+    async def probed() -> bool:
+        return probes <= set(log.decided(RETRY))
+
+    await until(probed, 180, "the probes' executions (the workers up)")
+
+
+def probe_ids(partitions: int) -> set[str]:
+    """Task ids of cluster ``probe`` whose keys land on every partition (Kafka's murmur2)."""
+    every, found, i = list(range(partitions)), dict[int, str](), 0
+    while len(found) < partitions:
+        found.setdefault(
+            DefaultPartitioner()(f"probe/probe-{i}".encode(), every, every), f"probe-{i}"
+        )
+        i += 1
+    return set(found.values())
+
+
+async def complete(
+    bootstrap: str, prefix: str, workers: list[Worker], log: Log, traffic: Traffic,
+    roles: Roles, samples: list[tuple[float, float]], dead: str | None, timeout_seconds: float,
+) -> None:  # fmt: skip
+    """Wait until every failure (and the dead worker) has its executions and the group is done."""
+    notified = {t for t, (c, _) in traffic.failures.items() if c == roles.notified}
+
+    async def done() -> bool:
+        samples.append((time.time(), sum(w.cpu_seconds() for w in workers)))
+        if not set(traffic.failures) <= set(log.decided(RETRY)):
+            return False
+        if not notified <= set(log.decided(NOTIFY)):
+            return False
+        if dead and dead not in log.decided(OFFLINE):
+            return False
+        return await caught_up(bootstrap, workers[0].app_id, EVENTS.name(prefix))
+
+    what = "every failure's executions and the group caught up"
+    await until(done, timeout_seconds, what, pause=0.1)
+
+
+async def metrics(port: int) -> dict[str, float]:
+    """The worker's ``flowguard_table_keys`` (an empty dict if /metrics does not answer)."""
+    started = time.monotonic()
+    try:
+        return await asyncio.to_thread(table_keys, port)
+    except OSError as exc:
+        print(f"no /metrics on {port} after {time.monotonic() - started:.1f} s: {exc}")
+        return {}
+
+
+def per_cluster(
+    clusters: list[Cluster], traffic: Traffic, log: Log, matched: Counter[str],
+    lags: dict[str, tuple[int, float]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    events = Counter(cluster for _, cluster, _ in traffic.sent)
+    decided = {name: log.decided(name) for name in (RETRY, NOTIFY, OFFLINE)}
+    firsts = {r["execution_id"]: r for _, r in log.records if r.get("seq") == 0}
+    executions = Counter((r["task"] or r["worker"])["cluster"] for r in firsts.values())
+    skipped = Counter((r["task"] or r["worker"])["cluster"] for r in firsts.values()
+                      if r["outcome"] == "skipped")  # fmt: skip
+    twice = Counter((r["task"] or r["worker"])["cluster"] for _, r in log.records
+                    if r.get("seq") == 0) - executions  # fmt: skip
+    latency: dict[str, list[float]] = defaultdict(list)
+    for workflow in (RETRY, NOTIFY):
+        for task_id, at in decided[workflow].items():
+            if task_id in traffic.failures:
+                cluster, failed_at = traffic.failures[task_id]
+                latency[cluster].append((at - failed_at) * 1000)
+    failures = Counter(cluster for cluster, _ in traffic.failures.values())
+    return [
+        {"cluster": c.name, "events": events[c.name], "failures": failures[c.name],
+         "triggers": matched[c.name], "executions": executions[c.name],
+         "skipped": skipped[c.name], "seq0_twice": twice[c.name],
+         "p50_ms": percentile(latency[c.name], 0.5), "p99_ms": percentile(latency[c.name], 0.99),
+         "lag_records": lags[c.name][0], "lag_seconds": lags[c.name][1]}
+        for c in clusters
+    ]  # fmt: skip
+
+
+async def capacity(
+    bootstrap: str, prefix: str, workers: list[Worker], log: Log, traffic: Traffic,
+    producer: AIOKafkaProducer, backlog: int, roles: Roles,
+) -> dict[str, float]:  # fmt: skip
+    """``backlog`` events at once; events/s from the first to the last failure's execution."""
+    samples: list[tuple[float, float]] = [(time.time(), sum(w.cpu_seconds() for w in workers))]
+    start = time.time()
+    await traffic.tasks(producer, EVENTS.name(prefix), backlog // 4)
+    await producer.flush()
+    await complete(bootstrap, prefix, workers, log, traffic, roles, samples, None,
+                   max(120, backlog / 300))  # fmt: skip
+    retry = log.decided(RETRY)
+    last = max(retry[t] for t in traffic.failures)
+    events = len(traffic.sent)
+    cpu = cpu_at(samples, last) - samples[0][1]
+    return {"events": events, "seconds": last - start, "rate": events / (last - start),
+            "cpu_us": cpu / events * 1e6}  # fmt: skip
+
+
+async def triggers_by_cluster(bootstrap: str, prefix: str) -> Counter[str]:
+    matched: Counter[str] = Counter()
+    for _, _, value in await read_all(bootstrap, TRIGGERS.name(prefix)):
+        record = json.loads(value or b"{}")
+        if record.get("kind") == "trigger.matched":
+            matched[record["trigger"]["cluster"]] += 1
+    return matched
+
+
+async def topic_load(bootstrap: str, prefix: str) -> dict[str, dict[str, float]]:
+    """Records and bytes (key + value) each of the run's topics received; changelog slot sizes."""
+    out: dict[str, dict[str, float]] = {}
+    mine = [t for t in await list_topics(bootstrap, 30) if t.startswith(prefix)]
+    for topic in (t for t in mine if not t.startswith(f"{prefix}-floor")):
+        records = await read_all(bootstrap, topic)
+        sizes = [len(v) for _, _, v in records if v is not None]
+        latest = {k: v for _, k, v in records}
+        out[topic.removeprefix(prefix)] = {
+            "records": len(records),
+            "bytes": sum(len(k or b"") + len(v or b"") for _, k, v in records),
+            "keys": sum(1 for v in latest.values() if v is not None),
+            "value_p50": percentile([float(s) for s in sizes], 0.5) if sizes else 0,
+            "value_mean": statistics.fmean(sizes) if sizes else 0,
+            "value_max": max(sizes, default=0),
+        }
+    return out
+
+
+async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) -> Run:
+    prefix, run = f"bench-fleet-{uuid.uuid4().hex[:8]}", Run(count)
+    clusters = fleet(args.clusters)
+    roles = Roles.of(clusters)
+    topic = EVENTS.name(prefix)
+    try:
+        with RecordingServer() as hooks:
+            await create_topics(args.bootstrap, prefix, 30)
+
+            async def listed() -> bool:
+                return WORKFLOWS.name(prefix) in await list_topics(args.bootstrap, 10)
+
+            await until(listed, 30, "new topics in the metadata")
+            async with WorkflowStore(args.bootstrap, prefix) as store:
+                for definition in workflows(roles, hooks, args.breaker):
+                    await store.save(definition, saved_by="bench")
+            producer = new_producer(args.bootstrap)
+            await producer.start()
+            workers, ports = await start_workers(args.bootstrap, prefix, count, tmp)
+            try:
+                async with Log(args.bootstrap, prefix) as log:
+                    reading = asyncio.create_task(log.run())
+                    try:
+                        await live_and_capacity(args, run, prefix, clusters, roles, workers,
+                                                ports, log, producer)  # fmt: skip
+                    finally:
+                        reading.cancel()
+                        await asyncio.gather(reading, return_exceptions=True)
+            finally:
+                for worker in workers:
+                    await worker.__aexit__(None, None, None)
+                await producer.stop()
+            run.overall["webhooks"] = len(hooks.requests(f"/{roles.notified}"))
+        if first:
+            total = sum(r["events"] for r in run.clusters) + run.overall["backlog_events"]
+            total += EVENTS.partitions * 4  # the probes
+            run.overall["bare"] = await bare(args.bootstrap, topic, total)
+            run.overall["floor"] = await faust_floor(
+                args.bootstrap, topic, total, f"{prefix}-floor", tmp
+            )
+            run.topics = await topic_load(args.bootstrap, prefix)
+    finally:
+        await teardown(args.bootstrap, prefix)
+    return run
+
+
+async def live_and_capacity(
+    args: argparse.Namespace, run: Run, prefix: str, clusters: list[Cluster], roles: Roles,
+    workers: list[Worker], ports: list[int], log: Log, producer: AIOKafkaProducer,
+) -> None:  # fmt: skip
+    await ready(args.bootstrap, prefix, workers, log, producer)
+    traffic = Traffic(clusters, roles, "live")
+    plan = Plan(args.rate, args.seconds, args.storm_rate, args.storm_seconds)
+    commits: list[tuple[float, dict[int, int]]] = []
+    sampler = asyncio.create_task(
+        sample_commits(args.bootstrap, workers[0].app_id, EVENTS.name(prefix), commits)
+    )
+    cpu0, samples = sum(w.cpu_seconds() for w in workers), list[tuple[float, float]]()
+    try:
+        shape = await live_traffic(traffic, producer, EVENTS.name(prefix), plan)
+        cpu_live = sum(w.cpu_seconds() for w in workers) - cpu0
+        await complete(args.bootstrap, prefix, workers, log, traffic, roles, samples,
+                       shape["dead"], 120)  # fmt: skip
+    finally:
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+    offline = log.decided(OFFLINE)
+    matched = await triggers_by_cluster(args.bootstrap, prefix)
+    lags = await lag_by_cluster(traffic, commits)
+    run.clusters = per_cluster(clusters, traffic, log, matched, lags)
+    keys = [await metrics(port) for port in ports]
+    run.overall.update({
+        "live_seconds": shape["seconds"], "live_events": len(traffic.sent),
+        "live_rate": len(traffic.sent) / shape["seconds"], "storm_tasks": shape["storm_tasks"],
+        "live_cpu_us": cpu_live / len(traffic.sent) * 1e6,
+        "offline_after_s": offline[shape["dead"]] - shape["last_beat"],
+        "rss_mb": [round(w.rss_mb(), 1) for w in workers],
+        "table_keys": {t: sum(k.get(t, 0) for k in keys) for t in {t for k in keys for t in k}},
+    })  # fmt: skip
+    backlog = Traffic(clusters, roles, "backlog", rng=random.Random(13))
+    cap = await capacity(args.bootstrap, prefix, workers, log, backlog, producer, args.backlog,
+                         roles)  # fmt: skip
+    run.overall.update({f"backlog_{k}": v for k, v in cap.items()})
+
+
+# report --------------------------------------------------------------------------------------
+
+
+def cluster_table(run: Run) -> str:
+    rows = [f"#### {run.workers} worker process(es)\n",
+            "| cluster | events | failures | triggers | executions (skipped) "
+            "| latency p50 / p99 ms | lag max records / s |",
+            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for c in run.clusters:
+        twice = f" **{c['seq0_twice']} seq-0 twice**" if c["seq0_twice"] else ""
+        rows.append(
+            f"| {c['cluster']} | {c['events']:,} | {c['failures']} | {c['triggers']} "
+            f"| {c['executions']} ({c['skipped']}){twice} "
+            f"| {c['p50_ms']:,.0f} / {c['p99_ms']:,.0f} "
+            f"| {c['lag_records']:,} / {c['lag_seconds']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def overall_table(runs: list[Run]) -> str:
+    first = runs[0].overall
+    bare_rate, bare_cpu = first["bare"]
+    floor_rate, floor_cpu = first["floor"]
+    rows = ["| measure | figure | ratio |", "|---|---:|---:|",
+            f"| bare aiokafka consumer, json + EVENT_ADAPTER (baseline) | {bare_rate:,.0f} "
+            f"events/s; {bare_cpu:.0f} µs CPU/event | 1.00 |",
+            f"| a Faust agent that only counts (bench/faust_floor.py) | {floor_rate:,.0f} "
+            f"events/s; {floor_cpu:.0f} µs CPU/event | {floor_rate / bare_rate:.2f} |"]  # fmt: skip
+    for run in runs:
+        o, n = run.overall, run.workers
+        per = o["backlog_rate"] / n
+        every = [c for c in run.clusters]
+        ms = [c["p99_ms"] for c in every if not math.isnan(c["p99_ms"])]
+        rows += [
+            f"| {n} worker(s), backlog of {o['backlog_events']:,} events: sustained "
+            f"| {o['backlog_rate']:,.0f} events/s ({per:,.0f} per process); "
+            f"{o['backlog_cpu_us']:.0f} µs CPU/event "
+            f"| {o['backlog_rate'] / bare_rate:.2f} wall, "
+            f"{bare_cpu / o['backlog_cpu_us']:.2f} CPU; "
+            f"{o['backlog_rate'] / floor_rate:.2f} of the Faust agent |",
+            f"| {n} worker(s), live {o['live_rate']:,.0f} events/s for {o['live_seconds']:.0f} s "
+            f"| {o['live_cpu_us']:.0f} µs CPU/event; worst cluster p99 {max(ms):,.0f} ms; "
+            f"RSS {' + '.join(f'{m:.0f}' for m in o['rss_mb'])} MB | |",
+            f"| {n} worker(s): dead worker reported after its last heartbeat "
+            f"| {o['offline_after_s']:.1f} s (expiry 2 x {HEARTBEAT_SECONDS:g} s) | |",
+        ]
+    return "\n".join(rows)
+
+
+def load_table(run: Run) -> str:
+    events = run.topics[".events"]["records"]
+    rows = ["| topic | records / input event | bytes / input event | value p50 / max B "
+            "| live keys |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, t in sorted(run.topics.items()):
+        rows.append(
+            f"| {name} | {t['records'] / events:.3f} | {t['bytes'] / events:,.0f} "
+            f"| {t['value_p50']:,.0f} / {t['value_max']:,} | {t['keys']:,} |"
+        )
+    return "\n".join(rows)
+
+
+def model(args: argparse.Namespace, runs: list[Run], mem: dict[str, Any]) -> str:
+    """The capacity model for ``--model-clusters`` clusters of this fleet's mix."""
+    one, topics = runs[0], runs[0].topics
+    events = topics[".events"]["records"]
+    per_cluster = one.overall["live_rate"] / args.clusters
+    rate = per_cluster * args.model_clusters
+    per_worker = min(r.overall["backlog_rate"] / r.workers for r in runs)
+    workers = math.ceil(rate / (per_worker * 0.5))
+    bytes_in = sum(t["bytes"] for t in topics.values()) / events
+    records_in = sum(t["records"] for t in topics.values()) / events
+    failures = sum(c["failures"] for c in one.clusters) / one.overall["live_events"]
+    held = rate * failures * 3600  # failed chains are kept an hour (chain_retention_seconds)
+    mb = held * mem["per_task_bytes"] / 2**20 if mem else math.nan
+    return "\n".join([
+        f"- fleet of {args.model_clusters:,} clusters at the measured mix: "
+        f"{per_cluster:,.1f} events/s per cluster -> {rate:,.0f} events/s (extrapolated)",
+        f"- worker processes at half their measured sustained rate ({per_worker:,.0f} events/s "
+        f"each, the lowest per process measured): {workers} (one core each); per 10k events/s: "
+        f"{math.ceil(10_000 / (per_worker * 0.5))}",
+        f"- broker: {records_in:.2f} records and {bytes_in:,.0f} bytes written per input event "
+        f"(measured) -> {rate * records_in:,.0f} records/s, {rate * bytes_in / 1e6:,.1f} MB/s in",
+        f"- failed chains held an hour: {held:,.0f} -> {mb:,.0f} MB over all workers "
+        f"({mem.get('per_task_bytes', math.nan):,.0f} B per chain held, measured)",
+    ])  # fmt: skip
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(args.logs or name)
+        runs = [await one_run(args, n, tmp, i == 0) for i, n in enumerate(args.workers)]
+        mem = await memory(args.bootstrap, args.tracked, tmp) if args.tracked else {}
+    print(f"python {platform.python_version()}, {os.cpu_count()} cores, Kafka at "
+          f"{args.bootstrap}, load average {load:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end\n")  # fmt: skip
+    for run in runs:
+        print(cluster_table(run), "\n")
+    print(overall_table(runs), "\n")
+    print(load_table(runs[0]), "\n")
+    if mem:
+        print(f"memory: RSS {mem['points']} -> {mem['per_task_bytes']:,.0f} B per chain held\n")
+    print(model(args, runs, mem))
+    if args.json:
+        save(args.json, runs, mem)
+
+
+def save(path: str, runs: list[Run], mem: dict[str, Any]) -> None:
+    figures = {"runs": [r.__dict__ for r in runs], "memory": mem}
+    Path(path).write_text(json.dumps(figures, indent=1, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clusters", type=int, default=50)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker processes per run (one run each)")  # fmt: skip
+    parser.add_argument("--rate", type=float, default=1500, help="live events/s (tasks x 4)")
+    parser.add_argument("--seconds", type=float, default=60, help="live phase")
+    parser.add_argument("--storm-rate", type=float, default=100, help="failing tasks/s")
+    parser.add_argument("--storm-seconds", type=float, default=5)
+    parser.add_argument("--backlog", type=int, default=40_000, help="capacity phase events")
+    parser.add_argument("--tracked", type=int, default=20_000, help="memory step; 0 skips")
+    parser.add_argument("--model-clusters", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true",
+                        help="10 clusters, 20 s live, 8,000 backlog, 4,000 tracked")  # fmt: skip
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--logs", help="keep the workers' logs in this directory")
+    parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument("--breaker", default="1000/60",
+                        help="each workflow's breaker: executions/window seconds")  # fmt: skip
+    if "--quick" in sys.argv:  # new defaults; options given still win
+        parser.set_defaults(clusters=10, seconds=20, backlog=8_000, tracked=4_000,
+                            storm_seconds=3)  # fmt: skip
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
