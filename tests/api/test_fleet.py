@@ -4,14 +4,18 @@ over records that went through the real broker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from flowguard.api import fleet_feed
 from flowguard.api.fleet import HistoryFacts, OpenBreaker, fleet_view
 from flowguard.api.fleet_feed import FleetFeed
+from flowguard.cli import main
 from flowguard.kafka_admin import create_topics
 from tests.api import fleet_scenario
 from tests.api.server import Served, in_thread
@@ -216,3 +220,30 @@ def test_fleet_needs_a_token(served: Served) -> None:
         answer = api.get("/api/fleet")
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "unauthenticated"
+
+
+def test_the_api_and_flowguard_history_filter_by_cluster_alike(
+    served: Served, tmp_path: Path
+) -> None:
+    in_thread(fleet_scenario.produce(served.bootstrap, served.prefix, time.time()))
+    env = {
+        "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS": served.bootstrap,
+        "FLOWGUARD_TOPIC_PREFIX": served.prefix,
+    }
+    with served.client("viewer") as api:
+        for cluster, expected in [("eu-payments", ["x-eu-2", "x-eu-1"]), ("ap-batch", ["x-ap-1"])]:
+
+            def listed(cluster: str = cluster, expected: list[str] = expected) -> bool:
+                page = api.get("/api/executions", params={"cluster": cluster}).json()
+                return [r["execution_id"] for r in page["items"]] == expected
+
+            wait_until(listed, timeout_seconds=60, what=f"{cluster}'s executions in the API")
+            result = CliRunner().invoke(
+                main,
+                ["history", "--cluster", cluster, "--format", "jsonl",
+                 "--cache-dir", str(tmp_path / "cli")],
+                env=env,
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            got = [json.loads(line)["execution_id"] for line in result.stdout.splitlines()]
+            assert got == expected
