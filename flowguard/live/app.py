@@ -40,6 +40,7 @@ from flowguard.actions.settings import ActionSettings
 from flowguard.engine import detect
 from flowguard.health import Health
 from flowguard.kafka_security import faust_credentials
+from flowguard.live.absence import AbsenceGate
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
@@ -111,10 +112,8 @@ class Live:
         self.runner = ActionRunner(actions or ActionSettings())
         self._deadlines: list[tuple[float, str]] = []
         self._scan = True
-        # Per events partition: the offset of the last event applied here. Wall-clock absence
-        # is judged only once every event already on the partition has been applied.
-        self._applied: dict[int, int] = {}
-        self._judge_after: dict[str, int] = {}
+        #: Absence is judged on applied input only, as of when it was all there (see absence).
+        self.absence = AbsenceGate()
         self._background: set[asyncio.Task[None]] = set()
         # Detection's write-behind slots; the lock keeps the timer's write-back out of the
         # middle of a batch. The stream is the detect agent's, once it runs.
@@ -237,30 +236,11 @@ class Live:
             for tp in fresh:
                 # Faust also skips a record below its read offset for the partition: reset it.
                 await consumer.seek(tp, earliest[tp])
-        self._judge_after.clear()
-        self._applied = {
+        self.absence.reset({
             tp.partition: (committed.get(tp) or earliest[tp]) - 1
             for tp in mine
             if tp.topic == events
-        }
-
-    def _ready_to_judge(self, partition: int, key: str) -> bool:
-        """Absence is judged on applied input only: a tick waits until the events that were
-        on its partition when it first came are applied (after a takeover, or under load).
-
-        The mark is fixed at the first look, so a stream that never runs dry still lets it
-        through once the backlog it saw is behind it.
-        """
-        highwater = self.app.consumer.highwater(TP(self.topics.source.topics[0], partition))
-        if highwater is None:
-            return False  # nothing fetched from the partition yet: its backlog is unknown
-        mark = self._judge_after.pop(key, None)
-        if mark is None:
-            mark = highwater - 1
-        if self._applied.get(partition, -1) >= mark:
-            return True
-        self._judge_after[key] = mark
-        return False
+        })  # fmt: skip
 
     # detect ------------------------------------------------------------------------
 
@@ -335,7 +315,7 @@ class Live:
             except (ValueError, ValidationError) as exc:
                 letters.append((message, event.value, f"cannot decode: {exc}"))
             if message.topic == events_topic:
-                self._applied[message.partition] = message.offset
+                self.absence.applied[message.partition] = message.offset
         for message, value, reason in letters:
             await self.outputs.dead_letter(message, value, reason)
         for name, out in sends:
@@ -412,9 +392,13 @@ class Live:
         return []
 
     def _on_tick(self, slots: Slots, event: Any, item: Tick, now: float) -> Steps:
-        if not self._ready_to_judge(event.message.partition, item.key):
+        partition = event.message.partition
+        highwater = self.app.consumer.highwater(TP(self.topics.source.topics[0], partition))
+        judged_at = self.absence.judged_at(partition, item.key, now, highwater)
+        if judged_at is None:
             heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
             return []
+        now = judged_at
         index = self.feed.index
         worker = slots.get(self.tables.workers, item.key)
         if worker is not None:
