@@ -44,6 +44,7 @@ def _status(cluster: str, bridge_id: str, at: float, started: float, **counts: i
         events_published=counts.get("published", 0),
         events_dropped=counts.get("dropped", 0),
         buffered=counts.get("buffered", 0),
+        celery_app="proj.celery:app",
     )
 
 

@@ -109,6 +109,15 @@ def test_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sorted(feed.clusters) == ["c1", "c2"]
 
 
+def test_at_most_fifty_workers_listed_all_counted() -> None:
+    feed = FleetFeed()
+    for i in range(60):
+        beat = WorkerHeartbeat(cluster="big", hostname=f"w{i:02}", timestamp=NOW, freq=2)
+        feed.apply(beat.model_dump_json().encode())
+    big = _by_cluster(feed)["big"]
+    assert (len(big.workers), big.workers_online, big.workers_offline) == (50, 60, 0)
+
+
 def test_not_an_event_is_passed_over() -> None:
     feed = FleetFeed()
     for value in (None, b"", b"[1]", b"{not json", b'{"kind": "task.failed"}', b'{"kind": 1}'):
@@ -155,6 +164,36 @@ async def _follow_twice(bootstrap: str, prefix: str) -> FleetFeed:
     await fleet_scenario.send_events(bootstrap, prefix, [failed])
     await following()
     return feed
+
+
+async def _follow_bounded(bootstrap: str, prefix: str, backfill: int) -> FleetFeed:
+    feed = FleetFeed(backfill_records=backfill)
+    await create_topics(bootstrap, prefix, 30, partitions=1)
+    await fleet_scenario.produce(bootstrap, prefix, NOW)
+    task = asyncio.create_task(feed.follow(bootstrap, prefix))
+    try:
+        await until(lambda: feed.records_read >= backfill, timeout_seconds=30, what="backfill")
+        # One more record after the backfill: read, so nothing more is coming from before.
+        failed = TaskFailed(cluster="late", task_id="t", timestamp=time.time())
+        await fleet_scenario.send_events(bootstrap, prefix, [failed])
+        await until(lambda: "late" in feed.clusters, timeout_seconds=30, what="the late one")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return feed
+
+
+def test_start_up_reads_back_at_most_backfill_records_per_partition(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    started = time.time()
+    feed = in_thread(_follow_bounded(kafka_bootstrap, topic_prefix, 5))
+    assert feed.records_read == 5 + 1
+    # The last five of the scenario: ap-batch's three, us-search's worker, us-search's status.
+    assert sorted(feed.clusters) == ["ap-batch", "late", "us-search"]
+    # Counted from the first record read (produced after ``started``), not 24 hours back.
+    assert feed.counted_since is not None
+    assert feed.counted_since >= started - 1
 
 
 def test_following_again_after_a_stop_reads_nothing_twice(
@@ -213,6 +252,7 @@ def test_fleet_endpoint_over_records_through_kafka(served: Served) -> None:
     assert breaker["workflow_id"] == fleet_scenario.WORKFLOW_ID
     assert breaker["clusters"] == ["eu-payments"]
     assert body["counted_since"] is not None
+    assert "proj.celery" not in str(body)  # the app path a bridge names is not shown
 
 
 def test_fleet_needs_a_token(served: Served) -> None:
