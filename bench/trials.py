@@ -229,8 +229,10 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
 def dump(bootstrap: str, prefix: str, into: Path) -> None:
     """A trial that lost something: keep what Kafka holds (records with partition and offset,
     the worker group's committed offsets) beside the processes' logs, to find where it went."""
-    for topic in ("events", "triggers", "execution-log", "deliveries", "commands"):
-        reader = TopicReader(bootstrap, f"{prefix}.{topic}")
+    for topic in ("events", "triggers", "execution-log", "deliveries", "commands",
+                  "app-chains-changelog"):  # fmt: skip
+        name = f"{prefix}-{topic}" if topic.startswith("app-") else f"{prefix}.{topic}"
+        reader = TopicReader(bootstrap, name)
         reader.poll()
         with (into / f"dump-{topic}.jsonl").open("w") as out:
             for key, value, partition, offset in reader.records:
