@@ -42,7 +42,7 @@ from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
 from bridge.routing import ActiveQueues, Published, route, sent_event
 from flowguard.celery_wire.call_args import parse_call_args
-from flowguard.errors import ArgsUnrecoverable
+from flowguard.errors import ArgsUnrecoverable, CeleryUnavailable
 from flowguard.logs import execution_fields
 from flowguard.metrics import KAFKA_ERRORS, REDIS_ERRORS
 from topics.commands import COMMAND_ADAPTER, CommandResult, RetryCommand, RevokeCommand
@@ -59,10 +59,6 @@ Status = Literal["done", "duplicate", "failed"]
 #: Header on every task the bridge sends, naming the flowguard execution that asked for it.
 EXECUTION_HEADER = "flowguard_execution_id"
 COMMAND_HEADER = "flowguard_command_id"
-
-
-class CeleryUnavailable(Exception):
-    """``send_task``/``revoke`` could not reach the broker: try the command again later."""
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from flowguard.errors import FlowguardError, KafkaUnavailable
+from flowguard.errors import HistoryError, KafkaUnavailable
 from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
 from topics.execution import ExecutionRecord
@@ -115,10 +115,6 @@ _FILTERS = {
     "until": "at < ?",
 }
 DAY_SECONDS = 24 * 3600
-
-
-class HistoryError(FlowguardError, ValueError):
-    """A query or a projection file that cannot be used; the message names the field."""
 
 
 class _Frozen(BaseModel):

@@ -37,7 +37,14 @@ from pydantic import ValidationError
 
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import ConfigError, FlowguardError, KafkaUnavailable, WorkflowInvalid
+from flowguard.errors import (
+    ConfigError,
+    FlowguardError,
+    KafkaUnavailable,
+    VersionConflict,
+    WorkflowInvalid,
+    WorkflowNotFound,
+)
 from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
 from flowguard.masking import (
@@ -63,14 +70,6 @@ _COMPACTED_TAIL_ROUNDS = 5
 _LIVE_ROUNDS = 5
 
 log = logging.getLogger(__name__)
-
-
-class WorkflowNotFound(FlowguardError, LookupError):
-    """No workflow (or no such version of it) in the store."""
-
-
-class VersionConflict(FlowguardError):
-    """Someone saved the workflow since the caller last read it."""
 
 
 def now_iso() -> str:

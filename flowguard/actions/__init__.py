@@ -6,7 +6,7 @@ for each notice the engine decided; the result goes into the execution log.
 
 from flowguard.actions.delivery import DeliveredCache, DeliveryStore, RedisDeliveryStore
 from flowguard.actions.runner import ActionRunner
-from flowguard.actions.safety import AllowList, Refused
+from flowguard.actions.safety import AllowList
 from flowguard.actions.settings import ActionSettings
 
 __all__ = [
@@ -16,5 +16,4 @@ __all__ = [
     "DeliveredCache",
     "DeliveryStore",
     "RedisDeliveryStore",
-    "Refused",
 ]

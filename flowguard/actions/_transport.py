@@ -21,8 +21,9 @@ import httpcore
 import httpx
 from httpcore._backends.base import SOCKET_OPTION
 
-from flowguard.actions.safety import AllowList, Refused, check_address
+from flowguard.actions.safety import AllowList, check_address
 from flowguard.actions.settings import ActionSettings
+from flowguard.errors import Refused
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flowguard.errors import ActionFailed, ConfigError
+from flowguard.errors import ConfigError, Refused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -28,10 +28,6 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 _HOST_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.*?")
-
-
-class Refused(ActionFailed):
-    """The URL or an address it resolves to is not allowed: final, never retried."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from flowguard.errors import ConfigError
+from flowguard.errors import AuthError, ConfigError
 
 
 class Role(IntEnum):
@@ -43,15 +43,6 @@ class _TokenEntry(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[^\s:,]+$")
     role: Literal["viewer", "editor", "admin"]
     token: SecretStr = Field(min_length=16)
-
-
-class AuthError(Exception):
-    """401 (no or unknown token) or 403 (role too low); the message never holds the token."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
 
 
 def _role(text: str, where: str) -> Role:

@@ -17,9 +17,8 @@ from typing import Any
 
 import yaml
 
-from flowguard.api.errors import ApiProblem
 from flowguard.engine.workflow import slugify
-from flowguard.errors import WorkflowInvalid
+from flowguard.errors import ApiProblem, WorkflowInvalid
 from flowguard.masking import SECRET_KEYS, looks_masked
 from flowguard.secrets import mask
 from flowguard.store import WorkflowStore

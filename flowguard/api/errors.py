@@ -16,9 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowguard.api.auth import AuthError
-from flowguard.errors import KafkaUnavailable, WorkflowInvalid
-from flowguard.store import VersionConflict
+from flowguard.errors import (
+    ApiProblem,
+    AuthError,
+    KafkaUnavailable,
+    VersionConflict,
+    WorkflowInvalid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +42,6 @@ class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer has this body."""
 
     error: ErrorBody
-
-
-class ApiProblem(Exception):
-    """Raised by handlers: a status, a stable code, a message and optional field problems."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        problems: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        self.problems = problems or []
-        super().__init__(message)
 
 
 def not_found(what: str) -> ApiProblem:

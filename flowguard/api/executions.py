@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
+from flowguard.api.errors import ErrorResponse, not_found
 from flowguard.api.services import Services, services
-from flowguard.history import DAY_SECONDS, ChainTask, HistoryError, Page
+from flowguard.errors import ApiProblem, HistoryError
+from flowguard.history import DAY_SECONDS, ChainTask, Page
 from flowguard.store import now_iso
 from topics.execution import ExecutionRecord
 from topics.record import from_iso

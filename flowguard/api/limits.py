@@ -14,8 +14,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from flowguard.api.auth import AuthError, TokenAuth
+from flowguard.api.auth import TokenAuth
 from flowguard.api.errors import error_response
+from flowguard.errors import AuthError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

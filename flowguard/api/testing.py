@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowguard.api.auth import Principal, Role, require
 from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
-from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
+from flowguard.api.errors import ErrorResponse, not_found
 from flowguard.api.events import read_cluster_events
 from flowguard.api.models import PreviewInput, PreviewResult
 from flowguard.api.samples import render, sample_notices, variables
@@ -24,9 +24,14 @@ from flowguard.api.testrun import TestRun, run_test
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import KafkaUnavailable, TemplateInvalid, WorkflowInvalid
+from flowguard.errors import (
+    ApiProblem,
+    KafkaUnavailable,
+    TemplateInvalid,
+    WorkflowInvalid,
+    WorkflowNotFound,
+)
 from flowguard.masking import refuse_references, refuse_sealed
-from flowguard.store import WorkflowNotFound
 from topics.execution import ActionResult
 
 router = APIRouter(

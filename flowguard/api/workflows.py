@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from flowguard.api.auth import Principal, Role, require
 from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
-from flowguard.api.errors import ApiProblem, ErrorResponse, not_found
+from flowguard.api.errors import ErrorResponse, not_found
 from flowguard.api.models import (
     DefinitionInput,
     DiffResult,
@@ -37,10 +37,10 @@ from flowguard.api.summaries import summaries
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import WorkflowInvalid
+from flowguard.errors import ApiProblem, WorkflowInvalid, WorkflowNotFound
 from flowguard.masking import mask_definition, open_definition, refuse_references
 from flowguard.secrets import Keyring
-from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
+from flowguard.store import WorkflowStore, to_yaml
 from flowguard.templates import templates
 from topics.workflows import WorkflowVersion
 

@@ -20,10 +20,10 @@ import click
 from flowguard.cli.config import settings_or_exit
 from flowguard.cli.workflows import resolve_workflow
 from flowguard.engine.workflow import ID_PATTERN, slugify
-from flowguard.errors import FlowguardError
+from flowguard.errors import FlowguardError, WorkflowNotFound
 from flowguard.history import HistoryProjection
 from flowguard.settings import Settings
-from flowguard.store import WorkflowNotFound, WorkflowStore
+from flowguard.store import WorkflowStore
 from topics.execution import ExecutionRecord
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -18,9 +18,9 @@ import click
 
 from flowguard.cli.config import settings_or_exit
 from flowguard.engine.workflow import slugify
-from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid
+from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid, WorkflowNotFound
 from flowguard.masking import mask_definition, open_definition
-from flowguard.store import WorkflowNotFound, WorkflowStore, to_yaml
+from flowguard.store import WorkflowStore, to_yaml
 from flowguard.templates import template, templates
 from flowguard.workflow_files import Loaded, load_workflows
 from topics.workflows import WorkflowVersion

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flowguard.engine.workflow import Workflow
-from flowguard.errors import FlowguardError
+from flowguard.errors import TemplateNotFound
 from flowguard.workflow_files import load_workflows
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -47,10 +47,6 @@ class Template:
     def text(self) -> str:
         """The YAML file itself, comments included (``flowguard workflows templates SLUG``)."""
         return self.path.read_text(encoding="utf-8")
-
-
-class TemplateNotFound(FlowguardError, LookupError):
-    """No template by that slug."""
 
 
 @cache

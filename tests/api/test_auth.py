@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from flowguard.api.auth import AuthError, Role, TokenAuth, parse_tokens
-from flowguard.errors import ConfigError
+from flowguard.api.auth import Role, TokenAuth, parse_tokens
+from flowguard.errors import AuthError, ConfigError
 
 VIEWER = "v" * 20
 EDITOR = "e" * 20

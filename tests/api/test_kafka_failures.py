@@ -15,8 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from flowguard.errors import KafkaUnavailable
-from flowguard.store import VersionConflict
+from flowguard.errors import KafkaUnavailable, VersionConflict
 from tests.api.server import Served
 from topics.workflows import WorkflowVersion
 

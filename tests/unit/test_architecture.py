@@ -226,3 +226,53 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     finally:
         GRAPH.clear()
         GRAPH.update(saved)
+
+
+_EXCEPTION_BASES = frozenset({"Exception", "ValueError", "LookupError", "RuntimeError", "KeyError"})
+
+
+def _error_classes() -> Iterator[tuple[str, ast.ClassDef]]:
+    """(module, class) for every class whose bases include an exception class by name."""
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef):
+                names = {base.id for base in node.bases if isinstance(base, ast.Name)}
+                names |= {base.attr for base in node.bases if isinstance(base, ast.Attribute)}
+                if names & _EXCEPTION_BASES or any(n.endswith(("Error", "Failed")) for n in names):
+                    yield module, node
+
+
+def test_one_error_tree() -> None:
+    """Every public error is defined in flowguard/errors.py, under FlowguardError; a module may
+    keep a private one (``_Name``) for its own control flow."""
+    stray = [
+        f"{module}.{node.name}"
+        for module, node in _error_classes()
+        if module != "flowguard.errors" and not node.name.startswith("_")
+    ]
+    assert stray == []
+    roots = [
+        node.name
+        for module, node in _error_classes()
+        if module == "flowguard.errors" and node.name != "FlowguardError"
+        and not any(isinstance(b, ast.Name) and b.id in ERROR_TREE for b in node.bases)
+    ]  # fmt: skip
+    assert roots == []
+
+
+def _tree() -> set[str]:
+    """The classes of flowguard/errors.py that descend from FlowguardError (by name)."""
+    nodes = [node for module, node in _error_classes() if module == "flowguard.errors"]
+    found = {"FlowguardError"}
+    while True:
+        more = {
+            node.name
+            for node in nodes
+            if any(isinstance(b, ast.Name) and b.id in found for b in node.bases)
+        }
+        if more <= found:
+            return found
+        found |= more
+
+
+ERROR_TREE = _tree()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from flowguard.errors import WorkflowInvalid
-from flowguard.store import VersionConflict, WorkflowNotFound, WorkflowStore
+from flowguard.errors import VersionConflict, WorkflowInvalid, WorkflowNotFound
+from flowguard.store import WorkflowStore
 from tests.integration.control.topics import compacted
 
 HOOK = "https://hooks.slack.com/services/T000/B000/abcdefghijklmnop"

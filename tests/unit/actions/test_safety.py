@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.actions.safety import (
-    AllowList,
-    Refused,
-    address_problem,
-    check_address,
-    check_url_target,
-)
-from flowguard.errors import ConfigError
+from flowguard.actions.safety import AllowList, address_problem, check_address, check_url_target
+from flowguard.errors import ConfigError, Refused
 
 
 @pytest.mark.parametrize(

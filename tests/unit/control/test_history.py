@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowguard.history import HistoryError, HistoryProjection
+from flowguard.errors import HistoryError
+from flowguard.history import HistoryProjection
 from tests.unit.control.records import CLUSTERS, OUTCOMES, T0, WORKFLOWS, message, record
 from topics.execution import ExecutionRecord
 

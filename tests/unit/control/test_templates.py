@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from flowguard.cli import main as cli
 from flowguard.engine.documents import parse_workflow
-from flowguard.templates import TemplateNotFound, template, templates
+from flowguard.errors import TemplateNotFound
+from flowguard.templates import template, templates
 
 
 def test_four_templates_by_slug_each_valid_and_self_contained() -> None:
