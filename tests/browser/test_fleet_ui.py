@@ -13,6 +13,7 @@ from tests.api import fleet_scenario
 from tests.api.server import Served, in_thread
 from tests.browser.conftest import Shot, sign_in
 from tests.helpers import wait_until
+from topics.events import WorkerHeartbeat
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +78,14 @@ def test_fleet_page_shows_each_cluster_and_filters_history_by_cluster(
     expect(breakers).to_contain_text("clusters: eu-payments")
     shot(page, "fleet")
 
+    # A cluster that starts reporting shows up without a reload (the page refreshes every 10 s).
+    beat = WorkerHeartbeat(cluster="zz-new", hostname="celery@zz", timestamp=time.time())
+    in_thread(fleet_scenario.send_events(served.bootstrap, served.prefix, [beat]))
+    expect(page.locator("tr[data-cluster=zz-new]")).to_be_visible(timeout=30_000)
+
     # The cluster filter on the fleet's executions: all three, then one cluster's.
     history = page.get_by_test_id("cluster-history")
-    expect(history.locator("[data-execution]")).to_have_count(3)
+    expect(history.locator("[data-execution]")).to_have_count(3)  # zz-new has none
     page.get_by_test_id("cluster-select").select_option("ap-batch")
     expect(history.locator("[data-execution]")).to_have_count(1)
     expect(history.locator("[data-execution=x-ap-1]")).to_be_visible()
