@@ -25,6 +25,16 @@ def _iso_time(value: str) -> str:
 #: A time on the wire: an ISO 8601 string, refused at validation when it is not one (a
 #: command the bridge could not date would otherwise fail later, in the middle of acting).
 IsoTime = Annotated[str, AfterValidator(_iso_time)]
+#: A command's signature, left out of the JSON when absent (older readers see no new field).
+Signature = Annotated[
+    str | None,
+    Field(
+        exclude_if=absent,
+        max_length=200,
+        description="'<key id>:<hex HMAC-SHA256>' of the command's canonical JSON (every field "
+        "but this one): see topics/signing.py. A bridge carries out only signed commands.",
+    ),
+]
 
 
 class RetryCommand(Record):
@@ -55,13 +65,7 @@ class RetryCommand(Record):
     root_id: str
     parent_id: str
     attempt: int = Field(ge=1)
-    signature: str | None = Field(
-        default=None,
-        exclude_if=absent,
-        max_length=200,
-        description="'<key id>:<hex HMAC-SHA256>' of the command's canonical JSON (every field "
-        "but this one): see topics/signing.py. A bridge carries out only signed commands.",
-    )
+    signature: Signature = None
 
 
 class RevokeCommand(Record):
@@ -75,13 +79,7 @@ class RevokeCommand(Record):
     task_id: str
     terminate: bool = False
     execution_id: str | None = None
-    signature: str | None = Field(
-        default=None,
-        exclude_if=absent,
-        max_length=200,
-        description="'<key id>:<hex HMAC-SHA256>' of the command's canonical JSON (every field "
-        "but this one): see topics/signing.py. A bridge carries out only signed commands.",
-    )
+    signature: Signature = None
 
 
 class CommandResult(Record):

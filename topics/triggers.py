@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from topics.execution import ActionStatus, ConditionResult, ExecutionRecord
+from topics.execution import ActionStatus, ConditionResult, ExecutionRecord, TaskRef
 from topics.record import Record
 
 TriggerName = Literal[
@@ -42,6 +42,19 @@ class TaskContext(Record):
     failure_count: int = 0
     attempt: int = Field(default=0, description="Celery's own retries count of this task id.")
     started_at: float | None = None
+
+    def ref(self, cluster: str) -> TaskRef:
+        """The task as the execution log shows it (:class:`TaskRef`: the fields it shares)."""
+        return TaskRef(cluster=cluster, **self.model_dump(include=_SHARED_WITH_REF))
+
+    @classmethod
+    def of_ref(cls, ref: TaskRef) -> TaskContext:
+        """The task rebuilt from the execution log (what the log does not keep is unknown)."""
+        return cls(**ref.model_dump(include=_SHARED_WITH_REF))
+
+
+#: The fields a :class:`TaskContext` and a :class:`TaskRef` share, by name and meaning.
+_SHARED_WITH_REF: set[str] = set(TaskRef.model_fields) & set(TaskContext.model_fields)
 
 
 class Trigger(Record):

@@ -20,7 +20,7 @@ from flowguard.actions.outbound import (
     reveal_secret,
     url_secrets,
 )
-from flowguard.engine.execute import Notice
+from flowguard.engine.execute import Notice, task_variables
 from flowguard.engine.templates import compile_template
 from flowguard.engine.workflow import SlackAction
 from topics.execution import ExecutionRecord
@@ -183,14 +183,5 @@ def _known_values(record: ExecutionRecord) -> dict[str, str]:
         "execution_id": record.execution_id,
     }
     if task is not None:
-        values |= {
-            "task_name": task.name or "",
-            "task_id": task.id,
-            "task_args": task.args or "",
-            "task_kwargs": task.kwargs or "",
-            "queue": task.queue or "",
-            "exception_type": task.exception_type or "",
-            "error_message": task.error_message or "",
-            "failure_count": str(task.failure_count),
-        }
+        values |= task_variables(task)
     return values

@@ -47,21 +47,7 @@ def trigger_of(record: ExecutionRecord) -> Trigger:
         event=record.trigger.event,
         at=from_iso(record.trigger.at),
         cluster=task.cluster if task else (record.worker.cluster if record.worker else ""),
-        task=TaskContext(
-            id=task.id,
-            root_id=task.root_id,
-            parent_id=task.parent_id,
-            name=task.name,
-            queue=task.queue,
-            worker=task.worker,
-            args=task.args,
-            kwargs=task.kwargs,
-            exception_type=task.exception_type,
-            error_message=task.error_message,
-            failure_count=task.failure_count,
-        )
-        if task
-        else None,
+        task=TaskContext.of_ref(task) if task else None,
         worker=record.worker.hostname if record.worker else (task.worker if task else None),
         reason=record.trigger.reason,
     )

@@ -46,7 +46,7 @@ from topics.execution import (
     WorkflowRef,
 )
 from topics.record import iso
-from topics.triggers import Trigger
+from topics.triggers import TaskContext, Trigger
 
 NotifyAction = SlackAction | WebhookAction | PagerDutyAction
 #: A retry's detail when no event told the task's queue (Celery's default sends no task-sent).
@@ -125,17 +125,22 @@ def template_values(
         "attempt": "" if attempt is None else str(attempt),
     }
     if task is not None:
-        values |= {
-            "task_name": task.name or "",
-            "task_id": task.id,
-            "task_args": task.args or "",
-            "task_kwargs": task.kwargs or "",
-            "queue": task.queue or "",
-            "exception_type": task.exception_type or "",
-            "error_message": task.error_message or "",
-            "failure_count": str(task.failure_count),
-        }
+        values |= task_variables(task)
     return values
+
+
+def task_variables(task: TaskContext | TaskRef) -> dict[str, str]:
+    """The task's template variables, from the trigger's task or the execution log's alike."""
+    return {
+        "task_name": task.name or "",
+        "task_id": task.id,
+        "task_args": task.args or "",
+        "task_kwargs": task.kwargs or "",
+        "queue": task.queue or "",
+        "exception_type": task.exception_type or "",
+        "error_message": task.error_message or "",
+        "failure_count": str(task.failure_count),
+    }
 
 
 def execution_id(published: Published, trigger: Trigger) -> str:
@@ -412,23 +417,7 @@ def incident_key(trigger: Trigger) -> str:
 
 
 def _task_ref(trigger: Trigger) -> TaskRef | None:
-    task = trigger.task
-    if task is None:
-        return None
-    return TaskRef(
-        cluster=trigger.cluster,
-        id=task.id,
-        root_id=task.root_id,
-        parent_id=task.parent_id,
-        name=task.name,
-        queue=task.queue,
-        worker=task.worker,
-        args=task.args,
-        kwargs=task.kwargs,
-        exception_type=task.exception_type,
-        error_message=task.error_message,
-        failure_count=task.failure_count,
-    )
+    return None if trigger.task is None else trigger.task.ref(trigger.cluster)
 
 
 def resolve(
