@@ -268,9 +268,19 @@ Svc = Annotated[Services, Depends(services)]
 async def fleet(who: Viewer, svc: Svc) -> Fleet:
     """Every cluster: its bridges, workers, failures per hour and the breakers open on it."""
     store = await svc.refreshed_store()
+    versions = list(store.current().values())
+    # The feed changes only on this loop: copy it here, build the view on a thread (a fleet
+    # of a thousand clusters takes a few hundred milliseconds, too long to hold the loop).
+    clusters, counted_since = svc.fleet.snapshot(), svc.fleet.counted_since
+    return await asyncio.to_thread(_view, svc.history, versions, clusters, counted_since)
+
+
+def _view(
+    history: HistoryProjection,
+    versions: list[WorkflowVersion],
+    clusters: list[ClusterSeen],
+    counted_since: float | None,
+) -> Fleet:
     now = time.time()
-    facts = await asyncio.to_thread(history_facts, svc.history, list(store.current().values()), now)
-    # The feed changes only on this loop, between awaits: read it here, not on a thread.
-    return fleet_view(
-        svc.fleet.clusters.values(), facts, counted_since=svc.fleet.counted_since, now=now
-    )
+    facts = history_facts(history, versions, now)
+    return fleet_view(clusters, facts, counted_since=counted_since, now=now)

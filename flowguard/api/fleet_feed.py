@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import orjson
@@ -159,6 +159,20 @@ class FleetFeed:
         seen.recent[minute] = seen.recent.get(minute, 0) + 1
         _keep_newest(seen.failures, DAY_HOURS + 1)
         _keep_newest(seen.recent, 61)
+
+    def snapshot(self) -> list[ClusterSeen]:
+        """A copy to read on another thread while ``apply`` goes on: ``apply`` replaces a
+        worker's or bridge's entry, never changes one, so copying the dicts is enough."""
+        return [
+            replace(
+                c,
+                bridges=dict(c.bridges),
+                workers=dict(c.workers),
+                failures=dict(c.failures),
+                recent=dict(c.recent),
+            )
+            for c in self.clusters.values()
+        ]
 
     # -- reading the topic ---------------------------------------------------------------------
 

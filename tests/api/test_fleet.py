@@ -118,6 +118,20 @@ def test_at_most_fifty_workers_listed_all_counted() -> None:
     assert (len(big.workers), big.workers_online, big.workers_offline) == (50, 60, 0)
 
 
+def test_a_snapshot_does_not_change_while_records_come_in() -> None:
+    feed = _fed(NOW)
+    (eu,) = [c for c in feed.snapshot() if c.name == "eu-payments"]
+    before = (dict(eu.workers), dict(eu.failures), dict(eu.recent), dict(eu.bridges))
+    for event in fleet_scenario.events(NOW + 5):
+        feed.apply(event.model_dump_json().encode())
+    feed.apply(
+        WorkerHeartbeat(cluster="eu-payments", hostname="new", timestamp=NOW)
+        .model_dump_json()
+        .encode()
+    )
+    assert (eu.workers, eu.failures, eu.recent, eu.bridges) == before
+
+
 def test_not_an_event_is_passed_over() -> None:
     feed = FleetFeed()
     for value in (None, b"", b"[1]", b"{not json", b'{"kind": "task.failed"}', b'{"kind": 1}'):
