@@ -2,8 +2,8 @@
 
 - ``eu-payments``: its bridge reports; one worker online, one said goodbye; 5 task failures in
   the last hour and 2 three hours ago; the workflow ``retry-flaky``'s breaker is open on it.
-- ``us-search``: its bridge went silent 10 minutes ago (17 events dropped before); its worker's
-  heartbeats stopped with it.
+- ``us-search``: its bridge went silent 10 minutes ago, its broker unreachable and 17 events
+  dropped before; its worker's heartbeats stopped with it.
 - ``ap-batch``: its bridge was restarted (the old one's last status is left out); a worker
   online; no failures; one execution of another workflow in the history.
 
@@ -31,14 +31,16 @@ WORKFLOW_ID = "retry-flaky"
 NAMES = {WORKFLOW_ID: "Retry flaky", "nightly-report": "Nightly report"}
 
 
-def _status(cluster: str, bridge_id: str, at: float, started: float, **counts: int) -> Event:
+def _status(
+    cluster: str, bridge_id: str, at: float, started: float, *, broker: bool = True, **counts: int
+) -> Event:
     return BridgeStatus(
         cluster=cluster,
         bridge_id=bridge_id,
         timestamp=at,
         interval_seconds=5.0,
         started_at=started,
-        celery_connected=True,
+        celery_connected=broker,
         kafka_connected=True,
         events_received=counts.get("published", 0) + counts.get("dropped", 0),
         events_published=counts.get("published", 0),
@@ -67,7 +69,15 @@ def events(now: float) -> list[Event]:
         WorkerOffline(cluster="eu-payments", hostname="celery@eu-2", timestamp=now - 30, freq=2),
         *(_failed("eu-payments", f"eu-t{i}", now - 60 * (i + 1)) for i in range(5)),
         *(_failed("eu-payments", f"eu-old{i}", now - 3 * 3600) for i in range(2)),
-        _status("us-search", "us-bridge-1", now - 600, now - 9000, published=800, dropped=17),
+        _status(
+            "us-search",
+            "us-bridge-1",
+            now - 600,
+            now - 9000,
+            broker=False,
+            published=800,
+            dropped=17,
+        ),
         WorkerHeartbeat(cluster="us-search", hostname="celery@us-1", timestamp=now - 600, freq=2),
         _status("ap-batch", "ap-bridge-old", now - 3700, now - 90000, published=50),
         _status("ap-batch", "ap-bridge-new", now - 2, now - 3600, published=40),

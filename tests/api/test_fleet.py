@@ -256,6 +256,9 @@ def test_fleet_endpoint_over_records_through_kafka(served: Served) -> None:
     assert eu["bridges"][0]["events_published"] == 1200
     assert eu["bridges"][0]["buffered"] == 3
     assert us["bridges"][0]["events_dropped"] == 17
+    assert (us["bridges"][0]["celery_connected"], eu["bridges"][0]["celery_connected"]) == (
+        False, True,
+    )  # fmt: skip
     assert [b["bridge_id"] for b in ap["bridges"]] == ["ap-bridge-new"]
     assert (eu["workers_online"], eu["workers_offline"]) == (1, 1)
     assert [w["state"] for w in us["workers"]] == ["lost"]

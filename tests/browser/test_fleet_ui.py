@@ -53,14 +53,15 @@ def test_fleet_page_shows_each_cluster_and_filters_history_by_cluster(
         "ap-batch", "eu-payments", "us-search",
     ]  # fmt: skip
 
+    eu = page.locator("tr[data-cluster=eu-payments]")
     us = page.locator("tr[data-cluster=us-search]")
     expect(us).to_have_attribute("data-bridge-state", "silent")
     expect(us.get_by_test_id("bridge")).to_contain_text("silent")
-    expect(us.get_by_test_id("bridge")).to_contain_text("status 10 min ago")
+    expect(us.get_by_test_id("bridge")).to_contain_text("status 10 min ago · broker unreachable")
+    expect(eu.get_by_test_id("bridge")).not_to_contain_text("unreachable")
     expect(us.get_by_test_id("events")).to_have_text("800 / 17 / 0")
     expect(us.get_by_test_id("workers")).to_contain_text("0 online · 1 offline")
 
-    eu = page.locator("tr[data-cluster=eu-payments]")
     expect(eu).to_have_attribute("data-bridge-state", "reporting")
     expect(eu.get_by_test_id("events")).to_have_text("1200 / 0 / 3")
     expect(eu.get_by_test_id("failures")).to_have_text("5")
