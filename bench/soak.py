@@ -3,18 +3,20 @@
 A real worker on the real broker gets ``--rate`` events/s (tasks sent, received, started, then
 succeeded or, 5% of them, failed with a retryable error; a worker heartbeat each second) for
 ``--minutes``. Each failure matches a retry workflow (delay 0); the soak plays the bridge and
-Celery for each retry command: the retried task is sent, received, started and succeeds, so
-every retry chain settles as on a real cluster. Every ``--every`` seconds it records:
+Celery for each retry command: it reports the retry as the bridge does (its ``task.sent``, then
+a ``done`` command result), and the retried task is received, started and succeeds, so every
+retry action and chain settles as on a real cluster. Every ``--every`` seconds it records:
 
 - the worker's RSS (``/proc``) and CPU share;
 - ``flowguard_table_keys`` of each table (the worker's ``/metrics``);
 - the consumer group's lag on ``<prefix>.events`` (end offsets minus committed offsets);
 - failure -> retry command latency, p50 and p99, of that interval's failures.
 
-Retention is shortened (``--retention``, default 300 s for chains and executions) so the
-tables reach their steady size within the run: a settled chain is kept that long, so the
-steady size is about the task rate times the retention (1 h by default in production: 12x
-the keys of the 300 s run at the same rate). Writes a JSON of the samples and an SVG plot.
+Retention is shortened (``--retention``, default 300 s for chains and executions, scanned for
+expiry every fifth of it) so the tables reach their steady size within the run: a settled
+chain or execution is kept that long, so the steady size is about its rate times the retention
+(production defaults: chains 1 h, executions 24 h, a scan every 10 min; the table sizes scale
+by those factors at the same rate). Writes a JSON of the samples and an SVG plot.
 
     python bench/soak.py --minutes 30 --rate 1000 --svg docs/soak.svg    # the docs' run
     python bench/soak.py --minutes 3 --rate 500 --every 15                # quick look
@@ -31,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,9 @@ from bench.live import (  # noqa: E402
     until,
 )
 from tests.processes import free_port  # noqa: E402
+from topics.commands import CommandResult  # noqa: E402
 from topics.events import TaskReceived, TaskSent, TaskStarted, TaskSucceeded  # noqa: E402
-from topics.registry import COMMANDS, EVENTS  # noqa: E402
+from topics.registry import COMMAND_RESULTS, COMMANDS, EVENTS  # noqa: E402
 
 
 def retried(command: dict[str, Any], at: float) -> list[Any]:
@@ -82,8 +86,8 @@ def retried(command: dict[str, Any], at: float) -> list[Any]:
 class Bridge:
     """Reads retry commands; notes when each failure's arrived, and plays the retried task."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
-        self.producer, self.topic = producer, topic
+    def __init__(self, producer: Any, topic: str, results: str) -> None:
+        self.producer, self.topic, self.results = producer, topic, results
         self.arrived: dict[str, float] = {}
         self.roots = RootMemory()
 
@@ -96,7 +100,20 @@ class Bridge:
                 if command["original_task_id"] in self.arrived:
                     continue
                 self.arrived[command["original_task_id"]] = now
-                for event in retried(command, now):
+                events = retried(command, now)
+                for event in events[:1]:  # the bridge's own task.sent, before its result
+                    key = record_key(event, self.roots).encode()
+                    await self.producer.send(self.topic, encode(event), key=key)
+                result = CommandResult(
+                    command_id=command["command_id"], cluster=CLUSTER,
+                    at=datetime.fromtimestamp(now, UTC).isoformat(), status="done",
+                    workflow_id=command["workflow_id"], execution_id=command["execution_id"],
+                    task_id=command["task_id"], queue="celery", routing_key="celery",
+                )  # fmt: skip
+                await self.producer.send(
+                    self.results, result.model_dump_json().encode(), key=CLUSTER.encode()
+                )
+                for event in events[1:]:
                     key = record_key(event, self.roots).encode()
                     await self.producer.send(self.topic, encode(event), key=key)
 
@@ -151,9 +168,10 @@ async def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
             "FLOWGUARD_HEALTH_PORT": str(port),
             "FLOWGUARD_CHAIN_RETENTION_SECONDS": str(args.retention),
             "FLOWGUARD_EXECUTION_RETENTION_SECONDS": str(args.retention),
+            "FLOWGUARD_EXPIRY_SCAN_SECONDS": str(max(5.0, args.retention / 5)),
         })  # fmt: skip
         async with worker, Tail(args.bootstrap, COMMANDS.name(prefix), COMMANDS.partitions) as tail:
-            bridge = Bridge(producer, topic)
+            bridge = Bridge(producer, topic, COMMAND_RESULTS.name(prefix))
             reading = asyncio.create_task(bridge.run(tail))
             paced = Paced(args.rate)
             try:
