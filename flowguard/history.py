@@ -430,12 +430,19 @@ class HistoryProjection:
         return [ExecutionRecord.model_validate_json(raw) for (raw,) in rows]
 
     def counts_per_hour(
-        self, workflow: str | None = None, *, since: float, until: float
+        self,
+        workflow: str | None = None,
+        *,
+        since: float,
+        until: float,
+        cluster: str | None = None,
     ) -> list[tuple[str, str, int]]:
         """(hour as ISO ``...T14:00:00Z``, outcome, executions) for the charts, oldest first.
 
         Counts are per whole hour: every hour that overlaps ``[since, until)``.
         """
+        if cluster is not None:
+            return self._cluster_counts(workflow, cluster, since, until)
         sql = (
             "SELECT hour, outcome, sum(n) FROM hourly WHERE hour >= ? AND hour < ?"
             + (" AND workflow_id = ?" if workflow is not None else "")
@@ -443,6 +450,22 @@ class HistoryProjection:
         )
         first, end = int(since // 3600), -int(-until // 3600)
         params: list[Any] = [first, end, *([workflow] if workflow is not None else [])]
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [(_hour(hour), outcome, count) for hour, outcome, count in rows]
+
+    def _cluster_counts(
+        self, workflow: str | None, cluster: str, since: float, until: float
+    ) -> list[tuple[str, str, int]]:
+        """``counts_per_hour`` of one cluster: counted from the rows (``hourly`` has no cluster)."""
+        sql = (
+            "SELECT CAST(at / 3600 AS INTEGER) AS hour, outcome, count(*) FROM executions "
+            "WHERE cluster = ? AND at >= ? AND at < ?"
+            + (" AND workflow_id = ?" if workflow is not None else "")
+            + " GROUP BY hour, outcome ORDER BY hour, outcome"
+        )
+        first, end = int(since // 3600) * 3600, -int(-until // 3600) * 3600
+        params: list[Any] = [cluster, first, end, *([workflow] if workflow is not None else [])]
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [(_hour(hour), outcome, count) for hour, outcome, count in rows]

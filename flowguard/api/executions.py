@@ -115,13 +115,16 @@ async def execution_counts(
     who: Viewer,
     svc: Svc,
     workflow: Text = None,
+    cluster: Text = None,
     since: Iso = None,
     until: Iso = None,
 ) -> list[HourCount]:
     """Executions per hour and outcome, for the charts; the last 24 h by default."""
     end = _time(until, "until") or time.time()
     start = _time(since, "since") or end - DAY_SECONDS
-    rows = await asyncio.to_thread(svc.history.counts_per_hour, workflow, since=start, until=end)
+    rows = await asyncio.to_thread(
+        svc.history.counts_per_hour, workflow, since=start, until=end, cluster=cluster
+    )
     return [HourCount(hour=h, outcome=o, count=c) for h, o, c in rows]
 
 

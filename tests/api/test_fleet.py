@@ -304,3 +304,14 @@ def test_the_api_and_flowguard_history_filter_by_cluster_alike(
             assert result.exit_code == 0, result.output
             got = [json.loads(line)["execution_id"] for line in result.stdout.splitlines()]
             assert got == expected
+        # The history tab's chart filters by cluster too.
+        for params, outcomes in [
+            ({"cluster": "eu-payments"}, {"success": 1, "skipped": 1}),
+            ({"cluster": "eu-payments", "workflow": "nightly-report"}, {}),
+            ({"cluster": "ap-batch"}, {"success": 1}),
+            ({}, {"success": 2, "skipped": 1}),
+        ]:
+            counted: dict[str, int] = {}
+            for row in api.get("/api/executions/counts", params=params).json():
+                counted[row["outcome"]] = counted.get(row["outcome"], 0) + row["count"]
+            assert counted == outcomes, params

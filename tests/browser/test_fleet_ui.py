@@ -99,6 +99,9 @@ def test_fleet_page_shows_each_cluster_and_filters_history_by_cluster(
     expect(page.get_by_test_id("history-cluster")).to_have_value("eu-payments")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("[data-execution]")).to_have_count(2)
+    bars = page.get_by_test_id("chart").locator("rect")
+    expect(bars).to_have_count(2)  # one success, one skipped
     page.get_by_test_id("history-cluster").select_option("ap-batch")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("No executions match.")).to_be_visible()
+    expect(bars).to_have_count(0)  # the chart counts the chosen cluster only

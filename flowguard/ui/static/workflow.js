@@ -98,7 +98,9 @@ async function historyTab(box) {
   const load = async () => {
     const params = new URLSearchParams({ workflow: workflowId, limit: "25" });
     for (const [k, v] of new FormData(filters)) if (v) params.set(k, v);
-    const counts = await FG.api("GET", `/api/executions/counts?workflow=${encodeURIComponent(workflowId)}`);
+    const countParams = new URLSearchParams({ workflow: workflowId });
+    if (params.get("cluster")) countParams.set("cluster", params.get("cluster"));
+    const counts = await FG.api("GET", `/api/executions/counts?${countParams}`);
     FG.fill(chart, FG.el("b", {}, "Executions per hour, last 24 h"), FG.chart(counts));
     const cursor = cursors[cursors.length - 1];
     if (cursor) params.set("cursor", cursor);
