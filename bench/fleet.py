@@ -4,33 +4,38 @@
 encoded and keyed by the bridge's own ``bridge.intake.encode`` and ``topics.keys.record_key``.
 Rates are uneven: 3 busy clusters (weight 10, 8 worker hosts), 7 medium (3, 4 hosts) and the
 rest quiet (0.5, 2 hosts); tasks go sent, received, started, then succeeded or (5%) failed
-with ``ConnectionError``; every host heartbeats every 2 s. Two incidents in the run:
+with ``ConnectionError``; every host sends worker-online, then a heartbeat every 2 s for the
+whole run. Two incidents in the live phase:
 
 - **a worker dies** in one cluster a third of the way in: its heartbeats stop (SIGKILL sends
   nothing more), a task it started never ends;
 - **a failure storm** in another at the half: one task (``app.tasks.charge``) fails at
   ``--storm-rate`` tasks/s for ``--storm-seconds`` on top of that cluster's traffic.
 
-Workflows: retry every ``ConnectionError`` (delay 0, all clusters), a webhook to a local
-recording server for every failure of one cluster (scoped by ``cluster``), and a webhook for
-every worker that goes offline. Each worker count (``--workers``, 1 and 2 processes in one
-consumer group) gets a fresh topic prefix and two phases:
+Workflows, each with a ``--breaker`` (1000 executions per 60 s): retry every
+``ConnectionError`` (delay 0; one workflow for all clusters, or ``--retry-per-cluster``), a
+webhook to a local recording server for every failure of one cluster (scoped by ``cluster``),
+and a webhook for every worker that goes offline. Each worker count (``--workers``: 1, then 2
+processes in one consumer group) gets a fresh topic prefix and two phases:
 
-1. **live**: ``--rate`` events/s for ``--seconds``; per cluster: triggers (matches on
-   ``<prefix>.triggers``), executions (seq-0 records), decision latency (failure event's
-   timestamp -> its execution record's Kafka timestamp on the log), lag (the cluster's oldest
-   event the group has not committed, sampled every second);
-2. **capacity**: ``--backlog`` events of the same mix produced at once; sustained events/s
-   (from the first backlog event to the last failure's execution record) and CPU per event.
+1. **live**: ``--rate`` events/s of tasks for ``--seconds``; per cluster: triggers (matches on
+   ``<prefix>.triggers``), executions (distinct seq-0 records; how many skipped), decision
+   latency (failure event's timestamp -> its execution record's Kafka timestamp on the log,
+   p50/p99 over both task.failed workflows), lag (the most of the cluster's records the group
+   had not committed at a 1 s sample, and the age of the oldest); CPU per event.
+2. **capacity**: ``--backlog`` events of tasks of the same mix produced at once; sustained
+   events/s (first backlog event -> the last failure's execution record) and CPU per event.
 
-In the first run, on the same events topic: a bare aiokafka consumer decoding every event
-and a counting Faust agent (``bench/live.py``'s baselines), the bytes and records every topic
-received per input event, and each table's changelog value sizes (a slot's JSON). Then
-``bench/live.py``'s memory step: RSS growth per chain held. It prints a capacity model for
-``--model-clusters`` clusters from these figures.
+Done when every failure has its execution records, the dead worker its worker.offline one,
+and the group has committed what was produced. In the first run, on the same events topic:
+a bare aiokafka consumer decoding every event and a counting Faust agent (``bench/live.py``'s
+baselines), the records and bytes each topic received per input event, and each table's
+changelog value sizes (a slot's JSON). Then ``bench/live.py``'s memory step (RSS per chain
+held) and a capacity model for ``--model-clusters`` (1,000) clusters from these figures.
 
-    python bench/fleet.py                    # about 8 minutes
-    python bench/fleet.py --quick            # 10 clusters, short phases: about 3 minutes
+    python bench/fleet.py --json fleet.json  # about 8 minutes on 2 cores
+    python bench/fleet.py --quick            # 10 clusters, short phases: about 2 minutes
+    python bench/fleet.py --report fleet.json   # the tables and the model again
 """
 
 from __future__ import annotations
@@ -64,7 +69,6 @@ from bench.live import (  # noqa: E402
     Tail,
     Worker,
     bare,
-    caught_up,
     cpu_at,
     faust_floor,
     memory,
@@ -124,14 +128,22 @@ class Roles:
         return cls(clusters[0].name, clusters[min(4, n - 2)].name, clusters[min(7, n - 1)].name)
 
 
-def workflows(roles: Roles, hooks: RecordingServer, limit: str) -> list[dict[str, Any]]:
-    """The fleet's three workflows; each with a breaker of ``limit`` ("executions/seconds")."""
+def workflows(
+    roles: Roles, hooks: RecordingServer, limit: str, retry_scopes: list[str | None]
+) -> list[dict[str, Any]]:
+    """The fleet's workflows, each with a breaker of ``limit`` ("executions/seconds"): a retry
+    workflow per scope (``None``: every cluster), a webhook for the notified cluster's failures
+    and one for every worker that goes offline."""
     most, seconds = limit.split("/")
     breaker = {"max_executions": int(most), "time_window_seconds": float(seconds)}
-    return [
-        {"name": RETRY, "circuit_breaker": breaker,
-         "trigger": {"event": "task.failed", "conditions": {"error_pattern": "ConnectionError*"}},
-         "actions": [{"type": "retry", "delay_seconds": 0, "max_attempts": 3}]},
+    retries = [
+        {"name": f"{RETRY} {scope or 'anywhere'}", "circuit_breaker": breaker,
+         "trigger": {"event": "task.failed", "conditions": {
+             "error_pattern": "ConnectionError*", **({"cluster": scope} if scope else {})}},
+         "actions": [{"type": "retry", "delay_seconds": 0, "max_attempts": 3}]}
+        for scope in retry_scopes
+    ]  # fmt: skip
+    return [*retries,
         {"name": NOTIFY, "circuit_breaker": breaker,
          "trigger": {"event": "task.failed", "conditions": {"cluster": roles.notified}},
          "actions": [{"type": "webhook", "url": hooks.url_for(f"/{roles.notified}")}]},
@@ -219,28 +231,37 @@ class Plan:
         return self.seconds / 2 <= elapsed < self.seconds / 2 + self.storm_seconds
 
 
-async def live_traffic(
-    traffic: Traffic, producer: AIOKafkaProducer, topic: str, plan: Plan
-) -> dict[str, Any]:
-    """Produce ``plan.rate`` events/s (4 events a task) plus heartbeats, in 10 ms slices."""
-    by_name = {c.name: c for c in traffic.clusters}
+async def pulse(traffic: Traffic, producer: AIOKafkaProducer, topic: str) -> None:
+    """Every host online, then its heartbeats every 2 s (staggered) until cancelled; a host
+    that died (``traffic.dead``) sends nothing more."""
     start = time.time()
-    due = {h: start + i * HEARTBEAT_SECONDS / 97 % HEARTBEAT_SECONDS
-           for i, h in enumerate(h for c in traffic.clusters for h in c.hosts)}  # fmt: skip
+    hosts = [h for c in traffic.clusters for h in c.hosts]
+    due = {h: start + i * HEARTBEAT_SECONDS / len(hosts) for i, h in enumerate(hosts)}
     for cluster in traffic.clusters:
         for host in cluster.hosts:
             online = WorkerOnline(cluster=cluster.name, hostname=host, timestamp=start,
                                   freq=HEARTBEAT_SECONDS)  # fmt: skip
             await traffic.emit(producer, topic, online)
+    while True:
+        await traffic.beats(producer, topic, due)
+        await asyncio.sleep(0.02)  # pacing, not synchronization
+
+
+async def live_traffic(
+    traffic: Traffic, beats: Traffic, producer: AIOKafkaProducer, topic: str, plan: Plan
+) -> dict[str, Any]:
+    """Produce ``plan.rate`` events/s (4 events a task) in 10 ms slices (heartbeats: ``beats``,
+    whose host in the dying cluster stops a third of the way in)."""
+    by_name = {c.name: c for c in traffic.clusters}
+    start, beats_before = time.time(), len(beats.sent)
     done = storm_done = 0
     while (elapsed := time.time() - start) < plan.seconds:
         if traffic.dead is None and elapsed >= plan.seconds / 3:
             dying = by_name[traffic.roles.dying]
-            traffic.dead = dying.hosts[-1]
+            traffic.dead = beats.dead = dying.hosts[-1]
             for event in task(f"orphan-{dying.name}", TASK_NAMES[0], time.time(), None,
                               dying.name, traffic.dead):  # fmt: skip
                 await traffic.emit(producer, topic, event)
-        await traffic.beats(producer, topic, due)
         due_tasks = int(elapsed * plan.rate / 4) - done
         await traffic.tasks(producer, topic, due_tasks)
         done += due_tasks
@@ -250,9 +271,10 @@ async def live_traffic(
                 await traffic.one_task(producer, topic, by_name[traffic.roles.storm], STORM_TASK)
             storm_done += storm_due
         await asyncio.sleep(0.01)  # pacing, not synchronization
+    seconds, events = time.time() - start, len(traffic.sent) + len(beats.sent) - beats_before
     await producer.flush()
-    return {"seconds": time.time() - start, "storm_tasks": storm_done, "dead": traffic.dead,
-            "last_beat": traffic.last_beat}  # fmt: skip
+    return {"seconds": seconds, "events": events, "storm_tasks": storm_done,
+            "dead": traffic.dead, "last_beat": beats.last_beat}  # fmt: skip
 
 
 # Kafka: reading what the workers wrote -------------------------------------------------------
@@ -272,10 +294,11 @@ class Log(Tail):
                 self.records += [(m.timestamp / 1e3, json.loads(m.value or b"{}")) for m in batch]
 
     def decided(self, workflow: str) -> dict[str, float]:
-        """Task id (or worker hostname) -> when its seq-0 record of ``workflow`` was written."""
+        """Task id (or worker hostname) -> when its seq-0 record of ``workflow`` (a workflow
+        whose name starts so) was written."""
         out: dict[str, float] = {}
         for at, record in self.records:
-            if record.get("seq") == 0 and record["workflow"]["name"] == workflow:
+            if record.get("seq") == 0 and record["workflow"]["name"].startswith(workflow):
                 subject = record["task"]["id"] if record["task"] else record["worker"]["hostname"]
                 out.setdefault(subject, at)
         return out
@@ -297,6 +320,16 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, 
             for batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
                 out += [(m.partition, m.key, m.value) for m in batch]
         return out
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(EVENTS.partitions)]
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
 
@@ -332,15 +365,15 @@ async def sample_commits(
 
 
 async def lag_by_cluster(
-    traffic: Traffic, samples: list[tuple[float, dict[int, int]]]
+    produced: list[tuple[Any, str, float]], samples: list[tuple[float, dict[int, int]]]
 ) -> dict[str, tuple[int, float]]:
     """Per cluster, the most records not yet committed at a sample, and the age of the oldest."""
-    sent: dict[tuple[str, int], tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-    for future, cluster, at in traffic.sent:
+    found: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
+    for future, cluster, at in produced:
         meta = await future
-        offsets, times = sent[cluster, meta.partition]
-        offsets.append(meta.offset)
-        times.append(at)
+        found[cluster, meta.partition].append((meta.offset, at))
+    sent = {where: ([o for o, _ in sorted(rows)], [t for _, t in sorted(rows)])
+            for where, rows in found.items()}  # fmt: skip
     worst: dict[str, tuple[int, float]] = defaultdict(lambda: (0, 0.0))
     for when, done in samples:
         for (cluster, partition), (offsets, times) in sent.items():
@@ -423,6 +456,7 @@ async def complete(
 ) -> None:  # fmt: skip
     """Wait until every failure (and the dead worker) has its executions and the group is done."""
     notified = {t for t, (c, _) in traffic.failures.items() if c == roles.notified}
+    ends = await end_offsets(bootstrap, EVENTS.name(prefix))  # heartbeats go on after these
 
     async def done() -> bool:
         samples.append((time.time(), sum(w.cpu_seconds() for w in workers)))
@@ -432,7 +466,8 @@ async def complete(
             return False
         if dead and dead not in log.decided(OFFLINE):
             return False
-        return await caught_up(bootstrap, workers[0].app_id, EVENTS.name(prefix))
+        done = await committed(bootstrap, workers[0].app_id, EVENTS.name(prefix))
+        return all(done.get(p, 0) >= end for p, end in ends.items())
 
     what = "every failure's executions and the group caught up"
     await until(done, timeout_seconds, what, pause=0.1)
@@ -449,10 +484,9 @@ async def metrics(port: int) -> dict[str, float]:
 
 
 def per_cluster(
-    clusters: list[Cluster], traffic: Traffic, log: Log, matched: Counter[str],
-    lags: dict[str, tuple[int, float]],
+    clusters: list[Cluster], traffic: Traffic, events: Counter[str], log: Log,
+    matched: Counter[str], lags: dict[str, tuple[int, float]],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    events = Counter(cluster for _, cluster, _ in traffic.sent)
     decided = {name: log.decided(name) for name in (RETRY, NOTIFY, OFFLINE)}
     firsts = {r["execution_id"]: r for _, r in log.records if r.get("seq") == 0}
     executions = Counter((r["task"] or r["worker"])["cluster"] for r in firsts.values())
@@ -529,6 +563,9 @@ async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) 
     clusters = fleet(args.clusters)
     roles = Roles.of(clusters)
     topic = EVENTS.name(prefix)
+    scopes: list[str | None] = [None]
+    if args.retry_per_cluster:  # and one for the probes that tell the workers are up
+        scopes = [*(c.name for c in clusters), "probe"]
     try:
         with RecordingServer() as hooks:
             await create_topics(args.bootstrap, prefix, 30)
@@ -538,7 +575,7 @@ async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) 
 
             await until(listed, 30, "new topics in the metadata")
             async with WorkflowStore(args.bootstrap, prefix) as store:
-                for definition in workflows(roles, hooks, args.breaker):
+                for definition in workflows(roles, hooks, args.breaker, scopes):
                     await store.save(definition, saved_by="bench")
             producer = new_producer(args.bootstrap)
             await producer.start()
@@ -558,7 +595,8 @@ async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) 
                 await producer.stop()
             run.overall["webhooks"] = len(hooks.requests(f"/{roles.notified}"))
         if first:
-            total = sum(r["events"] for r in run.clusters) + run.overall["backlog_events"]
+            o = run.overall
+            total = o["live_events"] + o["pulse_events"] + o["backlog_events"]
             total += EVENTS.partitions * 4  # the probes
             run.overall["bare"] = await bare(args.bootstrap, topic, total)
             run.overall["floor"] = await faust_floor(
@@ -575,7 +613,22 @@ async def live_and_capacity(
     workers: list[Worker], ports: list[int], log: Log, producer: AIOKafkaProducer,
 ) -> None:  # fmt: skip
     await ready(args.bootstrap, prefix, workers, log, producer)
-    traffic = Traffic(clusters, roles, "live")
+    traffic, beats = Traffic(clusters, roles, "live"), Traffic(clusters, roles, "beats")
+    beating = asyncio.create_task(pulse(beats, producer, EVENTS.name(prefix)))
+    try:
+        await measure(args, run, prefix, traffic, beats, workers, ports, log, producer)
+    finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+        await producer.flush()
+    run.overall["pulse_events"] = len(beats.sent)
+
+
+async def measure(
+    args: argparse.Namespace, run: Run, prefix: str, traffic: Traffic, beats: Traffic,
+    workers: list[Worker], ports: list[int], log: Log, producer: AIOKafkaProducer,
+) -> None:  # fmt: skip
+    clusters, roles = traffic.clusters, traffic.roles
     plan = Plan(args.rate, args.seconds, args.storm_rate, args.storm_seconds)
     commits: list[tuple[float, dict[int, int]]] = []
     sampler = asyncio.create_task(
@@ -583,7 +636,7 @@ async def live_and_capacity(
     )
     cpu0, samples = sum(w.cpu_seconds() for w in workers), list[tuple[float, float]]()
     try:
-        shape = await live_traffic(traffic, producer, EVENTS.name(prefix), plan)
+        shape = await live_traffic(traffic, beats, producer, EVENTS.name(prefix), plan)
         cpu_live = sum(w.cpu_seconds() for w in workers) - cpu0
         await complete(args.bootstrap, prefix, workers, log, traffic, roles, samples,
                        shape["dead"], 120)  # fmt: skip
@@ -592,13 +645,15 @@ async def live_and_capacity(
         await asyncio.gather(sampler, return_exceptions=True)
     offline = log.decided(OFFLINE)
     matched = await triggers_by_cluster(args.bootstrap, prefix)
-    lags = await lag_by_cluster(traffic, commits)
-    run.clusters = per_cluster(clusters, traffic, log, matched, lags)
+    sent = traffic.sent + beats.sent
+    lags = await lag_by_cluster(sent, commits)
+    run.clusters = per_cluster(clusters, traffic, Counter(c for _, c, _ in sent), log, matched,
+                               lags)  # fmt: skip
     keys = [await metrics(port) for port in ports]
     run.overall.update({
         "live_seconds": shape["seconds"], "live_events": len(traffic.sent),
-        "live_rate": len(traffic.sent) / shape["seconds"], "storm_tasks": shape["storm_tasks"],
-        "live_cpu_us": cpu_live / len(traffic.sent) * 1e6,
+        "live_rate": shape["events"] / shape["seconds"], "storm_tasks": shape["storm_tasks"],
+        "live_cpu_us": cpu_live / shape["events"] * 1e6,
         "offline_after_s": offline[shape["dead"]] - shape["last_beat"],
         "rss_mb": [round(w.rss_mb(), 1) for w in workers],
         "table_keys": {t: sum(k.get(t, 0) for k in keys) for t in {t for k in keys for t in k}},
@@ -607,6 +662,7 @@ async def live_and_capacity(
     cap = await capacity(args.bootstrap, prefix, workers, log, backlog, producer, args.backlog,
                          roles)  # fmt: skip
     run.overall.update({f"backlog_{k}": v for k, v in cap.items()})
+    run.overall["retried"] = len(log.decided(RETRY))
 
 
 # report --------------------------------------------------------------------------------------
@@ -671,28 +727,47 @@ def load_table(run: Run) -> str:
 
 
 def model(args: argparse.Namespace, runs: list[Run], mem: dict[str, Any]) -> str:
-    """The capacity model for ``--model-clusters`` clusters of this fleet's mix."""
+    """The capacity model for ``--model-clusters`` clusters of this fleet's mix: every input
+    below is a figure of this run; the products are extrapolations."""
     one, topics = runs[0], runs[0].topics
-    events = topics[".events"]["records"]
-    per_cluster = one.overall["live_rate"] / args.clusters
-    rate = per_cluster * args.model_clusters
+    o, events, clusters = one.overall, topics[".events"]["records"], len(one.clusters)
+    rate = o["live_rate"] / clusters * args.model_clusters
     per_worker = min(r.overall["backlog_rate"] / r.workers for r in runs)
-    workers = math.ceil(rate / (per_worker * 0.5))
+    per_10k = math.ceil(10_000 / (per_worker * 0.5))
     bytes_in = sum(t["bytes"] for t in topics.values()) / events
     records_in = sum(t["records"] for t in topics.values()) / events
-    failures = sum(c["failures"] for c in one.clusters) / one.overall["live_events"]
-    held = rate * failures * 3600  # failed chains are kept an hour (chain_retention_seconds)
-    mb = held * mem["per_task_bytes"] / 2**20 if mem else math.nan
+    storm = o["storm_tasks"]  # the storm's failures are not the fleet's steady rate
+    failures = (sum(c["failures"] for c in one.clusters) - storm) / (o["live_events"] - 4 * storm)
+    retried = o.get("retried") or (  # runs from before "retried" was kept: about as many
+        sum(c["failures"] for c in one.clusters) + failures * o["backlog_events"]
+    )
+    budget_bytes = topics["-app-workflow-state-changelog"]["value_max"] / retried
+    fleet_failures = rate * failures
+    held = fleet_failures * 3600  # failed chains are kept an hour (chain_retention_seconds)
+    chain_mb = held * mem["per_task_bytes"] / 2**20 if mem else math.nan
+    execution = topics["-app-executions-changelog"]["value_mean"]
+    day_gb = fleet_failures * 86_400 * execution / 1e9
     return "\n".join([
-        f"- fleet of {args.model_clusters:,} clusters at the measured mix: "
-        f"{per_cluster:,.1f} events/s per cluster -> {rate:,.0f} events/s (extrapolated)",
-        f"- worker processes at half their measured sustained rate ({per_worker:,.0f} events/s "
-        f"each, the lowest per process measured): {workers} (one core each); per 10k events/s: "
-        f"{math.ceil(10_000 / (per_worker * 0.5))}",
+        f"- {args.model_clusters:,} clusters at this mix ({o['live_rate'] / clusters:,.1f} "
+        f"events/s each): {rate:,.0f} events/s, {fleet_failures:,.0f} failures/s",
+        f"- worker processes at half the lowest sustained rate per process measured "
+        f"({per_worker:,.0f} events/s): {per_10k} per 10k events/s, "
+        f"{math.ceil(rate / (per_worker * 0.5))} for the fleet; <{EVENTS.name('p')}> needs as "
+        f"many partitions (it has {EVENTS.partitions}: at most "
+        f"{EVENTS.partitions * per_worker * 0.5:,.0f} events/s at half load)",
         f"- broker: {records_in:.2f} records and {bytes_in:,.0f} bytes written per input event "
-        f"(measured) -> {rate * records_in:,.0f} records/s, {rate * bytes_in / 1e6:,.1f} MB/s in",
-        f"- failed chains held an hour: {held:,.0f} -> {mb:,.0f} MB over all workers "
-        f"({mem.get('per_task_bytes', math.nan):,.0f} B per chain held, measured)",
+        f"-> {rate * records_in:,.0f} records/s, {rate * bytes_in / 1e6:,.1f} MB/s in "
+        f"(before replication)",
+        f"- chains table: {held:,.0f} failed chains kept an hour x "
+        f"{mem.get('per_task_bytes', math.nan):,.0f} B RSS each = {chain_mb:,.0f} MB over all "
+        f"workers",
+        f"- executions table: {fleet_failures * 86_400:,.0f} executions kept a day x "
+        f"{execution:,.0f} B of JSON = {day_gb:,.1f} GB over all workers (memory:// store)",
+        f"- one workflow's slot (breaker + retry budgets, kept 7 days): "
+        f"{budget_bytes:,.0f} B per chain it retried (largest slot / chains retried); "
+        f"1 MB (Kafka's default max record) after {1e6 / budget_bytes:,.0f} chains: "
+        f"{1e6 / budget_bytes / fleet_failures / 60:,.1f} minutes of the fleet's failures "
+        f"if one workflow retries them all",
     ])  # fmt: skip
 
 
@@ -705,6 +780,12 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, Kafka at "
           f"{args.bootstrap}, load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")  # fmt: skip
+    report(args, runs, mem)
+    if args.json:
+        save(args.json, runs, mem)
+
+
+def report(args: argparse.Namespace, runs: list[Run], mem: dict[str, Any]) -> None:
     for run in runs:
         print(cluster_table(run), "\n")
     print(overall_table(runs), "\n")
@@ -712,8 +793,6 @@ async def main_async(args: argparse.Namespace) -> None:
     if mem:
         print(f"memory: RSS {mem['points']} -> {mem['per_task_bytes']:,.0f} B per chain held\n")
     print(model(args, runs, mem))
-    if args.json:
-        save(args.json, runs, mem)
 
 
 def save(path: str, runs: list[Run], mem: dict[str, Any]) -> None:
@@ -740,12 +819,19 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--logs", help="keep the workers' logs in this directory")
     parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument("--retry-per-cluster", action="store_true",
+                        help="a retry workflow per cluster instead of one for all")  # fmt: skip
     parser.add_argument("--breaker", default="1000/60",
                         help="each workflow's breaker: executions/window seconds")  # fmt: skip
     if "--quick" in sys.argv:  # new defaults; options given still win
         parser.set_defaults(clusters=10, seconds=20, backlog=8_000, tracked=4_000,
                             storm_seconds=3)  # fmt: skip
+    parser.add_argument("--report", metavar="JSON", help="print the report of a --json file")
     args = parser.parse_args()
+    if args.report:
+        figures = json.loads(Path(args.report).read_text())
+        report(args, [Run(**r) for r in figures["runs"]], figures["memory"])
+        return
     asyncio.run(main_async(args))
 
 
