@@ -27,6 +27,7 @@ def test_from_kafka_prints_what_the_file_replay_prints(
 ) -> None:
     start_ms = int(time.time() * 1000) - 3_600_000
     events = two_clusters(start_ms)
+    events.append(Published(b"a/bad", b"{not json", events[-1].timestamp_ms + 1))
     asyncio.run(publish_events(kafka_bootstrap, cli_env, events))
     flows = str(workflows.write(tmp_path / "live", **workflows.LIVE))
 
@@ -41,6 +42,11 @@ def test_from_kafka_prints_what_the_file_replay_prints(
         assert any(marker in line for line in lines), marker
     assert from_kafka.stdout == from_file.stdout
     assert from_file.stderr.splitlines()[-1] == from_kafka.stderr.splitlines()[-1]  # the counts
+    assert "1 malformed" in from_kafka.stderr
+    bad = next(line for line in from_kafka.stderr.splitlines() if "skipped" in line)
+    assert bad.startswith(f"{cli_env}.events[")
+    assert "]@" in bad
+    assert ": skipped: not valid JSON: unexpected character" in bad
     # Not a terminal: a plain last line of progress.
     assert f"reading {cli_env}.events: {len(events):,} records in" in from_kafka.stderr
 
