@@ -125,7 +125,10 @@ class Live:
         #: Input partitions with records the consumer skipped, to read again (see _install_seek).
         self._gaps: set[Any] = set()
         #: /healthz, /readyz and /metrics (flowguard.live.readiness says what ready means).
-        self.readiness = Readiness(self.app, topics, self.feed, settings.progress_stall_seconds)
+        self.readiness = Readiness(
+            self.app, topics, self.feed, settings.progress_stall_seconds,
+            settings.reread_stall_seconds,
+        )  # fmt: skip
         self.health = Health(self.readiness.checks(), on_tick=self.readiness.export_lag)
 
         deciding = Deciding(
@@ -483,7 +486,7 @@ class Live:
     async def _unstick(self) -> None:
         """Read a stalled input partition again from its committed offset.
 
-        A partition whose committed offset stays put for ``progress_stall_seconds`` while
+        A partition whose committed offset stays put for ``reread_stall_seconds`` while
         records wait behind it has a record Faust lost track of (dropped at a rebalance and
         never handed to the agent, so never acknowledged: seen in
         tests/e2e/test_rebalance_reads_everything.py). Reading again from the committed offset

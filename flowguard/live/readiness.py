@@ -30,15 +30,18 @@ class Readiness:
     """The worker's checks, judged on the monotonic clock."""
 
     def __init__(
-        self, app: faust.App, topics: Topics, feed: WorkflowFeed, stall_seconds: float
-    ) -> None:
+        self, app: faust.App, topics: Topics, feed: WorkflowFeed, stall_seconds: float,
+        reread_seconds: float,
+    ) -> None:  # fmt: skip
         self.app, self.topics, self._feed = app, topics, feed
-        self.stall_seconds = stall_seconds
+        self.stall_seconds, self.reread_seconds = stall_seconds, reread_seconds
         self.started = time.monotonic()
         self.assigned_at: float | None = None  # the last rebalance completed
         self._busy_since: float | None = None  # a rebalance or recovery began
         #: Per partition: the committed offset last seen, and since when.
         self._marks: dict[TP, tuple[int | None, float]] = {}
+        #: The same for :meth:`stalled`, which starts afresh after each partition it reports.
+        self._reread_marks: dict[TP, tuple[int | None, float]] = {}
         self._lagged: set[TP] = set()
 
     def checks(self) -> dict[str, Any]:
@@ -82,18 +85,21 @@ class Readiness:
         return "no progress on " + ", ".join(stuck[:5]) + (" ..." if len(stuck) > 5 else "")
 
     def stalled(self) -> list[tuple[Any, int | None]]:
-        """(partition, committed offset) of the input partitions the progress check has seen
-        stuck for longer than ``progress_stall_seconds`` (the outbox's excluded: a delivery in
-        flight holds it on purpose); each is reported once, then watched afresh."""
+        """(partition, committed offset) of the input partitions whose committed offset has
+        not moved while records wait for longer than ``reread_stall_seconds`` (the outbox's
+        excluded: a delivery in flight holds it on purpose); each is reported once, then
+        watched afresh."""
         now, found = time.monotonic(), []
         outbox = set(self.topics.deliveries.topics)
         for tp, lag, committed in self._lags():
-            seen, since = self._marks.get(tp, (committed, now))
+            seen, since = self._reread_marks.get(tp, (committed, now))
             if tp.topic in outbox or lag <= 0 or committed != seen:
+                self._reread_marks[tp] = (committed, now)
                 continue
-            if now - since > self.stall_seconds:
+            self._reread_marks[tp] = (committed, since)
+            if now - since > self.reread_seconds:
                 found.append((tp, committed))
-                self._marks[tp] = (committed, now)
+                self._reread_marks[tp] = (committed, now)
         return found
 
     def export_lag(self) -> None:
@@ -108,6 +114,7 @@ class Readiness:
         for tp in self._lagged - held:
             CONSUMER_LAG.remove(tp.topic, str(tp.partition))
             self._marks.pop(tp, None)
+            self._reread_marks.pop(tp, None)
         self._lagged = held
 
     def _lags(self) -> list[tuple[TP, int, int | None]]:

@@ -104,8 +104,13 @@ class LiveSettings(Settings):
         default=120.0, gt=0,
         description="Not ready (/readyz 503, and a log line) when the workflow feed has not "
         "caught up, or a partition's committed offset has not moved while records wait, for "
-        "this long (a delivery may hold its partition's commit up to a minute); such a "
-        "partition (not the outbox) is then read again from its committed offset.",
+        "this long (a delivery may hold its partition's commit up to a minute).",
+    )  # fmt: skip
+    reread_stall_seconds: float = Field(
+        default=15.0, gt=0,
+        description="An input partition (not the outbox) whose committed offset has not moved "
+        "while records wait for this long is read again from its committed offset: records "
+        "Faust lost track of at a rebalance would otherwise wait for good.",
     )  # fmt: skip
     command_keys: SecretStr | None = Field(
         default=None,
