@@ -169,15 +169,18 @@ def live_log(values: Path, directory: Path) -> list[tuple[bytes, bytes, int | No
     return out
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Wall seconds of a ``flowguard`` subprocess and its stdout (non-zero exit tolerated for
-    rehearse: a draft that differs exits 1 under a gate; none is given here)."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds and CPU seconds (user + system) of a ``flowguard`` subprocess, and its
+    stdout. On a shared machine the CPU time is the steadier figure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if done.returncode != 0:
         raise SystemExit(f"{command[1]} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return seconds, done.stdout.decode()
+    return seconds, cpu, done.stdout.decode()
 
 
 def main() -> None:
@@ -226,19 +229,25 @@ def measure(
     flowguard: str, env: dict[str, str], draft: Path, path: Path, window: list[str], size: int
 ) -> None:
     """The three commands over one size; one line of figures."""
-    file_s, _ = timed([flowguard, "replay", "--workflows", str(draft), "--events", str(path)], env)
-    kafka_s, _ = timed([flowguard, "replay", "--workflows", str(draft), "--from-kafka", *window],
-                       env)  # fmt: skip
-    rehearse_s, out = timed([flowguard, "rehearse", "--workflows", str(draft), "--json", *window],
-                            env)  # fmt: skip
+    file_s, file_cpu, _ = timed(
+        [flowguard, "replay", "--workflows", str(draft), "--events", str(path)], env
+    )
+    kafka_s, kafka_cpu, _ = timed(
+        [flowguard, "replay", "--workflows", str(draft), "--from-kafka", *window], env
+    )
+    rehearse_s, rehearse_cpu, out = timed(
+        [flowguard, "rehearse", "--workflows", str(draft), "--json", *window], env
+    )
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     diff = json.loads(out)
     print(
-        f"{size:>9,} events: rehearse {rehearse_s:6.1f} s ({size / rehearse_s:,.0f} events/s); "
-        f"replay --from-kafka {kafka_s:6.1f} s; replay --events {file_s:6.1f} s; "
-        f"live {diff['live']['executions']:,} / draft {diff['draft']['executions']:,} "
-        f"executions: {diff['added']:,} added, {diff['removed']:,} removed, "
-        f"{diff['changed']:,} changed; largest child RSS so far {rss_mb:,.0f} MB",
+        f"{size:>9,} events: rehearse {rehearse_s:6.1f} s wall, {rehearse_cpu:6.1f} s CPU "
+        f"({size / rehearse_cpu:,.0f} events per CPU second); replay --from-kafka "
+        f"{kafka_s:6.1f} s wall, {kafka_cpu:6.1f} s CPU; replay --events {file_s:6.1f} s wall, "
+        f"{file_cpu:6.1f} s CPU; live {diff['live']['executions']:,} / draft "
+        f"{diff['draft']['executions']:,} executions: {diff['added']:,} added, "
+        f"{diff['removed']:,} removed, {diff['changed']:,} changed; largest child RSS so far "
+        f"{rss_mb:,.0f} MB",
         flush=True,
     )
 
