@@ -207,9 +207,9 @@ def render(comparison: Comparison, span: TimeRange, ids: frozenset[str]) -> list
             a, b = hour.live, hour.draft
             lines.append(_hour_row(
                 iso_time(hour.start)[:16] + "Z", a.executions, b.executions, hour.added,
-                hour.removed, hour.changed, f"{a.retries}>{b.retries}",
-                f"{a.notifications}>{b.notifications}", f"{a.pages}>{b.pages}",
-                f"{a.breaker_openings}>{b.breaker_openings}",
+                hour.removed, hour.changed, f"{a.retries}->{b.retries}",
+                f"{a.notifications}->{b.notifications}", f"{a.pages}->{b.pages}",
+                f"{a.breaker_openings}->{b.breaker_openings}",
             ))  # fmt: skip
     lines += _examples(comparison)
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,13 @@ def test_a_narrowed_condition_shows_as_removed_and_changed_and_gates(
     assert table.exit_code == 0, table.output
     assert f"{len(key_errors)} removed" in table.stdout
     assert "HOUR (UTC)" in table.stdout
+    rows = [line.split() for line in table.stdout.splitlines() if re.match(r"\d{4}-.*:00Z ", line)]
+    assert [row[0] for row in rows] == [hour["hour"][:14] + "00Z" for hour in diff["hours"]]
+    for row, hour in zip(rows, diff["hours"], strict=True):
+        live, draft = hour["live"], hour["draft"]
+        counts = (live["executions"], draft["executions"], hour["added"], hour["removed"])
+        assert row[1:6] == [str(n) for n in (*counts, hour["changed"])]
+        assert row[6] == f"{live['retries']}->{draft['retries']}"
     over = rehearse("--workflows", str(draft_dir), "--since", since,
                     "--max-removed", str(len(key_errors) - 1))  # fmt: skip
     assert over.exit_code == 1
