@@ -30,8 +30,9 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from faust.types import TP
+from faust.exceptions import ConsumerNotStarted
 from pydantic import ValidationError
 
 from flowguard import metrics
@@ -64,6 +65,8 @@ from topics.triggers import Matched
 log = logging.getLogger("flowguard.live")
 #: Acks between two turns of the event loop at a write-back (each is 10-20 us of Faust's).
 ACKS_PER_YIELD = 100
+#: How often the broker is asked for the events partitions' end offsets (see absence).
+ASK_ENDS_SECONDS = 1.0
 #: What a batch's steps asked to send, by the key they were for.
 Steps = list[tuple[str, detect.Out]]
 
@@ -145,6 +148,7 @@ class Live:
         )  # fmt: skip
         self.app.agent(topics.deliveries, name="deliver")(delivering.on_requests)
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
+        self.app.timer(ASK_ENDS_SECONDS, name="end-offsets")(self._ask_ends)
         self.app.timer(settings.expiry_scan_seconds, name="expiry")(deciding.scan_executions)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
@@ -395,9 +399,7 @@ class Live:
         return []
 
     def _on_tick(self, slots: Slots, event: Any, item: Tick, now: float) -> Steps:
-        partition = event.message.partition
-        highwater = self.app.consumer.highwater(TP(self.topics.source.topics[0], partition))
-        judged_at = self.absence.judged_at(partition, item.key, now, highwater)
+        judged_at = self.absence.judged_at(event.message.partition, item.key)
         if judged_at is None:
             heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
             return []
@@ -482,6 +484,23 @@ class Live:
             await self.topics.scheduled.send(
                 key=name.encode(), value=Tick(key=name).model_dump_json().encode()
             )
+
+    async def _ask_ends(self) -> None:
+        """The broker's end offsets of the events partitions held, for the absence gate."""
+        if self.app.in_recovery or self.app.rebalancing:
+            return
+        consumer: Any = self.app.consumer
+        events = self.topics.source.topics[0]
+        held = [tp for tp in consumer.assignment() if tp.topic == events]
+        if not held:
+            return
+        asked_at = time.time()
+        try:
+            ends = await consumer.highwaters(*held)
+        except (KafkaError, ConsumerNotStarted) as exc:  # asked again; absences wait
+            log.debug("end offsets not answered: %s", exc)
+            return
+        self.absence.observe({tp.partition: end for tp, end in ends.items()}, asked_at)
 
     async def _unstick(self) -> None:
         """Read a stalled input partition again from its committed offset.

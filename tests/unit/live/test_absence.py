@@ -5,32 +5,39 @@ from __future__ import annotations
 from flowguard.live.absence import AbsenceGate
 
 
-def test_a_tick_behind_its_backlog_waits_then_judges_as_of_its_first_look() -> None:
+def test_a_tick_behind_its_backlog_waits_then_judges_as_of_when_the_broker_was_asked() -> None:
     gate = AbsenceGate()
-    gate.reset({3: 99})  # applied up to offset 99; 150 records on the partition
-    assert gate.judged_at(3, "prod/celery@w1", now=1000.0, highwater=250) is None
+    gate.reset({3: 99})  # applied up to offset 99
+    gate.observe({3: 250}, asked_at=1000.0)  # 150 records on the partition at 1000.0
+    assert gate.judged_at(3, "prod/celery@w1") is None
     gate.applied[3] = 200
-    assert gate.judged_at(3, "prod/celery@w1", now=1004.0, highwater=400) is None
+    gate.observe({3: 400}, asked_at=1004.0)
+    assert gate.judged_at(3, "prod/celery@w1") is None  # the mark stays where it was first
     gate.applied[3] = 249  # the backlog of the first look is applied, 4.5 s later
     # Judged as of 1000.0: a heartbeat sent at 1001 may still wait behind offset 249, so
-    # "no heartbeat since" holds only up to the first look (judging at 1004.5 was the bug).
-    assert gate.judged_at(3, "prod/celery@w1", now=1004.5, highwater=500) == 1000.0
+    # "no heartbeat since" holds only up to then (judging at the wall clock was the bug).
+    assert gate.judged_at(3, "prod/celery@w1") == 1000.0
 
 
-def test_a_caught_up_partition_judges_now_and_each_key_keeps_its_own_mark() -> None:
+def test_each_key_keeps_its_own_mark_and_a_judged_key_starts_afresh() -> None:
     gate = AbsenceGate()
     gate.reset({0: 9, 1: 4})
-    assert gate.judged_at(0, "a", now=50.0, highwater=10) == 50.0
-    assert gate.judged_at(1, "b", now=50.0, highwater=20) is None
-    assert gate.judged_at(0, "a", now=51.0, highwater=10) == 51.0  # no mark kept once judged
+    gate.observe({0: 10, 1: 20}, asked_at=50.0)
+    assert gate.judged_at(0, "a") == 50.0  # caught up: judged as of the answer
+    assert gate.judged_at(1, "b") is None
+    gate.observe({0: 10, 1: 30}, asked_at=51.0)
+    assert gate.judged_at(0, "a") == 51.0  # no mark kept once judged: the newest answer
     gate.applied[1] = 19
-    assert gate.judged_at(1, "b", now=53.0, highwater=30) == 50.0
+    assert gate.judged_at(1, "b") == 50.0
 
 
-def test_nothing_fetched_yet_waits_and_a_reassignment_drops_old_marks() -> None:
+def test_no_answer_from_the_broker_yet_waits_and_a_reassignment_drops_everything() -> None:
     gate = AbsenceGate()
-    assert gate.judged_at(0, "a", now=1.0, highwater=None) is None
-    gate.reset({0: 0})
-    assert gate.judged_at(0, "a", now=2.0, highwater=100) is None
-    gate.reset({0: 99})  # another assignment: the first look starts again
-    assert gate.judged_at(0, "a", now=9.0, highwater=100) == 9.0
+    gate.reset({0: 99})
+    assert gate.judged_at(0, "a") is None  # the consumer's own highwater is never used
+    gate.observe({0: 200}, asked_at=5.0)
+    assert gate.judged_at(0, "a") is None
+    gate.reset({0: 199})  # another assignment: marks and answers start again
+    assert gate.judged_at(0, "a") is None
+    gate.observe({0: 200}, asked_at=9.0)
+    assert gate.judged_at(0, "a") == 9.0
