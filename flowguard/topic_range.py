@@ -40,6 +40,14 @@ Message: TypeAlias = ConsumerRecord[bytes, bytes]
 Progress: TypeAlias = Callable[[int, int], None]
 
 
+def parse_duration(text: str) -> float:
+    """``0s``, ``90s``, ``15m``, ``24h``, ``7d`` -> seconds; ValueError saying what was expected."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r}: expected a duration (0s, 90s, 15m, 24h, 7d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def parse_time(text: str, now: float) -> float:
     """``90s``, ``15m``, ``24h``, ``7d`` (that long before ``now``) or an ISO 8601 time
     (``2026-12-01T08:00:00Z``; without an offset it is UTC) -> UTC epoch seconds.

@@ -34,7 +34,7 @@ from flowguard.rehearse import (
 )
 from flowguard.replay import Replayer
 from flowguard.settings import Settings
-from flowguard.topic_range import TimeRange, read_range
+from flowguard.topic_range import TimeRange, parse_duration, read_range
 from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
@@ -54,6 +54,13 @@ _LABELS = {
 }
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 @click.command("rehearse")
 @click.option(
     "--workflows",
@@ -63,6 +70,15 @@ _LABELS = {
     help="The draft: a YAML file or a directory of them.",
 )
 @range_options(since_required=True)
+@click.option(
+    "--warm-up",
+    "warm_up_seconds",
+    default="1h",
+    show_default=True,
+    callback=_duration,
+    help="Also run the draft over the events this long before --since, comparing nothing "
+    "there: its breakers, failure counts and retry budgets start where the live ones were.",
+)
 @click.option("--cluster", help="Only this cluster's events and executions (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="The comparison as one JSON object.")
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 if any execution differs.")
@@ -73,6 +89,7 @@ def command(
     workflows_path: Path,
     since: float,
     until: float | None,
+    warm_up_seconds: float,
     cluster: str | None,
     as_json: bool,
     fail_on_change: bool,
@@ -96,7 +113,7 @@ def command(
     published = [Published.of(item.workflow) for item in loaded]
     ids = frozenset(p.workflow.id for p in published)
     try:
-        live, draft = asyncio.run(_gather(settings, published, ids, span, cluster))
+        live, draft = asyncio.run(_gather(settings, published, ids, span, warm_up_seconds, cluster))
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -120,9 +137,11 @@ async def _gather(
     published: list[Published],
     ids: frozenset[str],
     span: TimeRange,
+    warm_up_seconds: float,
     cluster: str | None,
 ) -> tuple[list[ExecutionRecord], list[ExecutionRecord]]:
-    """(the live records, the draft's records), both in scope."""
+    """(the live records, the draft's records), both in scope; the draft also decides over
+    the warm-up before the range, and those decisions are not kept."""
     draft: list[ExecutionRecord] = []
 
     def keep(record: ExecutionRecord) -> None:
@@ -130,7 +149,8 @@ async def _gather(
             draft.append(record)
 
     replayer = Replayer(published)
-    await replay_events(settings, replayer, span, cluster, keep)
+    events = TimeRange(span.since - warm_up_seconds, span.until)
+    await replay_events(settings, replayer, events, cluster, keep)
     live = await _live(settings, ids, span, cluster)
     return live, draft
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowguard.topic_range import TimeRange, parse_time
+from flowguard.topic_range import TimeRange, parse_duration, parse_time
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -41,3 +41,10 @@ def test_a_range_ends_after_it_starts() -> None:
     assert not span.holds(NOW)
     with pytest.raises(ValueError, match="--until must be later than --since"):
         TimeRange(NOW, NOW)
+
+
+def test_a_warm_up_is_a_duration() -> None:
+    assert parse_duration("0s") == 0
+    assert parse_duration("90m") == 5400
+    with pytest.raises(ValueError, match=r"'an hour': expected a duration \(0s, 90s"):
+        parse_duration("an hour")

@@ -51,21 +51,20 @@ def recorded_events(cluster: str) -> list[Event]:
 
 def two_clusters(start_ms: int) -> list[Published]:
     """The recordings as clusters ``a`` and ``b`` saw them, interleaved by event time, keyed
-    as the bridge keys them, one record a millisecond from ``start_ms``."""
+    as the bridge keys them. Event time starts at ``start_ms``; each record is stamped with the
+    event time so far (at least a millisecond after the one before), as a bridge publishing
+    events as they come stamps them."""
     roots = RootMemory()
     merged = list(heapq.merge(recorded_events("a"), recorded_events("b"), key=_time))
-    # Event time moved to the range as well (rehearse compares executions triggered in it).
     shift = start_ms / 1000 - merged[0].timestamp
-    return [
-        Published(
-            record_key(event, roots).encode(),
-            event.model_copy(update={"timestamp": event.timestamp + shift})
-            .model_dump_json()
-            .encode(),
-            start_ms + i,
-        )
-        for i, event in enumerate(merged)
-    ]
+    published: list[Published] = []
+    stamp = start_ms - 1
+    for event in merged:
+        moved = event.model_copy(update={"timestamp": event.timestamp + shift})
+        stamp = max(stamp + 1, int(moved.timestamp * 1000))
+        value = moved.model_dump_json().encode()
+        published.append(Published(record_key(event, roots).encode(), value, stamp))
+    return published
 
 
 def _time(event: Event) -> float:

@@ -17,7 +17,7 @@ from flowguard.engine.matching import Published as Workflow
 from flowguard.replay import replay
 from flowguard.workflow_files import load_workflows
 from tests.integration.cli import workflows
-from tests.integration.cli.conftest import publish_events, publish_log, two_clusters
+from tests.integration.cli.conftest import iso_ms, publish_events, publish_log, two_clusters
 from topics.execution import ExecutionRecord
 from topics.record import iso
 
@@ -138,3 +138,32 @@ def test_a_narrowed_condition_shows_as_removed_and_changed_and_gates(
     one = json.loads(rehearse("--workflows", str(draft_dir), "--since", since, "--cluster", "a",
                               "--json").stdout)  # fmt: skip
     assert one["removed"] * 2 == diff["removed"]
+
+
+def test_the_warm_up_starts_the_draft_where_the_live_workflows_were(
+    cli_env: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    events = two_clusters(int(time.time() * 1000) - 3_600_000)
+    live_dir = workflows.write(tmp_path / "live", **workflows.LIVE)
+    decided = live_decisions([e.value for e in events], live_dir)
+    asyncio.run(publish_events(kafka_bootstrap, cli_env, events))
+    asyncio.run(publish_log(kafka_bootstrap, cli_env, as_live(decided)))
+    # The range starts in the middle of the burst, while the live breaker was open.
+    since = iso_ms(next(e for e in events if e.key == b"a/burst-30").timestamp_ms)
+
+    cold = rehearse("--workflows", str(live_dir), "--since", since, "--warm-up", "0s", "--json")
+    assert cold.exit_code == 0, cold.output
+    diff = json.loads(cold.stdout)
+    assert diff["changed"] > 0
+    assert ("skipped:circuit_open", "ran") in {
+        (c["live"]["verdict"], c["draft"]["verdict"]) for c in diff["examples"]["changed"]
+    }
+    warm = rehearse("--workflows", str(live_dir), "--since", since, "--json", "--fail-on-change")
+    assert warm.exit_code == 0, warm.output
+    report = json.loads(warm.stdout)
+    assert (report["added"], report["removed"], report["changed"]) == (0, 0, 0)
+    assert report["unchanged"] > 0
+
+    bad = rehearse("--workflows", str(live_dir), "--since", since, "--warm-up", "an hour")
+    assert bad.exit_code == 2
+    assert "Invalid value for '--warm-up': 'an hour': expected a duration" in bad.output
