@@ -794,7 +794,9 @@ def model(args: argparse.Namespace, runs: list[Run], mem: dict[str, Any]) -> str
         f"{budget_bytes:,.0f} B per chain it retried (largest slot / chains retried); "
         f"1 MB (Kafka's default max record) after {1e6 / budget_bytes:,.0f} chains: "
         f"{1e6 / budget_bytes / fleet_failures / 60:,.1f} minutes of the fleet's failures "
-        f"if one workflow retries them all",
+        f"if one workflow retries them all"
+        if topics["-app-workflow-state-changelog"]["keys"] <= 3  # one retry workflow
+        else "- one workflow's slot: see a run with one retry workflow for all clusters",
     ])  # fmt: skip
 
 
