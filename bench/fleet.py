@@ -47,7 +47,6 @@ import math
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -61,10 +60,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
+from bench._common import (  # noqa: E402
+    committed,
+    end_offsets,
+    members,
+    percentile,
+    read_all,
+    topic_load,
+)
 from bench.live import (  # noqa: E402
     Tail,
     Worker,
@@ -79,7 +85,7 @@ from bench.live import (  # noqa: E402
 )
 from bench.soak import table_keys  # noqa: E402
 from bridge.intake import encode  # noqa: E402
-from flowguard.kafka_admin import create_topics, list_topics, partitions_of  # noqa: E402
+from flowguard.kafka_admin import create_topics, list_topics  # noqa: E402
 from flowguard.store import WorkflowStore  # noqa: E402
 from tests.httpserver import RecordingServer  # noqa: E402
 from tests.processes import free_port  # noqa: E402
@@ -304,58 +310,6 @@ class Log(Tail):
         return out
 
 
-async def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Every record of ``topic`` to its current end: (partition, key, value)."""
-    parts = (await partitions_of(bootstrap, [topic], 30))[topic]
-    tps = [TopicPartition(topic, p) for p in parts]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends, out = await consumer.end_offsets(tps), []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
-                out += [(m.partition, m.key, m.value) for m in batch]
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(EVENTS.partitions)]
-        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-    finally:
-        await admin.close()
-
-
-async def members(bootstrap: str, group: str) -> int:
-    """Members of a stable consumer group (0 while it rebalances)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_consumer_groups([group])
-        _, _, state, _, _, joined, *_ = response.groups[0]
-        return len(joined) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
 async def sample_commits(
     bootstrap: str, group: str, topic: str, out: list[tuple[float, dict[int, int]]]
 ) -> None:
@@ -385,11 +339,6 @@ async def lag_by_cluster(
 
 
 # one worker count ----------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
 
 
 @dataclass
@@ -555,25 +504,6 @@ async def triggers_by_cluster(bootstrap: str, prefix: str) -> Counter[str]:
     return matched
 
 
-async def topic_load(bootstrap: str, prefix: str) -> dict[str, dict[str, float]]:
-    """Records and bytes (key + value) each of the run's topics received; changelog slot sizes."""
-    out: dict[str, dict[str, float]] = {}
-    mine = [t for t in await list_topics(bootstrap, 30) if t.startswith(prefix)]
-    for topic in (t for t in mine if not t.startswith(f"{prefix}-floor")):
-        records = await read_all(bootstrap, topic)
-        sizes = [len(v) for _, _, v in records if v is not None]
-        latest = {k: v for _, k, v in records}
-        out[topic.removeprefix(prefix)] = {
-            "records": len(records),
-            "bytes": sum(len(k or b"") + len(v or b"") for _, k, v in records),
-            "keys": sum(1 for v in latest.values() if v is not None),
-            "value_p50": percentile([float(s) for s in sizes], 0.5) if sizes else 0,
-            "value_mean": statistics.fmean(sizes) if sizes else 0,
-            "value_max": max(sizes, default=0),
-        }
-    return out
-
-
 async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) -> Run:
     prefix, run = f"bench-fleet-{uuid.uuid4().hex[:8]}", Run(count)
     clusters = fleet(args.clusters)
@@ -597,7 +527,8 @@ async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) 
             await producer.start()
             workers, ports = await start_workers(args.bootstrap, prefix, count, tmp)
             try:
-                async with Log(args.bootstrap, prefix) as log:
+                log = Log(args.bootstrap, prefix)
+                async with log:
                     reading = asyncio.create_task(log.run())
                     try:
                         await live_and_capacity(args, run, prefix, clusters, roles, workers,
