@@ -541,7 +541,7 @@ async def one_run(args: argparse.Namespace, count: int, tmp: Path, first: bool) 
                     await worker.__aexit__(None, None, None)
                 await producer.stop()
             run.overall["webhooks"] = len(hooks.requests(f"/{roles.notified}"))
-        if first:
+        if first and not args.smoke:
             o = run.overall
             total = o["live_events"] + o["pulse_events"] + o["backlog_events"]
             total += EVENTS.partitions * 4  # the probes
@@ -740,9 +740,34 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, Kafka at "
           f"{args.bootstrap}, load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")  # fmt: skip
-    report(args, runs, mem)
+    if args.smoke:
+        for run in runs:
+            print(cluster_table(run), "\n")
+    else:
+        report(args, runs, mem)
     if args.json:
         save(args.json, runs, mem)
+    for problem in problems(runs):
+        print(f"PROBLEM: {problem}")
+        sys.exit(1)
+
+
+def problems(runs: list[Run]) -> list[str]:
+    """What the run should have done and did not: every failure decided once, each phase done,
+    the dead worker reported once."""
+    found = []
+    for run in runs:
+        o, n = run.overall, run.workers
+        if not o.get("live_finished") or not o.get("backlog_finished"):
+            found.append(f"{n} worker(s): a phase did not finish in time")
+        if o.get("offline_executions") != 1:
+            found.append(f"{n} worker(s): {o.get('offline_executions')} worker.offline "
+                         f"executions (1 worker died)")  # fmt: skip
+        for c in run.clusters:
+            if c["undecided"] or c["seq0_twice"]:
+                found.append(f"{n} worker(s), {c['cluster']}: {c['undecided']} failures "
+                             f"undecided, {c['seq0_twice']} seq-0 records twice")  # fmt: skip
+    return found
 
 
 def report(args: argparse.Namespace, runs: list[Run], mem: dict[str, Any]) -> None:
@@ -783,9 +808,14 @@ def main() -> None:
                         help="a retry workflow per cluster instead of one for all")  # fmt: skip
     parser.add_argument("--breaker", default="1000/60",
                         help="each workflow's breaker: executions/window seconds")  # fmt: skip
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 clusters, 6 s, 1 worker, no baselines: checks only")  # fmt: skip
     if "--quick" in sys.argv:  # new defaults; options given still win
         parser.set_defaults(clusters=10, seconds=20, backlog=8_000, tracked=4_000,
                             storm_seconds=3)  # fmt: skip
+    if "--smoke" in sys.argv:
+        parser.set_defaults(clusters=3, seconds=6, rate=300, storm_rate=20, storm_seconds=1,
+                            backlog=400, tracked=0, workers=[1])  # fmt: skip
     parser.add_argument("--report", metavar="JSON", help="print the report of a --json file")
     args = parser.parse_args()
     if args.report:
