@@ -35,9 +35,9 @@ demo: system-demo setup
 	$(VENV)/bin/flowguard doctor && \
 	$(PY) -m flowguard.demo.run start
 	@echo "--- the product page's templates replayed over real recorded Celery failures:"
-	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/basic.jsonl --format table
-	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/worker_sigkill.jsonl --format table
-	$(VENV)/bin/flowguard replay --workflows flowguard/templates --events tests/data/streams/celery_retry.jsonl --format table
+	$(VENV)/bin/flowguard replay --workflows flowguard/control/workflow_templates --events tests/data/streams/basic.jsonl --format table
+	$(VENV)/bin/flowguard replay --workflows flowguard/control/workflow_templates --events tests/data/streams/worker_sigkill.jsonl --format table
+	$(VENV)/bin/flowguard replay --workflows flowguard/control/workflow_templates --events tests/data/streams/celery_retry.jsonl --format table
 
 # Kafka and Redis: FLOWGUARD_TEST_KAFKA / FLOWGUARD_TEST_REDIS when set, else tests/conftest.py
 # starts them from deploy/ (and stops what it started). pytest exits 5 when it collected nothing:

@@ -11,7 +11,7 @@ import statistics
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from flowguard.kafka_admin import list_topics, partitions_of
+from flowguard.control.kafka_admin import list_topics, partitions_of
 
 Record = tuple[int, bytes | None, bytes | None]
 

@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from flowguard.api.app import create_app  # noqa: E402
 from flowguard.api.settings import ApiSettings  # noqa: E402
+from flowguard.control.kafka_admin import create_topics  # noqa: E402
+from flowguard.control.workflow_templates import template  # noqa: E402
 from flowguard.engine.matching import Published  # noqa: E402
-from flowguard.kafka_admin import create_topics  # noqa: E402
 from flowguard.replay import replay  # noqa: E402
 from flowguard.settings import Settings  # noqa: E402
-from flowguard.templates import template  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 

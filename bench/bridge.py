@@ -53,7 +53,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from celery import Celery  # noqa: E402
 from celery.events.receiver import EventReceiver  # noqa: E402
 
-from flowguard.kafka_admin import delete_topics  # noqa: E402
+from flowguard.control.kafka_admin import delete_topics  # noqa: E402
 from tests.processes import Process, free_port, python_env  # noqa: E402
 from topics.registry import ALL_TOPICS, EVENTS  # noqa: E402
 

@@ -85,8 +85,8 @@ from bench.live import (  # noqa: E402
 )
 from bench.soak import table_keys  # noqa: E402
 from bridge.intake import encode  # noqa: E402
-from flowguard.kafka_admin import create_topics, list_topics  # noqa: E402
-from flowguard.store import WorkflowStore  # noqa: E402
+from flowguard.control.kafka_admin import create_topics, list_topics  # noqa: E402
+from flowguard.control.store import WorkflowStore  # noqa: E402
 from tests.httpserver import RecordingServer  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 from topics.events import Event, TaskFailed, WorkerHeartbeat, WorkerOnline  # noqa: E402

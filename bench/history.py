@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
-from flowguard.history import HistoryProjection  # noqa: E402
+from flowguard.control.history import HistoryProjection  # noqa: E402
 from topics.record import iso  # noqa: E402
 from topics.registry import EXECUTION_LOG  # noqa: E402
 

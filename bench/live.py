@@ -50,8 +50,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
-from flowguard.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
-from flowguard.store import WorkflowStore  # noqa: E402
+from flowguard.control.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
+from flowguard.control.store import WorkflowStore  # noqa: E402
 from topics.events import (  # noqa: E402
     EVENT_ADAPTER,
     Event,

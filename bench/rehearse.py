@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 import bench.replay as stream  # noqa: E402
 from flowguard.celery_wire.events import translate  # noqa: E402
+from flowguard.control.kafka_admin import create_topics, delete_topics  # noqa: E402
+from flowguard.control.workflow_files import load_workflows  # noqa: E402
 from flowguard.engine.matching import Published  # noqa: E402
-from flowguard.kafka_admin import create_topics, delete_topics  # noqa: E402
 from flowguard.replay import replay  # noqa: E402
-from flowguard.workflow_files import load_workflows  # noqa: E402
 from topics.execution import ExecutionRecord  # noqa: E402
 from topics.keys import RootMemory, record_key  # noqa: E402
 from topics.record import iso  # noqa: E402

@@ -50,10 +50,10 @@ import redis  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from celery import Celery  # noqa: E402
 
+from flowguard.control.kafka_admin import create_topics, delete_topics  # noqa: E402
+from flowguard.control.store import WorkflowStore  # noqa: E402
 from flowguard.demo.celery_app import recorded_calls  # noqa: E402
 from flowguard.errors import KafkaUnavailable  # noqa: E402
-from flowguard.kafka_admin import create_topics, delete_topics  # noqa: E402
-from flowguard.store import WorkflowStore  # noqa: E402
 from tests.e2e.conftest import flowguard_worker  # noqa: E402
 from tests.httpserver import RecordingServer  # noqa: E402
 from tests.processes import (  # noqa: E402

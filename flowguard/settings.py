@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from flowguard.secrets import DEFAULT_SECRET_PREFIX, Keyring, SecretPolicy, parse_key
+from flowguard.control.secrets import DEFAULT_SECRET_PREFIX, Keyring, SecretPolicy, parse_key
 from flowguard.settings_base import ProcessSettings
 
 

@@ -26,8 +26,8 @@ from typing import TypeAlias
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from flowguard.control.kafka_admin import partitions_of
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from flowguard.control.kafka_admin import delete_topics, wait_for_metadata
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import delete_topics, wait_for_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = REPO / "tests" / "integration"

@@ -11,17 +11,28 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from topics.execution import ActionStatus, ConditionResult, ExecutionRecord, TaskRef
-from topics.record import Record
+from topics.record import Record, absent
 
 TriggerName = Literal[
-    "task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"
+    "task.failed",
+    "task.orphaned",
+    "task.execution_time_exceeded",
+    "task.stuck",
+    "task.duplicate_start",
+    "worker.offline",
 ]
 TRIGGER_NAMES: tuple[TriggerName, ...] = (
     "task.failed",
     "task.orphaned",
     "task.execution_time_exceeded",
+    "task.stuck",
+    "task.duplicate_start",
     "worker.offline",
 )
+#: Where a ``task.stuck`` task waits: sent and not received by any worker (no consumer on
+#: its queue), or received and not started (prefetched behind busy tasks, a blocked pool).
+StuckStage = Literal["unreceived", "unstarted"]
+STUCK_STAGES: tuple[StuckStage, ...] = ("unreceived", "unstarted")
 
 
 class TaskContext(Record):
@@ -67,6 +78,9 @@ class Trigger(Record):
     task: TaskContext | None = None
     worker: str | None = Field(default=None, description="Worker hostname (worker.offline).")
     threshold_seconds: float | None = None
+    stage: StuckStage | None = Field(
+        default=None, exclude_if=absent, description="task.stuck: where the task waits."
+    )
     reason: str = Field(default="", description="Why it fired, for people (e.g. heartbeat expiry).")
 
 

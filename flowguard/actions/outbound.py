@@ -19,9 +19,9 @@ import httpx
 from pydantic import SecretStr
 
 from flowguard.actions.settings import ActionSettings
+from flowguard.control.secrets import Keyring, SecretPolicy, mask, reveal
 from flowguard.engine.workflow import url_problem
 from flowguard.errors import ActionFailed, ConfigError
-from flowguard.secrets import Keyring, SecretPolicy, mask, reveal
 
 SAMPLE_BANNER = "[flowguard test] This is a sample notification: no task failed."
 

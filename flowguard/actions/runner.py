@@ -35,10 +35,10 @@ from flowguard.actions.outbound import Context, Outbound, excerpt, scrub
 from flowguard.actions.registry import preparer
 from flowguard.actions.safety import check_url_target
 from flowguard.actions.settings import ActionSettings
+from flowguard.control.secrets import Keyring, SecretPolicy
 from flowguard.engine.execute import Notice
 from flowguard.errors import ActionFailed
 from flowguard.logs import record_fields
-from flowguard.secrets import Keyring, SecretPolicy
 from flowguard.settings import get_settings
 from topics.execution import ActionResult
 

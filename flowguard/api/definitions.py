@@ -2,7 +2,7 @@
 
 The stored definition is exactly what the author wrote, literal secrets included
 (it is the only place they live). Everything the API sends goes through
-:func:`flowguard.masking.mask_definition`; a definition sent back with a masked
+:func:`flowguard.control.masking.mask_definition`; a definition sent back with a masked
 value unchanged keeps the stored secret (:func:`restore_secrets`), so editing a
 workflow in the browser never needs, or overwrites, its secrets. A mask stands for a
 stored secret only while its action still sends where it did; otherwise, and wherever
@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from flowguard.control.masking import SECRET_KEYS, looks_masked
+from flowguard.control.secrets import mask
+from flowguard.control.store import WorkflowStore
 from flowguard.engine.workflow import slugify
 from flowguard.errors import ApiProblem, WorkflowInvalid
-from flowguard.masking import SECRET_KEYS, looks_masked
-from flowguard.secrets import mask
-from flowguard.store import WorkflowStore
 
 # Where an action sends: restoring its other secrets is only safe while this is unchanged.
 _DESTINATION_KEYS = ("url", "webhook_url", "routing_key")

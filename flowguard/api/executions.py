@@ -1,6 +1,6 @@
 """Execution history from the local projection of the log; execution rollback (cancel).
 
-Queries read :class:`flowguard.history.HistoryProjection` (SQLite, kept current by a
+Queries read :class:`flowguard.control.history.HistoryProjection` (SQLite, kept current by a
 background task). Cancelling produces :class:`topics.triggers.CancelExecution` to
 ``<prefix>.triggers`` keyed by workflow id; the live worker holding the pending retry
 cancels it and records the cancellation on the execution log.
@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 from flowguard.api.auth import Principal, Role, require
 from flowguard.api.errors import ErrorResponse, not_found
 from flowguard.api.services import Services, services
+from flowguard.control.history import DAY_SECONDS, ChainTask, Page
+from flowguard.control.store import now_iso
 from flowguard.errors import ApiProblem, HistoryError
-from flowguard.history import DAY_SECONDS, ChainTask, Page
-from flowguard.store import now_iso
 from topics.execution import ExecutionRecord
 from topics.record import from_iso
 from topics.registry import TRIGGERS

@@ -22,8 +22,8 @@ from flowguard.api.errors import ErrorResponse
 from flowguard.api.fleet_feed import DAY_HOURS, HOUR_SECONDS, ClusterSeen, WorkerSeen
 from flowguard.api.services import Services, services
 from flowguard.api.summaries import circuit_state
+from flowguard.control.history import HistoryProjection
 from flowguard.engine.workers import DEFAULT_EXPIRY_FACTOR, DEFAULT_FREQ_SECONDS
-from flowguard.history import HistoryProjection
 from topics.events import BridgeStatus
 from topics.execution import ExecutionRecord
 from topics.record import from_iso, iso

@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from flowguard.control.kafka_admin import partitions_of
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
 from topics.events import BridgeStatus
 from topics.registry import EVENTS

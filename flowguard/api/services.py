@@ -22,11 +22,11 @@ from flowguard.actions import ActionRunner, ActionSettings
 from flowguard.api.auth import TokenAuth, parse_tokens
 from flowguard.api.fleet_feed import FleetFeed
 from flowguard.api.settings import ApiSettings
+from flowguard.control.history import HistoryProjection
+from flowguard.control.store import WorkflowStore
 from flowguard.errors import KafkaUnavailable
-from flowguard.history import HistoryProjection
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings
-from flowguard.store import WorkflowStore
 
 P = ParamSpec("P")
 T = TypeVar("T")

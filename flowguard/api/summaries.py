@@ -6,9 +6,9 @@ import time
 from typing import Literal
 
 from flowguard.api.models import LastExecution, WorkflowSummary
+from flowguard.control.history import HistoryProjection
 from flowguard.engine.documents import parse_workflow
 from flowguard.errors import WorkflowInvalid
-from flowguard.history import HistoryProjection
 from topics.execution import ExecutionRecord
 from topics.record import from_iso
 from topics.workflows import WorkflowVersion

@@ -21,6 +21,7 @@ from flowguard.api.models import PreviewInput, PreviewResult
 from flowguard.api.samples import render, sample_notices, variables
 from flowguard.api.services import Services, services
 from flowguard.api.testrun import TestRun, run_test
+from flowguard.control.masking import refuse_references, refuse_sealed
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import Workflow
@@ -31,7 +32,6 @@ from flowguard.errors import (
     WorkflowInvalid,
     WorkflowNotFound,
 )
-from flowguard.masking import refuse_references, refuse_sealed
 from topics.execution import ActionResult
 
 router = APIRouter(

@@ -1,7 +1,7 @@
 """Workflows: list, get, save (each save a version), enable/disable, delete, versions, diff,
 rollback, YAML import and export; templates and inline validation for the editor.
 
-Every write goes through :class:`flowguard.store.WorkflowStore` with the caller's token
+Every write goes through :class:`flowguard.control.store.WorkflowStore` with the caller's token
 name as ``saved_by``. Definitions leave masked; a masked secret sent back unchanged keeps
 the stored one.
 """
@@ -34,14 +34,14 @@ from flowguard.api.models import (
 )
 from flowguard.api.services import Services, services
 from flowguard.api.summaries import summaries
+from flowguard.control.masking import mask_definition, open_definition, refuse_references
+from flowguard.control.secrets import Keyring
+from flowguard.control.store import WorkflowStore, to_yaml
+from flowguard.control.workflow_templates import templates
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import ApiProblem, WorkflowInvalid, WorkflowNotFound
-from flowguard.masking import mask_definition, open_definition, refuse_references
-from flowguard.secrets import Keyring
-from flowguard.store import WorkflowStore, to_yaml
-from flowguard.templates import templates
 from topics.workflows import WorkflowVersion
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

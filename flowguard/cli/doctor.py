@@ -22,8 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from flowguard.control.kafka_admin import ClusterInfo, cluster_info
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import ClusterInfo, cluster_info
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings
 from flowguard.settings_base import setting_problem

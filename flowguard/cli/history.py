@@ -1,10 +1,10 @@
 """``flowguard history``: the execution log, read back through a local projection.
 
 The log is kept forever, so reading it whole for every call grows without bound. The command
-keeps a :class:`~flowguard.history.HistoryProjection` in a cache directory instead: each call
-reads only the records added since the last one, then answers from indexed SQLite (filters,
-newest first, the latest ``seq`` of each execution). Deleting the cache loses nothing; the next
-call rebuilds it from the log.
+keeps a :class:`~flowguard.control.history.HistoryProjection` in a cache directory instead:
+each call reads only the records added since the last one, then answers from indexed SQLite
+(filters, newest first, the latest ``seq`` of each execution). Deleting the cache loses
+nothing; the next call rebuilds it from the log.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import click
 
 from flowguard.cli.config import settings_or_exit
 from flowguard.cli.workflows import resolve_workflow
+from flowguard.control.history import HistoryProjection
+from flowguard.control.store import WorkflowStore
 from flowguard.engine.workflow import ID_PATTERN, slugify
 from flowguard.errors import FlowguardError, WorkflowNotFound
-from flowguard.history import HistoryProjection
 from flowguard.settings import Settings
-from flowguard.store import WorkflowStore
 from topics.execution import ExecutionRecord
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from flowguard.cli.config import settings_or_exit
+from flowguard.control.masking import refuse_references
+from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.lint import lint, literal_secret_warnings
 from flowguard.errors import WorkflowInvalid
-from flowguard.masking import refuse_references
-from flowguard.workflow_files import load_workflows
 
 
 @click.command("lint")

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from flowguard.cli.config import settings_or_exit
 from flowguard.cli.ranges import ProgressLine, range_options, replay_events, time_range
+from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.matching import Published
 from flowguard.errors import FlowguardError, WorkflowInvalid
 from flowguard.rehearse import (
@@ -35,7 +36,6 @@ from flowguard.rehearse import (
 from flowguard.replay import Replayer
 from flowguard.settings import Settings
 from flowguard.topic_range import TimeRange, parse_duration, read_range
-from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
 

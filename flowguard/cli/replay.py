@@ -15,14 +15,14 @@ from flowguard.actions import ActionRunner, ActionSettings
 from flowguard.api.samples import sample_notices
 from flowguard.cli.config import settings_or_exit
 from flowguard.cli.ranges import range_options, replay_events, time_range
+from flowguard.control.masking import refuse_references
+from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.core import Explanation
 from flowguard.engine.execute import Notice
 from flowguard.engine.matching import Published
 from flowguard.errors import ConfigError, FlowguardError, WorkflowInvalid
-from flowguard.masking import refuse_references
 from flowguard.replay import Replayer, ReplayStats, replay
 from flowguard.settings import Settings
-from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
 
 _TABLE = "{:<27} {:<28} {:<30} {:<36} {:<8} {}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flowguard.schema import SCHEMA_DIR, write
+from flowguard.control.schema import SCHEMA_DIR, write
 
 
 @click.command("schema")

@@ -8,8 +8,8 @@ import sys
 import click
 
 from flowguard.cli.config import settings_or_exit
+from flowguard.control.kafka_admin import create_topics, topic_differences
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics, topic_differences
 
 
 @click.group("topics")

@@ -8,8 +8,8 @@ import sys
 import click
 from pydantic import ValidationError
 
+from flowguard.control.kafka_admin import create_topics, ensure_compacted
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics, ensure_compacted
 from flowguard.settings_base import setting_problem
 
 

@@ -1,6 +1,6 @@
 """``flowguard workflows``: publish, inspect, version and roll back live workflows.
 
-Every command talks to the workflow store (:mod:`flowguard.store`) on the deployment's Kafka
+Every command talks to the workflow store (:mod:`flowguard.control.store`) on the deployment's Kafka
 (``FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS``, ``FLOWGUARD_TOPIC_PREFIX``). Workflows are named by id
 (``auto-retry-network-errors``) or by name (``"Auto-retry network errors"``).
 """
@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import click
 
 from flowguard.cli.config import settings_or_exit
+from flowguard.control.masking import mask_definition, open_definition
+from flowguard.control.store import WorkflowStore, to_yaml
+from flowguard.control.workflow_files import Loaded, load_workflows
+from flowguard.control.workflow_templates import template, templates
 from flowguard.engine.workflow import slugify
 from flowguard.errors import FlowguardError, KafkaUnavailable, WorkflowInvalid, WorkflowNotFound
-from flowguard.masking import mask_definition, open_definition
-from flowguard.store import WorkflowStore, to_yaml
-from flowguard.templates import template, templates
-from flowguard.workflow_files import Loaded, load_workflows
 from topics.workflows import WorkflowVersion
 
 T = TypeVar("T")

@@ -23,10 +23,10 @@ import httpx
 from celery import Celery
 
 from flowguard.api.settings import ApiSettings
+from flowguard.control.store import WorkflowStore
+from flowguard.control.workflow_files import iter_documents
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from flowguard.settings import get_settings
-from flowguard.store import WorkflowStore
-from flowguard.templates import TEMPLATE_DIR
-from flowguard.workflow_files import iter_documents
 
 HOME = Path(os.environ.get("FLOWGUARD_HOME", Path.cwd() / ".flowguard")) / "demo"
 CLUSTER = "demo"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from flowguard.control.secrets import is_env_ref
 from flowguard.engine.workflow import RetryAction, Workflow
-from flowguard.secrets import is_env_ref
 
 LARGE_MAX_ATTEMPTS = 10
 

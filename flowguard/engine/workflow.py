@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from flowguard.control.secrets import is_env_ref, mask
 from flowguard.engine.templates import compile_template
 from flowguard.errors import TemplateInvalid
-from flowguard.secrets import is_env_ref, mask
 from topics.triggers import TriggerName
 
 DEFAULT_SLACK_MESSAGE = (

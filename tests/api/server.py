@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from flowguard.api.app import create_app
 from flowguard.api.services import Services
 from flowguard.api.settings import ApiSettings
-from flowguard.kafka_admin import create_topics, list_topics
+from flowguard.control.kafka_admin import create_topics, list_topics
 from flowguard.settings import Settings
 from tests.helpers import wait_until
 from topics.registry import ALL_TOPICS

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from flowguard.api.definitions import from_yaml, restore_secrets
+from flowguard.control.masking import mask_definition
 from flowguard.engine.workflow import SlackAction
 from flowguard.errors import WorkflowInvalid
-from flowguard.masking import mask_definition
 
 URL = "https://hooks.example.com/services/T000/B000/XXXXXXXXXXXXXXXX"
 HEADER = "Bearer 0123456789abcdef0123"

@@ -16,7 +16,7 @@ from flowguard.api import fleet_feed
 from flowguard.api.fleet import HistoryFacts, OpenBreaker, fleet_view
 from flowguard.api.fleet_feed import FleetFeed
 from flowguard.cli import main
-from flowguard.kafka_admin import create_topics
+from flowguard.control.kafka_admin import create_topics
 from tests.api import fleet_scenario
 from tests.api.server import Served, in_thread
 from tests.helpers import until, wait_until

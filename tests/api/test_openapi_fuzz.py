@@ -21,7 +21,9 @@ def fuzzed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     prefix = f"fg-fuzz-{uuid.uuid4().hex[:8]}"
     with serve(kafka_bootstrap, prefix, tmp_path_factory.mktemp("history")) as found:
         with found.client("editor") as api:
-            template = Path("flowguard/templates/auto-retry-network-errors.yaml").read_text()
+            template = Path(
+                "flowguard/control/workflow_templates/auto-retry-network-errors.yaml"
+            ).read_text()
             api.post("/api/workflows", json={"yaml": template}).raise_for_status()
         yield found
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from flowguard.masking import sealed_paths
+from flowguard.control.masking import sealed_paths
 from tests.api.server import Served, serve
 from tests.httpserver import RecordingServer
 from tests.integration.control.topics import compacted

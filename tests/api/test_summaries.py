@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowguard.api.summaries import summaries
-from flowguard.history import HistoryProjection
+from flowguard.control.history import HistoryProjection
 from tests.unit.control.records import T0, message, record
 from topics.execution import BreakerRef, ExecutionRecord
 from topics.workflows import WorkflowVersion

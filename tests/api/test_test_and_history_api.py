@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from flowguard.celery_wire.events import parse_line
 from flowguard.cli import main
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from tests.api.server import Served, serve
 from tests.helpers import wait_until
 from topics.events import event_key
@@ -29,7 +30,7 @@ from topics.triggers import CancelExecution
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "flowguard" / "templates" / "auto-retry-network-errors.yaml"
+TEMPLATE = TEMPLATE_DIR / "auto-retry-network-errors.yaml"
 STREAMS = REPO / "tests" / "data" / "streams"
 
 

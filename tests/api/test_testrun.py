@@ -10,12 +10,13 @@ from click.testing import CliRunner
 
 from flowguard.api.testrun import run_test
 from flowguard.cli import main
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 
 REPO = Path(__file__).resolve().parents[2]
 STREAMS = sorted((REPO / "tests" / "data" / "streams").glob("*.jsonl"))
-TEMPLATES = sorted((REPO / "flowguard" / "templates").glob("*.yaml"))
+TEMPLATES = sorted((TEMPLATE_DIR).glob("*.yaml"))
 
 
 def _replay_cli(workflow: Path, stream: Path) -> list[str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from tests.api.server import Served
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_templates_are_the_shipped_four(served: Served) -> None:
     assert len(names) == 4
 
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "flowguard" / "templates"
+TEMPLATES = TEMPLATE_DIR
 HEADER = "Bearer 0123456789abcdef6789"
 WEBHOOK_ID = "webhook-on-failure"
 WEBHOOK_YAML = f"""name: Webhook on failure

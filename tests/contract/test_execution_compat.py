@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from flowguard.control.workflow_files import load_workflows
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.replay import replay
-from flowguard.workflow_files import load_workflows
 from tests.unit.control.records import record
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
@@ -50,7 +51,7 @@ WORKER_DOWN = {
 def _replayed() -> Iterator[ExecutionRecord]:
     """Records the engine makes today: the shipped templates and a worker.offline workflow
     over every recorded stream."""
-    workflows = [i.workflow for i in load_workflows(REPO / "flowguard" / "templates")]
+    workflows = [i.workflow for i in load_workflows(TEMPLATE_DIR)]
     workflows.append(parse_workflow(WORKER_DOWN, source="test"))
     published = [Published.of(w, version=1) for w in workflows]
     for stream in sorted(STREAMS.glob("*.jsonl")):

@@ -15,9 +15,9 @@ import pytest
 import redis
 from celery import Celery
 
+from flowguard.control.kafka_admin import create_topics
+from flowguard.control.store import WorkflowStore
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
 from tests.httpserver import RecordingServer
 from tests.processes import (
     TEST_COMMAND_KEY,

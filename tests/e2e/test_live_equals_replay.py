@@ -26,12 +26,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from flowguard.celery_wire.events import parse_line
+from flowguard.control.kafka_admin import create_topics
+from flowguard.control.store import WorkflowStore
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker, stays
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer

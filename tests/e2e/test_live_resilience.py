@@ -29,9 +29,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from celery import Celery
 
+from flowguard.control.store import WorkflowStore
 from flowguard.demo.celery_app import recorded_calls
 from flowguard.live.app import partition_of
-from flowguard.store import WorkflowStore
 from tests.e2e.conftest import CLUSTER, Stack, stays
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer

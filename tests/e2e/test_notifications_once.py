@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.celery_wire.events import parse_line
+from flowguard.control.kafka_admin import create_topics
+from flowguard.control.store import WorkflowStore
 from flowguard.errors import KafkaUnavailable
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer, Reply

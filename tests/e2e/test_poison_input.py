@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from flowguard.kafka_admin import create_topics
-from flowguard.store import WorkflowStore
+from flowguard.control.kafka_admin import create_topics
+from flowguard.control.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker
 from tests.e2e.test_notifications_once import failure, saved
 from tests.helpers import wait_until

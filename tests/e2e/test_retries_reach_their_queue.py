@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import redis
 
+from flowguard.control.kafka_admin import create_topics
+from flowguard.control.store import WorkflowStore
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.execute import QUEUE_UNKNOWN
 from flowguard.engine.matching import Published
-from flowguard.kafka_admin import create_topics
 from flowguard.replay import replay
-from flowguard.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker, stays
 from tests.e2e.routed_cluster import app as cluster_app
 from tests.e2e.routed_cluster import runs

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 from celery import Celery
 
+from flowguard.control.kafka_admin import delete_topics, list_topics
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import delete_topics, list_topics
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings
 from tests.api.server import serve

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner
 
 from flowguard.cli import main as cli
-from flowguard.kafka_admin import create_topics
+from flowguard.control.kafka_admin import create_topics
 from flowguard.settings import get_settings
 from tests.helpers import until
 from topics.registry import ALL_TOPICS

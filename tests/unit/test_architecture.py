@@ -40,8 +40,14 @@ ENGINE_MAY_IMPORT = (
     "topics",
     "flowguard.celery_wire",
     "flowguard.errors",
-    "flowguard.secrets",
+    "flowguard.control.secrets",
 )
+
+# The control plane (store, history, secrets, masking, workflow files, schemas, topic admin,
+# workflow templates) sits above the engine and below the processes that drive it: it imports
+# itself, the engine, the base layer, Settings and the contract, never live, api, actions or cli.
+CONTROL = "flowguard.control"
+CONTROL_MAY_IMPORT = (CONTROL, ENGINE, "flowguard.settings", "topics")
 
 
 def _module_name(path: Path) -> str:
@@ -151,6 +157,11 @@ RULES = {
     "engine imports beyond the pure core": lambda s, t: (
         _within(s, ENGINE) and not any(_within(t, allowed) for allowed in ENGINE_MAY_IMPORT)
     ),
+    "control imports a process layer (live, api, actions, cli, ...)": lambda s, t: (
+        _within(s, CONTROL)
+        and not _shared(t)
+        and not any(_within(t, allowed) for allowed in CONTROL_MAY_IMPORT)
+    ),
 }
 
 
@@ -159,6 +170,7 @@ def test_the_graph_is_read() -> None:
     assert len(MODULES) > 100
     assert "topics.registry" in GRAPH["flowguard.live.app"]
     assert "flowguard.engine.execute" in GRAPH["flowguard.engine.core"]
+    assert "flowguard.control.masking" in GRAPH["flowguard.control.store"]
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from flowguard.cli import doctor
 from flowguard.cli import main as cli
-from flowguard.kafka_admin import ClusterInfo
+from flowguard.control.kafka_admin import ClusterInfo
 from flowguard.settings import get_settings
 from topics.registry import ALL_TOPICS
 

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
+from flowguard.control.workflow_files import load_workflows
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.matching import Published
 from flowguard.replay import ReplayStats, replay
-from flowguard.workflow_files import load_workflows
 from topics.execution import ExecutionRecord
 
 REPO = Path(__file__).resolve().parents[2]
 STREAMS = REPO / "tests" / "data" / "streams"
-TEMPLATES = {i.workflow.name: i.workflow for i in load_workflows(REPO / "flowguard" / "templates")}
+TEMPLATES = {i.workflow.name: i.workflow for i in load_workflows(TEMPLATE_DIR)}
 
 
 def run(stream: str, *workflows: Any) -> list[ExecutionRecord]:

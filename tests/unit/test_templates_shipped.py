@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-from flowguard.workflow_files import load_workflows
+from flowguard.control.workflow_files import load_workflows
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from tests.seed import seed_blocks
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "flowguard" / "templates"
+TEMPLATES = TEMPLATE_DIR
 
 
 def test_the_four_templates_are_the_pages_own() -> None:

@@ -12,7 +12,7 @@ import hmac
 
 from cryptography.fernet import Fernet
 
-from flowguard.secrets import Keyring
+from flowguard.control.secrets import Keyring
 from tests.httpserver import RecordingServer
 from tests.integration.actions.runner_helpers import deliver
 from tests.unit.actions.notices import notice

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowguard.cli import main
-from flowguard.secrets import SecretPolicy
+from flowguard.control.secrets import SecretPolicy
 from flowguard.settings import get_settings
 from tests.httpserver import RecordingServer
 from tests.integration.actions.runner_helpers import deliver

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flowguard.kafka_admin import create_topics
+from flowguard.control.kafka_admin import create_topics
 
 #: Several, so "a chain lands in one partition" means something; far fewer than production's.
 PARTITIONS = 3

@@ -18,8 +18,8 @@ import pytest
 import redis
 from celery import Celery
 
+from flowguard.control.kafka_admin import create_topics
 from flowguard.demo.celery_app import recorded_calls
-from flowguard.kafka_admin import create_topics
 from tests.helpers import wait_until
 from tests.processes import (
     REPO,

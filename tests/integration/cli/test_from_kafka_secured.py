@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner, Result
 
 from flowguard.cli import main as cli
-from flowguard.kafka_admin import delete_topics
+from flowguard.control.kafka_admin import delete_topics
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings, get_settings
 from tests.integration.cli import workflows

@@ -13,9 +13,9 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from flowguard.cli import main as cli
+from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.matching import Published as Workflow
 from flowguard.replay import replay
-from flowguard.workflow_files import load_workflows
 from tests.integration.cli import workflows
 from tests.integration.cli.conftest import iso_ms, publish_events, publish_log, two_clusters
 from topics.execution import ExecutionRecord

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from flowguard.history import HistoryProjection
+from flowguard.control.history import HistoryProjection
 from tests.helpers import until
 from tests.unit.control.records import record
 from topics.execution import ExecutionRecord

@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.fernet import Fernet
 
+from flowguard.control.masking import mask_definition, sealed_paths
+from flowguard.control.secrets import Keyring, sealed_key_id
+from flowguard.control.store import WorkflowStore
 from flowguard.errors import ConfigError, WorkflowInvalid
-from flowguard.masking import mask_definition, sealed_paths
-from flowguard.secrets import Keyring, sealed_key_id
-from flowguard.store import WorkflowStore
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
 
 SLACK = "https://hooks.slack.com/services/T000/B000/SLACKSECRET0123456789"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from flowguard.control.store import WorkflowStore
 from flowguard.errors import VersionConflict, WorkflowInvalid, WorkflowNotFound
-from flowguard.store import WorkflowStore
 from tests.integration.control.topics import compacted
 
 HOOK = "https://hooks.slack.com/services/T000/B000/abcdefghijklmnop"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowguard.kafka_admin import create_topics
+from flowguard.control.kafka_admin import create_topics
 from tests.helpers import wait_until
 from tests.integration.ops.probes import get, json_lines, metric, readiness, unready_for
 from tests.processes import bridge_process, free_port, private_redis, tail

@@ -20,13 +20,14 @@ from bridge.buffer import Entry, EventBuffer
 from bridge.intake import Intake, RootMemory, record_key
 from flowguard.celery_wire.events import translate
 from flowguard.cli import main as flowguard_cli
+from flowguard.control.workflow_templates import TEMPLATE_DIR
 from tests import celery_events as ev
 from topics.dlq import DeadLetter
 from topics.events import EVENT_ADAPTER, BridgeStatus, Event, TaskSnapshot
 
 REPO = Path(__file__).resolve().parents[3]
 STREAMS = REPO / "tests" / "data" / "streams"
-TEMPLATES = REPO / "flowguard" / "templates"
+TEMPLATES = TEMPLATE_DIR
 T0 = 1_760_000_000.0
 
 

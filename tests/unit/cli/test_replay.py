@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowguard.cli import main
-from flowguard.schema import SCHEMA_DIR, render, schemas
+from flowguard.control.schema import SCHEMA_DIR, render, schemas
 from tests import celery_events as ev
 
 T0 = 1_760_000_000.0

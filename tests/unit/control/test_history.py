@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowguard.control.history import HistoryProjection
 from flowguard.errors import HistoryError
-from flowguard.history import HistoryProjection
 from tests.unit.control.records import CLUSTERS, OUTCOMES, T0, WORKFLOWS, message, record
 from topics.execution import ExecutionRecord
 
@@ -132,7 +132,7 @@ def test_a_record_read_twice_is_one_execution(projection: HistoryProjection) -> 
 def test_undecodable_records_are_logged_skipped_and_passed(
     projection: HistoryProjection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="flowguard.history"):
+    with caplog.at_level(logging.WARNING, logger="flowguard.control.history"):
         applied = projection.apply(
             "log", [message(b"{not json", 0, partition=3), message(record(1), 1, partition=3)]
         )

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.masking import mark_changed, mask_definition, still_masked
-from flowguard.store import to_yaml
+from flowguard.control.masking import mark_changed, mask_definition, still_masked
+from flowguard.control.store import to_yaml
 
 # A marker no key or value of the document holds, so a secret is never a piece of them (one
 # drawn as "Authoriz" was found "in" the masked output's own header name).

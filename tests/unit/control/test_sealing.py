@@ -7,11 +7,11 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
+from flowguard.control.masking import mask_definition, open_definition, seal_definition
+from flowguard.control.secrets import Keyring, is_sealed, mask, reveal, sealed_key_id
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.lint import literal_secret_warnings
 from flowguard.errors import ConfigError
-from flowguard.masking import mask_definition, open_definition, seal_definition
-from flowguard.secrets import Keyring, is_sealed, mask, reveal, sealed_key_id
 from flowguard.settings import Settings
 from flowguard.settings_base import setting_problem
 

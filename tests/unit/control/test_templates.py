@@ -1,4 +1,5 @@
-"""flowguard.templates: the one place the UI and `flowguard workflows` read templates from."""
+"""flowguard.control.workflow_templates: the one place the UI and `flowguard workflows` read
+workflow templates from."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from flowguard.cli import main as cli
+from flowguard.control.workflow_templates import template, templates
 from flowguard.engine.documents import parse_workflow
 from flowguard.errors import TemplateNotFound
-from flowguard.templates import template, templates
 
 
 def test_four_templates_by_slug_each_valid_and_self_contained() -> None:

@@ -12,9 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import TemplateNotFound
-from flowguard.workflow_files import load_workflows
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 

@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from flowguard.control.kafka_admin import partitions_of
 from flowguard.errors import HistoryError, KafkaUnavailable
-from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
 from topics.execution import ExecutionRecord
 from topics.record import from_iso

@@ -16,7 +16,7 @@ the history holds, and a writer that finds a newer version behind its own publis
 after it, so the workers never end on an older version.
 
 With an operator key (``FLOWGUARD_SECRETS_KEY``), every literal secret is sealed before a
-version is published (:func:`flowguard.masking.seal_definition`), so neither topic holds it
+version is published (:func:`flowguard.control.masking.seal_definition`), so neither topic holds it
 in clear; :meth:`WorkflowStore.reseal` moves every current workflow to the current key.
 """
 
@@ -35,6 +35,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from flowguard.control.kafka_admin import partitions_of
+from flowguard.control.masking import (
+    mark_changed,
+    mask_definition,
+    open_definition,
+    refuse_references,
+    seal_definition,
+    sealed_paths,
+    still_masked,
+)
+from flowguard.control.secrets import Keyring, SecretPolicy
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.workflow import Workflow
 from flowguard.errors import (
@@ -45,18 +56,7 @@ from flowguard.errors import (
     WorkflowInvalid,
     WorkflowNotFound,
 )
-from flowguard.kafka_admin import partitions_of
 from flowguard.kafka_security import client_options
-from flowguard.masking import (
-    mark_changed,
-    mask_definition,
-    open_definition,
-    refuse_references,
-    seal_definition,
-    sealed_paths,
-    still_masked,
-)
-from flowguard.secrets import Keyring, SecretPolicy
 from flowguard.settings import get_settings
 from topics.registry import WORKFLOW_HISTORY, WORKFLOWS
 from topics.workflows import WorkflowVersion

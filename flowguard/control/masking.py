@@ -2,12 +2,13 @@
 
 A definition is stored as its author wrote it, literal secrets included: the only place
 they live. Everything shown to a person or sent over the API goes through
-:func:`mask_definition` (``***`` plus at most four characters, :func:`flowguard.secrets.mask`);
-a value that is still a mask is never a secret (:func:`still_masked`).
+:func:`mask_definition` (``***`` plus at most four characters,
+:func:`flowguard.control.secrets.mask`); a value that is still a mask is never a secret
+(:func:`still_masked`).
 
 With an operator key, the store publishes the definition with each literal sealed
 (:func:`seal_definition`); a sealed value is carried as is everywhere, masked like a literal,
-and opened only where an action sends it (:func:`flowguard.secrets.reveal`).
+and opened only where an action sends it (:func:`flowguard.control.secrets.reveal`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from flowguard.control.secrets import (
+    Keyring,
+    SecretPolicy,
+    env_ref_name,
+    is_sealed,
+    mask,
+    sealed_key_id,
+)
 from flowguard.errors import ConfigError, WorkflowInvalid
-from flowguard.secrets import Keyring, SecretPolicy, env_ref_name, is_sealed, mask, sealed_key_id
 
 # Keys whose values are secrets inside an action mapping (slack, webhook, pagerduty, and a
 # circuit breaker's notify); every value under ``headers`` is a secret too.
 SECRET_KEYS = frozenset({"webhook_url", "url", "secret", "routing_key"})
-# What :func:`flowguard.secrets.mask` makes: ``***`` and at most four characters.
+# What :func:`flowguard.control.secrets.mask` makes: ``***`` and at most four characters.
 _MASKED = re.compile(r"\*\*\*.{0,4}", re.DOTALL)
 
 

@@ -20,7 +20,7 @@ from topics.events import Event
 from topics.execution import EXECUTION_SCHEMA, ExecutionRecord
 from topics.workflows import WorkflowVersion
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "topics" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "topics" / "schemas"
 
 _SCHEMAS: dict[str, tuple[str, Any]] = {
     "execution": (EXECUTION_SCHEMA, ExecutionRecord),
