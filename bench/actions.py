@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 from flowguard.actions import ActionRunner, ActionSettings  # noqa: E402
 from flowguard.actions.outbound import Context  # noqa: E402
 from flowguard.actions.webhook import prepare  # noqa: E402
-from flowguard.engine.execute import Notice  # noqa: E402
+from flowguard.engine.decision import Notice  # noqa: E402
 from tests.unit.actions.notices import notice  # noqa: E402
 
 LATENCY_SECONDS = 0.001

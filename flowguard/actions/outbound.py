@@ -1,6 +1,6 @@
 """What an action module hands the runner: one prepared HTTP request and its secrets.
 
-Action modules are pure: they turn a :class:`~flowguard.engine.execute.Notice`
+Action modules are pure: they turn a :class:`~flowguard.engine.decision.Notice`
 into an :class:`Outbound` (method, URL, headers, body) and never send
 anything. The runner owns the network, the retries and the bookkeeping.
 """

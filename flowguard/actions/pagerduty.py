@@ -1,7 +1,7 @@
 """PagerDuty: an Events API v2 ``trigger`` with one ``dedup_key`` per task chain or worker.
 
 The notice's ``dedup_key`` is the workflow and the retry chain (or, for
-``worker.offline``, the worker: see :func:`flowguard.engine.execute.incident_key`),
+``worker.offline``, the worker: see :func:`flowguard.engine.decision.incident_key`),
 so the seed's "fifth failure -> PagerDuty" escalation opens one incident however
 often the chain fails again; PagerDuty folds the later triggers into it.
 """
@@ -21,7 +21,7 @@ from flowguard.actions.outbound import (
     parse_url,
     reveal_secret,
 )
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.engine.workflow import PagerDutyAction
 from topics.execution import ExecutionRecord
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from flowguard.actions import pagerduty, slack, webhook
 from flowguard.actions.outbound import Context, Outbound
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.errors import ActionFailed
 
 Prepare = Callable[[Notice, Context], Outbound]

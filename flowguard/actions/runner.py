@@ -36,7 +36,7 @@ from flowguard.actions.registry import preparer
 from flowguard.actions.safety import check_url_target
 from flowguard.actions.settings import ActionSettings
 from flowguard.control.secrets import Keyring, SecretPolicy
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.errors import ActionFailed
 from flowguard.logs import record_fields
 from flowguard.settings import get_settings

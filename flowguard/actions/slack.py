@@ -20,8 +20,8 @@ from flowguard.actions.outbound import (
     reveal_secret,
     url_secrets,
 )
-from flowguard.engine.execute import Notice, task_variables
-from flowguard.engine.templates import compile_template
+from flowguard.engine.decision import Notice, task_variables
+from flowguard.engine.messages import compile_template
 from flowguard.engine.workflow import SlackAction
 from topics.execution import ExecutionRecord
 

@@ -25,7 +25,7 @@ from flowguard.actions.outbound import (
     reveal_secret,
     url_secrets,
 )
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.engine.workflow import WebhookAction, header_value_problem
 from flowguard.errors import ActionFailed
 from topics.record import iso

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flowguard.engine.breaker import BreakerState
-from flowguard.engine.execute import Notice, decide, template_values
+from flowguard.engine.decision import Notice, decide, template_values
 from flowguard.engine.matching import Published
-from flowguard.engine.templates import compile_template
+from flowguard.engine.messages import compile_template
 from flowguard.engine.workflow import Workflow
 from topics.execution import ExecutionRecord
 from topics.record import from_iso

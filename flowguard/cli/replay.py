@@ -18,7 +18,7 @@ from flowguard.cli.ranges import range_options, replay_events, time_range
 from flowguard.control.masking import refuse_references
 from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.core import Explanation
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.engine.matching import Published
 from flowguard.errors import ConfigError, FlowguardError, WorkflowInvalid
 from flowguard.replay import Replayer, ReplayStats, replay

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flowguard.engine import detect, executions
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.engine.matching import Published, WorkflowIndex
 from flowguard.engine.tasks import CHAIN_RETENTION_SECONDS
 from flowguard.engine.workers import DEFAULT_EXPIRY_FACTOR, DEFAULT_OFFLINE_GRACE_SECONDS

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from flowguard.engine.breaker import BreakerState
-from flowguard.engine.execute import Notice, NotifyAction, decide, derive_id, execution_id, settle
+from flowguard.engine.decision import Notice, NotifyAction, decide, derive_id, execution_id, settle
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import PagerDutyAction, SlackAction, WebhookAction, Workflow
 from topics.commands import CommandResult, RetryCommand

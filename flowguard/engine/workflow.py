@@ -2,7 +2,7 @@
 
 A workflow is a trigger, optional conditions, one or more actions and a
 circuit breaker. This module only validates and normalizes; matching lives in
-:mod:`flowguard.engine.conditions`, deciding in :mod:`flowguard.engine.execute`.
+:mod:`flowguard.engine.conditions`, deciding in :mod:`flowguard.engine.decision`.
 
 Two conveniences keep the product page's examples loading as written:
 ``action:`` (one action) is the same as ``actions:`` with one item, and an
@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flowguard.control.secrets import is_env_ref, mask
-from flowguard.engine.templates import compile_template
+from flowguard.engine.messages import compile_template
 from flowguard.errors import TemplateInvalid
 from topics.triggers import TriggerName
 

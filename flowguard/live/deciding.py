@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from flowguard import metrics
-from flowguard.engine import executions as execute
+from flowguard.engine import executions
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.wiring import Outputs, Tables, Topics
 from flowguard.logs import execution_fields, record_fields
@@ -76,26 +76,26 @@ class Deciding:
             if isinstance(item, Matched):
                 await self._on_matched(item)
             elif isinstance(item, ActionOutcome):
-                entry, out = execute.on_outcome(self._entry(item.execution_id), item)
+                entry, out = executions.on_outcome(self._entry(item.execution_id), item)
                 if entry is not None:
                     self.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, CancelExecution):
-                entry, out = execute.on_cancel(self._entry(item.execution_id), item)
+                entry, out = executions.on_cancel(self._entry(item.execution_id), item)
                 if entry is not None:
                     self.executions[item.execution_id] = entry.to_json()
                 await self._send(item.workflow_id, out)
             elif isinstance(item, ExpireExecutions):
                 self._expire(item)
 
-    def _entry(self, execution_id: str) -> execute.Entry | None:
+    def _entry(self, execution_id: str) -> executions.Entry | None:
         data = self.executions.get(execution_id)
-        return None if data is None else execute.load_entry(data)
+        return None if data is None else executions.load_entry(data)
 
     async def _on_matched(self, item: Matched) -> None:
         data = self.workflow_state.get(item.workflow_id)
-        slot, out = execute.on_matched(
-            None if data is None else execute.WorkflowSlot.from_json(data),
+        slot, out = executions.on_matched(
+            None if data is None else executions.WorkflowSlot.from_json(data),
             self._entry,
             item,
             self.feed.get(item.workflow_id),
@@ -122,7 +122,7 @@ class Deciding:
             self.workflow_state[item.workflow_id] = slot.to_json()
         await self._send(item.workflow_id, out)
 
-    async def _send(self, workflow_id: str, out: execute.Out) -> None:
+    async def _send(self, workflow_id: str, out: executions.Out) -> None:
         topics, key = self.topics, workflow_id.encode()
         for record in out.records:
             stamped = record.model_copy(update={"recorded_at": iso(time.time())})
@@ -157,7 +157,7 @@ class Deciding:
             except ValidationError as exc:
                 await self.outputs.dead_letter(event.message, event.value, f"cannot decode: {exc}")
                 continue
-            outcome = execute.command_outcome(result)
+            outcome = executions.command_outcome(result)
             if outcome is not None:
                 await self.topics.triggers.send(
                     key=outcome.workflow_id.encode(), value=outcome.model_dump_json().encode()
@@ -198,6 +198,6 @@ class Deciding:
 
 
 def _expired(entry: dict[str, Any], now: float, retention: float) -> bool:
-    """:func:`execute.expired` on a stored entry, read as JSON only (a scan reads them all)."""
+    """:func:`executions.expired` on a stored entry, read as JSON only (a scan reads them all)."""
     statuses = None if "alias" in entry else [a["status"] for a in entry["record"]["actions"]]
-    return execute.expired(float(entry.get("at", now)), statuses, now, retention)
+    return executions.expired(float(entry.get("at", now)), statuses, now, retention)

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from flowguard import metrics
 from flowguard.actions import ActionRunner
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from flowguard.engine.executions import notify_action
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.wiring import Outputs, Topics

@@ -24,8 +24,8 @@ import redis
 
 from flowguard.control.kafka_admin import create_topics
 from flowguard.control.store import WorkflowStore
+from flowguard.engine.decision import QUEUE_UNKNOWN
 from flowguard.engine.documents import parse_workflow
-from flowguard.engine.execute import QUEUE_UNKNOWN
 from flowguard.engine.matching import Published
 from flowguard.replay import replay
 from tests.e2e.conftest import flowguard_worker, stays

@@ -10,7 +10,7 @@ from typing import Any
 
 from flowguard.actions import ActionRunner, ActionSettings, DeliveryStore
 from flowguard.control.secrets import Keyring, SecretPolicy
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from topics.execution import ActionResult
 
 # Tests reach 127.0.0.1 only because the allowlist opens it; backoff kept short.

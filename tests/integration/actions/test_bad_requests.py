@@ -15,7 +15,7 @@ import pytest
 from flowguard.actions import ActionRunner, webhook
 from flowguard.actions import runner as runner_module
 from flowguard.actions.outbound import Context, Outbound
-from flowguard.engine.execute import Notice
+from flowguard.engine.decision import Notice
 from tests.httpserver import RecordingServer
 from tests.integration.actions.runner_helpers import deliver, settings
 from tests.unit.actions.notices import notice

@@ -7,8 +7,8 @@ from typing import Any
 
 from flowguard.celery_wire.events import translate
 from flowguard.engine.core import Engine, EngineConfig
+from flowguard.engine.decision import Notice, NotifyAction
 from flowguard.engine.documents import parse_workflow
-from flowguard.engine.execute import Notice, NotifyAction
 from flowguard.engine.matching import Published
 from tests import celery_events as ev
 from topics.execution import BreakerRef, ExecutionRecord, TaskRef, TriggerRef, WorkflowRef

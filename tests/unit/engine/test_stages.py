@@ -6,10 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from flowguard.engine import detect
-from flowguard.engine import executions as execute
+from flowguard.engine import detect, executions
+from flowguard.engine.decision import execution_id
 from flowguard.engine.documents import parse_workflow
-from flowguard.engine.execute import execution_id
 from flowguard.engine.matching import Published, WorkflowIndex
 from topics.commands import CommandResult, RetryCommand
 from topics.events import EVENT_ADAPTER
@@ -42,17 +41,17 @@ def never_offline(cluster: str, hostname: str, at: float) -> bool:
 
 
 def decide(
-    slot: execute.WorkflowSlot | None,
-    entries: dict[str, execute.Entry],
+    slot: executions.WorkflowSlot | None,
+    entries: dict[str, executions.Entry],
     matched: Matched,
     published: Published,
-) -> tuple[execute.WorkflowSlot | None, execute.Execution, execute.Out]:
+) -> tuple[executions.WorkflowSlot | None, executions.Execution, executions.Out]:
     """Decide as the live stage does, keeping entries in ``entries``; the execution's entry."""
-    slot, out = execute.on_matched(slot, entries.get, matched, published)
+    slot, out = executions.on_matched(slot, entries.get, matched, published)
     entries.update(out.writes)
     eid = execution_id(published, matched.trigger)
     entry = entries[eid]
-    assert isinstance(entry, execute.Execution)
+    assert isinstance(entry, executions.Execution)
     return slot, entry, out
 
 
@@ -91,14 +90,14 @@ def test_deciding_twice_resends_instead_of_deciding_again() -> None:
     published = Published.of(RETRY, 1)
     _, out = fail_once(WorkflowIndex([published]))
     [matched] = out.matched
-    entries: dict[str, execute.Entry] = {}
+    entries: dict[str, executions.Entry] = {}
     wf_slot, entry, first = decide(None, entries, matched, published)
     [scheduled] = first.scheduled
     assert scheduled.due_at == 33.0
     assert first.records[0].actions[0].status == "scheduled"
 
     snapshot = copy.deepcopy((wf_slot, entries))
-    same_slot, again = execute.on_matched(wf_slot, entries.get, matched, published)
+    same_slot, again = executions.on_matched(wf_slot, entries.get, matched, published)
     assert again.writes == {}
     assert (same_slot, entries) == snapshot
     assert again.scheduled == first.scheduled
@@ -144,21 +143,21 @@ def test_outcomes_make_the_next_record_and_cancel_records_once() -> None:
         requested_at="2026-11-25T00:00:00Z",
     )  # fmt: skip
     # Entries are owned by whoever holds them (changed in place): branch here.
-    cancelled_entry, cancelled = execute.on_cancel(copy.deepcopy(entry), cancel)
+    cancelled_entry, cancelled = executions.on_cancel(copy.deepcopy(entry), cancel)
     [after] = cancelled.records
     assert (after.seq, after.outcome, after.reason) == (1, "skipped", "cancelled")
     assert after.actions[0].status == "cancelled"
     assert [c.command_id for c in cancelled.cancels] == [record.actions[0].action_id]
-    _, twice = execute.on_cancel(cancelled_entry, cancel)
+    _, twice = executions.on_cancel(cancelled_entry, cancel)
     assert twice.records == []
 
     outcome = ActionOutcome(
         workflow_id="retry", execution_id=record.execution_id,
         action_id=record.actions[0].action_id, status="sent", at="2026-11-25T00:00:00Z",
     )  # fmt: skip
-    sent_entry, sent = execute.on_outcome(entry, outcome)
+    sent_entry, sent = executions.on_outcome(entry, outcome)
     assert [(r.seq, r.actions[0].status) for r in sent.records] == [(1, "sent")]
-    _, repeated = execute.on_outcome(sent_entry, outcome)
+    _, repeated = executions.on_outcome(sent_entry, outcome)
     assert repeated.records == []
 
 
@@ -175,20 +174,22 @@ def test_a_bridge_result_settles_the_retry_and_an_older_status_never_moves_it_ba
             detail=detail, workflow_id="retry", execution_id=record.execution_id,
         )  # fmt: skip
 
-    done = execute.command_outcome(result("done", "sent app.t[r1] on queue q"))
+    done = executions.command_outcome(result("done", "sent app.t[r1] on queue q"))
     assert done is not None
     # Published is not ran: the retried task's own events settle it (see the watch tests).
     assert (done.workflow_id, done.action_id, done.status) == ("retry", action_id, "sent")
     assert done.detail == "published by the bridge (prod: sent app.t[r1] on queue q)"
-    assert execute.command_outcome(result("duplicate", "already carried out")) is None
-    failed = execute.command_outcome(result("failed", "args not recoverable: ..."))
+    assert executions.command_outcome(result("duplicate", "already carried out")) is None
+    failed = executions.command_outcome(result("failed", "args not recoverable: ..."))
     assert failed is not None
     assert failed.status == "failed"
     # An older bridge (no workflow on its results) is not followed.
-    assert execute.command_outcome(result("done").model_copy(update={"workflow_id": None})) is None
+    assert (
+        executions.command_outcome(result("done").model_copy(update={"workflow_id": None})) is None
+    )
 
     fresh = copy.deepcopy(entry)  # entries change in place: keep one as decided
-    succeeded, settled = execute.on_outcome(
+    succeeded, settled = executions.on_outcome(
         entry, done.model_copy(update={"status": "succeeded", "detail": "ran"})
     )
     assert [(r.seq, r.actions[0].status, r.outcome) for r in settled.records] == [
@@ -198,12 +199,12 @@ def test_a_bridge_result_settles_the_retry_and_an_older_status_never_moves_it_ba
         workflow_id="retry", execution_id=record.execution_id, action_id=action_id,
         status="sent", at="2026-11-25T00:00:00Z",
     )  # fmt: skip
-    _, nothing = execute.on_outcome(succeeded, late_sent)
+    _, nothing = executions.on_outcome(succeeded, late_sent)
     assert nothing.records == []
     # Settled is final: a later word (a delivery found marked after a crash) changes nothing.
-    _, after = execute.on_outcome(succeeded, failed)
+    _, after = executions.on_outcome(succeeded, failed)
     assert after.records == []
-    _, failed_out = execute.on_outcome(fresh, failed)
+    _, failed_out = executions.on_outcome(fresh, failed)
     assert [(r.actions[0].status, r.outcome) for r in failed_out.records] == [("failed", "failure")]
 
 
@@ -242,9 +243,9 @@ def test_an_execution_expires_once_settled_and_old_and_a_stuck_one_only_after_a_
     day = 24 * 3600.0
     assert entry.at == 3.0
 
-    def expired(entry: execute.Execution, now: float) -> bool:
+    def expired(entry: executions.Execution, now: float) -> bool:
         statuses = [a.status for a in entry.record.actions]
-        return execute.expired(entry.at, statuses, now=now, retention=day)
+        return executions.expired(entry.at, statuses, now=now, retention=day)
 
     assert not expired(entry, now=3.0 + 2 * day)
     assert expired(entry, now=3.0 + 8 * day)
@@ -253,13 +254,13 @@ def test_an_execution_expires_once_settled_and_old_and_a_stuck_one_only_after_a_
         workflow_id="retry", execution_id=record.execution_id,
         action_id=record.actions[0].action_id, status="succeeded", at="2026-11-25T00:00:00Z",
     )  # fmt: skip
-    settled, _ = execute.on_outcome(entry, outcome)
+    settled, _ = executions.on_outcome(entry, outcome)
     assert settled is not None
     assert not expired(settled, now=3.0 + day / 2)
     assert expired(settled, now=3.0 + day + 1)
     # An alias (a match's own id, decided under another version) only ages.
-    assert execute.expired(3.0, None, now=3.0 + day + 1, retention=day)
-    assert not execute.expired(3.0, None, now=3.0 + 10, retention=day)
+    assert executions.expired(3.0, None, now=3.0 + day + 1, retention=day)
+    assert not executions.expired(3.0, None, now=3.0 + 10, retention=day)
 
 
 def test_a_goodbye_defers_the_orphan_broadcast_until_its_grace_has_passed() -> None:
@@ -400,7 +401,7 @@ def test_a_chain_keeps_the_queue_once_known_and_every_later_retry_uses_it() -> N
     """Celery's defaults send no task-sent: the root's queue is unknown and its first retry says
     so; the bridge reports the queue it routed that retry to, and the next retry goes there."""
     from flowguard.engine.core import Engine, EngineConfig
-    from flowguard.engine.execute import QUEUE_UNKNOWN
+    from flowguard.engine.decision import QUEUE_UNKNOWN
 
     engine = Engine([Published.of(NOW_RETRY, 1)], EngineConfig(dry_run=False))
     for kind, ts, fields in [

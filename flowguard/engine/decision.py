@@ -1,4 +1,7 @@
-"""Deciding one execution: a workflow whose trigger and conditions matched a trigger event.
+"""One execution's decision: a workflow whose trigger and conditions matched a trigger event.
+
+The deciding stage (:mod:`flowguard.engine.executions`) calls :func:`decide` once per
+execution and :func:`settle` for each outcome that comes back.
 
 Order of checks, each with a reason a person can read in the record:
 1. Retry budget: a retry action whose workflow already made ``max_attempts``
@@ -24,8 +27,8 @@ from typing import NamedTuple
 from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.engine.breaker import BreakerDecision, BreakerState, check, peek
 from flowguard.engine.matching import Published
+from flowguard.engine.messages import compile_template
 from flowguard.engine.retry import delay_for_attempt
-from flowguard.engine.templates import compile_template
 from flowguard.engine.workflow import (
     PagerDutyAction,
     RetryAction,

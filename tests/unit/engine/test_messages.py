@@ -1,4 +1,5 @@
-"""Templates: known variables only, nothing that reaches into objects, rendering is total."""
+"""Message templates: known variables only, nothing that reaches into objects, rendering is
+total."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.engine.templates import VARIABLES, Template, compile_template
+from flowguard.engine.messages import VARIABLES, Template, compile_template
 from flowguard.errors import TemplateInvalid
 
 # The product page's Slack "Available variables" block, as written there.
