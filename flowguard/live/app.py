@@ -42,6 +42,7 @@ from flowguard.engine import detect
 from flowguard.health import Health
 from flowguard.kafka_security import faust_credentials
 from flowguard.live.absence import AbsenceGate
+from flowguard.live.commits import unread_below
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
@@ -224,9 +225,28 @@ class Live:
                 return
             await faust_gap(tp, offset_from, offset_to)
 
+        def new_offset(tp: Any) -> int | None:
+            # Never past a record no agent acknowledged (see flowguard.live.commits): nothing
+            # is committed and the partition is read again from its committed offset.
+            if tp.topic in inputs:
+                hole = unread_below(consumer._acked[tp], consumer._committed_offset[tp])
+                if hole is not None:
+                    if tp not in self._gaps:
+                        log.warning(
+                            "%s[%d]: offsets %d-%d were never handed to the agent; reading "
+                            "them again", tp.topic, tp.partition, *hole,
+                        )  # fmt: skip
+                    self._gaps.add(tp)
+                    return None
+            offset: int | None = faust_new_offset(tp)
+            return offset
+
+        inputs = self.topics.inputs()
+        faust_new_offset = consumer._new_offset
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = commit_offsets
         consumer._add_gap = add_gap
+        consumer._new_offset = new_offset
         consumer._flowguard_seek = True
 
     async def _rewind_uncommitted(self, consumer: Any) -> None:
