@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # every notice settled, or count what is not
                 down = latest(flow, "tell-the-dead-endpoint").values()
-                if sum(r["actions"][0]["status"] != "planned" for r in down) >= n:
+                if sum(status(r) != "planned" for r in down) >= n:
                     break
                 time.sleep(1)
             assert recovered is not None
@@ -98,10 +98,11 @@ def report(
     outcomes: Counter[str] = Counter()
     settle_s = []
     for record in latest(flow, "tell-the-dead-endpoint").values():
-        action, task = record["actions"][0], record["task"]["id"]
+        task = record["task"]["id"]
         when = "during" if sent[task][0] < recovered else "after"
-        reason = " (HTTP 503)" if "HTTP 503" in (action.get("detail") or "") else ""
-        outcomes[f"{when}: {action['status']}{reason}"] += 1
+        detail = record["actions"][0].get("detail") or "" if record["actions"] else ""
+        reason = " (HTTP 503)" if "HTTP 503" in detail else ""
+        outcomes[f"{when}: {status(record)}{reason}"] += 1
         if when == "during" and task in settled_at:
             settle_s.append(settled_at[task] - sent[task][0])
     keys = Counter(r.headers.get("idempotency-key") for r in hooks.requests("/down"))
@@ -118,6 +119,13 @@ def report(
         "dead endpoint's notices lost (no record)": n - len(latest(flow, "tell-the-dead-endpoint")),
         "requests to the dead endpoint (attempts)": sum(keys.values()),
     }
+
+
+def status(record: dict[str, Any]) -> str:
+    """The notice's status; an execution without actions was skipped (its reason says why)."""
+    if not record["actions"]:
+        return f"skipped: {record.get('reason')}"
+    return str(record["actions"][0]["status"])
 
 
 def _spread(values: list[float]) -> str:
