@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
-from flowguard.control.kafka_admin import partitions_of
+from flowguard.control.kafka_admin import failure_reason, partitions_of
 from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_security import client_options
 from flowguard.settings import Settings
@@ -124,7 +124,7 @@ async def read_range(
                 yield batch
     except (TimeoutError, KafkaError) as exc:
         raise KafkaUnavailable(
-            f"reading {topic} from {bootstrap}: {_reason(exc, timeout)}"
+            f"reading {topic} from {bootstrap}: {failure_reason(exc, timeout)}"
         ) from exc
     finally:
         await asyncio.wait_for(consumer.stop(), timeout)
@@ -225,15 +225,6 @@ class _Merge:
                     f"no records from {names} for {self.stall_seconds:g} s "
                     "while the range is not read to its end"
                 )
-
-
-def _reason(exc: BaseException, timeout_seconds: float) -> str:
-    """One short phrase: aiokafka's own messages list socket tuples."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout_seconds:g} s"
-    if isinstance(exc, KafkaConnectionError):
-        return "cannot connect"
-    return str(exc) or type(exc).__name__
 
 
 def _push(

@@ -17,13 +17,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from flowguard.control.store import WorkflowStore
+from flowguard.errors import KafkaUnavailable
 from flowguard.kafka_security import client_options
 from tests.helpers import wait_until
 
@@ -42,6 +45,38 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def save_workflows(
+    kafka: str, prefix: str, definitions: Iterable[dict[str, Any]], timeout_seconds: float = 30
+) -> None:
+    """Save each definition to the workflow store once it sees its topic: a topic just created
+    may not be in every broker answer yet (the store says :class:`KafkaUnavailable`)."""
+
+    async def save() -> None:
+        async with WorkflowStore(kafka, prefix) as store:
+            for definition in definitions:
+                await store.save(definition, saved_by="test")
+
+    def saved() -> bool:
+        try:
+            asyncio.run(save())
+        except KafkaUnavailable:
+            return False
+        return True
+
+    wait_until(saved, timeout_seconds=timeout_seconds, what="the workflows saved")
+
+
+def print_logs_if_failed(
+    request: pytest.FixtureRequest, processes: Iterable[Process], lines: int = 60
+) -> None:
+    """What every process said, next to the failure of the test that ran them (CI keeps
+    nothing else). The report is kept on the item by tests/conftest.py."""
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for proc in processes:
+            print(f"--- {proc.name} log (last {lines} lines):\n{tail(proc.log_path, lines)}")
 
 
 class Process:

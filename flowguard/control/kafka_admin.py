@@ -51,8 +51,9 @@ def _new_admin(bootstrap: str, timeout_seconds: float) -> AIOKafkaAdminClient:
     )
 
 
-def _reason(exc: BaseException, timeout_seconds: float) -> str:
-    """One short phrase for the user; aiokafka's own messages list socket tuples."""
+def failure_reason(exc: BaseException, timeout_seconds: float) -> str:
+    """One short phrase for the user on a failed Kafka call (the admin client's, a range
+    reader's); aiokafka's own messages list socket tuples."""
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout_seconds:g} s"
     if isinstance(exc, KafkaConnectionError):
@@ -79,7 +80,7 @@ async def _admin(bootstrap: str, timeout_seconds: float) -> AsyncIterator[AIOKaf
             yield client
     except _UNAVAILABLE as exc:
         raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer: {_reason(exc, timeout_seconds)}"
+            f"Kafka at {bootstrap} did not answer: {failure_reason(exc, timeout_seconds)}"
         ) from exc
     finally:
         await _close(client, bootstrap, timeout_seconds)

@@ -25,10 +25,10 @@ from tests.processes import (
     TopicReader,
     bridge_process,
     celery_worker,
+    print_logs_if_failed,
     private_redis,
     python_env,
     start_worker,
-    tail,
 )
 
 CLUSTER = "prod"
@@ -140,14 +140,6 @@ def celery_options() -> dict[str, Any]:
     return {}
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Keep each phase's report on the item, so a fixture can tell that its test failed."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"report_{report.when}", report)
-
-
 @pytest.fixture
 def stack(
     request: pytest.FixtureRequest, tmp_path: Path, broker: str, kafka_bootstrap: str,
@@ -158,8 +150,6 @@ def stack(
         yield running
     finally:
         running.close()
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            # What every process said, next to the failure (CI keeps nothing else).
-            for proc in (*running.extra, running.flowguard, running.bridge, running.celery):
-                print(f"--- {proc.name} log (last 60 lines):\n{tail(proc.log_path, 60)}")
+        print_logs_if_failed(
+            request, (*running.extra, running.flowguard, running.bridge, running.celery)
+        )

@@ -14,7 +14,7 @@ worker SIGKILLed at the worst moments and replaced by another in the same group:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.celery_wire.events import parse_line
 from flowguard.control.kafka_admin import create_topics
-from flowguard.control.store import WorkflowStore
-from flowguard.errors import KafkaUnavailable
 from tests.e2e.conftest import flowguard_worker
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer, Reply
-from tests.processes import Process, TopicReader, produce, tail
+from tests.processes import Process, TopicReader, print_logs_if_failed, produce, save_workflows
 from topics.keys import RootMemory, record_key
 
 T0 = 1_800_000_000.0
@@ -77,14 +75,7 @@ class Flow:
                     "action": {"type": "webhook", "url": hooks.url_for("/hook")},
                 }
             ]
-
-        async def save() -> None:
-            async with WorkflowStore(kafka, prefix) as store:
-                for definition in definitions:
-                    await store.save(definition, saved_by="test")
-
-        # A topic just created may not be in every answer yet: save once the store sees it.
-        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflows saved")
+        save_workflows(kafka, prefix, definitions)
         self.log = TopicReader(kafka, f"{prefix}.execution-log")
 
     def worker(self, name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Process:
@@ -147,15 +138,6 @@ class Flow:
             proc.kill()
 
 
-def saved(save: Callable[[], Coroutine[Any, Any, None]]) -> bool:
-    """Run ``save``; False while the store does not see a topic just created yet."""
-    try:
-        asyncio.run(save())
-    except KafkaUnavailable:
-        return False
-    return True
-
-
 @pytest.fixture
 def flow(
     request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
@@ -166,10 +148,7 @@ def flow(
             yield running
         finally:
             running.close()
-            report = getattr(request.node, "report_call", None)
-            if report is not None and report.failed:
-                for proc in running.workers:
-                    print(f"--- {proc.name} log (last 60 lines):\n{tail(proc.log_path, 60)}")
+            print_logs_if_failed(request, running.workers)
 
 
 def keys(requests: list[Any]) -> list[str]:

@@ -20,12 +20,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from flowguard.control.kafka_admin import create_topics
-from flowguard.control.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker
-from tests.e2e.test_notifications_once import failure, saved
+from tests.e2e.test_notifications_once import failure
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer
-from tests.processes import TopicReader, produce, tail
+from tests.processes import TopicReader, produce, save_workflows, tail
 from topics.dlq import KEEP_BYTES
 
 BIG = 400_000  # over the DLQ's cap, under Kafka's default 1 MB record
@@ -64,19 +63,12 @@ def test_poison_on_every_input_goes_to_the_dlq_and_old_events_are_not_acted_on(
     kafka, prefix = kafka_bootstrap, topic_prefix
     asyncio.run(create_topics(kafka, prefix, 30))
     with RecordingServer() as hooks:
-
-        async def save() -> None:
-            async with WorkflowStore(kafka, prefix) as store:
-                await store.save(
-                    {
-                        "name": "Tell on failures",
-                        "trigger": {"event": "task.failed"},
-                        "action": {"type": "webhook", "url": hooks.url_for("/hook")},
-                    },
-                    saved_by="test",
-                )
-
-        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflow saved")
+        tell = {
+            "name": "Tell on failures",
+            "trigger": {"event": "task.failed"},
+            "action": {"type": "webhook", "url": hooks.url_for("/hook")},
+        }
+        save_workflows(kafka, prefix, [tell])
         worker = flowguard_worker(tmp_path, kafka, prefix).start()
         try:
             worker.wait_for_log("workflows loaded from", timeout=90)

@@ -33,8 +33,8 @@ from tests.processes import (
     TopicReader,
     bridge_process,
     celery_worker,
+    print_logs_if_failed,
     start_worker,
-    tail,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,10 +146,7 @@ def flow(
         yield running
     finally:
         running.close()
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            for proc in running.processes:
-                print(f"--- {proc.name} log (last 60 lines):\n{tail(proc.log_path, 60)}")
+        print_logs_if_failed(request, running.processes)
         for name, value in kafka_sasl.items():  # the super user deletes the topics
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()

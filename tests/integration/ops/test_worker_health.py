@@ -21,13 +21,19 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.control.kafka_admin import create_topics
-from flowguard.control.store import WorkflowStore
 from tests.e2e.conftest import flowguard_worker
-from tests.e2e.test_notifications_once import failure, saved
+from tests.e2e.test_notifications_once import failure
 from tests.helpers import wait_until
 from tests.httpserver import RecordingServer, Reply
 from tests.integration.ops.probes import get, json_lines, metric, readiness, unready_for
-from tests.processes import Process, TopicReader, free_port, produce, tail
+from tests.processes import (
+    Process,
+    TopicReader,
+    free_port,
+    print_logs_if_failed,
+    produce,
+    save_workflows,
+)
 
 STALL_SECONDS = "3"
 
@@ -41,19 +47,12 @@ class Worker:
     ) -> None:  # fmt: skip
         self.kafka, self.prefix, self.port = kafka, prefix, free_port()
         asyncio.run(create_topics(kafka, prefix, 30))
-
-        async def save() -> None:
-            async with WorkflowStore(kafka, prefix) as store:
-                await store.save(
-                    {
-                        "name": "Tell on failures",
-                        "trigger": {"event": "task.failed"},
-                        "action": {"type": "webhook", "url": hooks.url_for("/hook")},
-                    },
-                    saved_by="test",
-                )
-
-        wait_until(lambda: saved(save), timeout_seconds=30, what="the workflow saved")
+        tell = {
+            "name": "Tell on failures",
+            "trigger": {"event": "task.failed"},
+            "action": {"type": "webhook", "url": hooks.url_for("/hook")},
+        }
+        save_workflows(kafka, prefix, [tell])
         with monkeypatch.context() as patch:
             for key, value in {
                 "FLOWGUARD_HEALTH_PORT": str(self.port),
@@ -86,9 +85,7 @@ def worker(
             yield running, hooks
         finally:
             running.proc.kill()
-            report = getattr(request.node, "report_call", None)
-            if report is not None and report.failed:
-                print(f"--- worker log (last 60 lines):\n{tail(running.proc.log_path, 60)}")
+            print_logs_if_failed(request, [running.proc])
 
 
 @pytest.mark.integration
