@@ -50,7 +50,9 @@ SETTLED_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == 3)
 
 @dataclass(slots=True)
 class WorkflowSlot:
-    """A workflow's breaker and, per retry chain, ``(retries made, when last)``."""
+    """A workflow's breaker. ``budgets``: per retry chain ``(retries made, when last)`` as
+    slots written before budgets became entries of their own (:class:`Budget`); read, never
+    added to, emptied as those chains retry again or age out."""
 
     breaker: BreakerState = field(default_factory=BreakerState)
     budgets: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -107,13 +109,38 @@ class Alias:
         return bytes(memoryview(orjson.dumps(data)))
 
 
-Entry = Execution | Alias
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A retry chain's budget in one workflow: retries made, and when the last was decided.
+
+    An entry of its own (key :func:`budget_key`, beside the workflow's executions and on its
+    partition), not a field of the workflow's slot: a slot holding every chain the workflow
+    retried grew with the fleet and was written whole on every execution (72 KB after 1,841
+    chains in bench/fleet.py, past Kafka's 1 MB record limit after about 26,000)."""
+
+    made: int
+    at: float
+    workflow_id: str
+
+    def to_json(self) -> bytes:
+        data = {"budget": self.made, "at": self.at, "workflow_id": self.workflow_id}
+        return bytes(memoryview(orjson.dumps(data)))
+
+
+def budget_key(workflow_id: str, chain: str) -> str:
+    """Where a chain's budget is kept (never an execution id: those are UUIDs)."""
+    return f"budget/{workflow_id}/{chain}"
+
+
+Entry = Execution | Alias | Budget
 
 
 def load_entry(data: bytes) -> Entry:
     entry: dict[str, Any] = orjson.loads(data)
     if "alias" in entry:
         return Alias(entry["alias"], float(entry["at"]), entry["workflow_id"])
+    if "budget" in entry:
+        return Budget(int(entry["budget"]), float(entry["at"]), entry["workflow_id"])
     return Execution(
         version=entry["version"],
         record=ExecutionRecord.model_validate(entry["record"]),
@@ -211,9 +238,11 @@ def on_matched(
     if isinstance(existing, Execution):
         return slot, _resend(existing, published)
     slot = slot if slot is not None else WorkflowSlot()
-    budgets = slot.budgets
     chain = f"{trigger.cluster}/{trigger.task.root_id}" if trigger.task else ""
-    made = budgets[chain][0] if chain in budgets else 0
+    key = budget_key(item.workflow_id, chain)
+    known = lookup(key) if chain else None
+    legacy = slot.budgets.pop(chain, None) if chain else None
+    made = known.made if isinstance(known, Budget) else legacy[0] if legacy is not None else 0
     decision = decide(
         published,
         trigger,
@@ -223,11 +252,11 @@ def on_matched(
         dry_run=False,
     )
     slot.breaker = decision.breaker
-    if chain and decision.retries_made != made:
-        budgets[chain] = (decision.retries_made, trigger.at)
-    if budgets:
-        for key in [k for k, v in budgets.items() if trigger.at - v[1] >= BUDGET_TTL_SECONDS]:
-            del budgets[key]
+    writes: dict[str, Entry] = {}
+    if chain and (decision.retries_made != made or legacy is not None):
+        writes[key] = Budget(decision.retries_made, trigger.at, item.workflow_id)
+    for old in [k for k, v in slot.budgets.items() if trigger.at - v[1] >= BUDGET_TTL_SECONDS]:
+        del slot.budgets[old]
     scheduled = [
         ScheduledRetry(chain_key=p.chain_key, due_at=p.due_at, since=p.since, command=p.command)
         for p in decision.pending
@@ -249,7 +278,7 @@ def on_matched(
         scheduled=scheduled,
         sent=_watches(decision.commands, trigger.at),
         notices=list(decision.notices),
-        writes={eid: entry},
+        writes={eid: entry, **writes},
     )
     if eid != matched_id:
         out.writes[matched_id] = Alias(eid, trigger.at, item.workflow_id)
@@ -278,7 +307,8 @@ def on_outcome(entry: Entry | None, item: ActionOutcome) -> tuple[Execution | No
 def expired(at: float, statuses: Iterable[str] | None, now: float, retention: float) -> bool:
     """Whether nothing can refer to an execution any more: its trigger (at ``at``) is older
     than ``retention`` and every action has settled (``statuses``; ``None`` for an alias), or
-    it has been stuck for a week. A match comes again only within Kafka's uncommitted window,
+    it has been stuck for a week (a :class:`Budget` expires after ``BUDGET_TTL_SECONDS``).
+    A match comes again only within Kafka's uncommitted window,
     outcomes within a delivery's bound or a delayed retry's delay, cancels only while a retry
     waits."""
     age = now - at

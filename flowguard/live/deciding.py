@@ -198,6 +198,9 @@ class Deciding:
 
 
 def _expired(entry: dict[str, Any], now: float, retention: float) -> bool:
-    """:func:`executions.expired` on a stored entry, read as JSON only (a scan reads them all)."""
+    """:func:`executions.expired` on a stored entry, read as JSON only (a scan reads them all);
+    a retry chain's budget after ``BUDGET_TTL_SECONDS``."""
+    if "budget" in entry:
+        return now - float(entry["at"]) >= executions.BUDGET_TTL_SECONDS
     statuses = None if "alias" in entry else [a["status"] for a in entry["record"]["actions"]]
     return executions.expired(float(entry.get("at", now)), statuses, now, retention)
