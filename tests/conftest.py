@@ -171,54 +171,46 @@ def _redis_container(why_not_deploy: str) -> Iterator[str]:
         yield f"redis://{host}:{port}/0"
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """``host:port`` of a real Kafka broker that answers metadata requests."""
-    given = os.environ.get("FLOWGUARD_TEST_KAFKA")
+def _service(
+    name: str,
+    variable: str,
+    require: Callable[[str, str], None],
+    container: Callable[[str], Iterator[str]],
+) -> Iterator[str]:
+    """The address of a real ``name`` service: the one ``variable`` names, else the project's
+    deploy script's (stopped after the session when started here), else a container."""
+    given = os.environ.get(variable)
     if given:
-        _require_kafka(given, "FLOWGUARD_TEST_KAFKA")
+        require(given, variable)
         yield given
         return
     try:
-        deployed = _deploy_start("kafka")
+        deployed = _deploy_start(name)
     except _DeployFailed as exc:
         why_not = str(exc)
     else:
         why_not = ""
     if why_not:
-        yield from _kafka_container(why_not)
+        yield from container(why_not)
         return
     try:
-        _require_kafka(deployed.address, "deploy/kafka/start")
+        require(deployed.address, f"deploy/{name}/start")
         yield deployed.address
     finally:
         if deployed.started_here:
-            _deploy_stop("kafka")
+            _deploy_stop(name)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a real Kafka broker that answers metadata requests."""
+    yield from _service("kafka", "FLOWGUARD_TEST_KAFKA", _require_kafka, _kafka_container)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``redis://host:port/0`` of a real Redis that answers PING."""
-    given = os.environ.get("FLOWGUARD_TEST_REDIS")
-    if given:
-        _require_redis(given, "FLOWGUARD_TEST_REDIS")
-        yield given
-        return
-    try:
-        deployed = _deploy_start("redis")
-    except _DeployFailed as exc:
-        why_not = str(exc)
-    else:
-        why_not = ""
-    if why_not:
-        yield from _redis_container(why_not)
-        return
-    try:
-        _require_redis(deployed.address, "deploy/redis/start")
-        yield deployed.address
-    finally:
-        if deployed.started_here:
-            _deploy_stop("redis")
+    yield from _service("redis", "FLOWGUARD_TEST_REDIS", _require_redis, _redis_container)
 
 
 #: The SASL_SSL broker's ports (deploy/kafka/start): apart from the plaintext one's 9092/19092.

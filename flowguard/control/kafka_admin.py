@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -150,17 +150,23 @@ async def partitions_of(
 
 
 async def create_topics(
-    bootstrap: str, prefix: str, timeout_seconds: float, *, partitions: int | None = None
+    bootstrap: str,
+    prefix: str,
+    timeout_seconds: float,
+    *,
+    partitions: int | None = None,
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
 ) -> list[str]:
     """Create every registry topic that does not exist yet, in one request; returns those created.
 
-    ``partitions`` overrides the registry's counts (tests use 1 to keep the broker light).
+    ``partitions`` overrides the registry's counts (tests use 1 to keep the broker light);
+    ``specs`` narrows the topics to these (a test that reads two topics creates two).
     Raises :class:`KafkaUnavailable` when Kafka does not answer, or refuses a topic (the
     broker's reason is in the message).
     """
     async with _admin(bootstrap, timeout_seconds) as client:
         existing = set(await client.list_topics())
-        wanted = [_new_topic(spec, prefix, partitions) for spec in ALL_TOPICS]
+        wanted = [_new_topic(spec, prefix, partitions) for spec in specs]
         missing = [topic for topic in wanted if topic.name not in existing]
         if not missing:
             return []

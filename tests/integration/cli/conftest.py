@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from flowguard.celery_wire.events import translate
+from flowguard.control.kafka_admin import create_topics
 from flowguard.settings import get_settings
 from topics.events import Event
 from topics.execution import ExecutionRecord
@@ -71,20 +71,6 @@ def _time(event: Event) -> float:
     return event.timestamp
 
 
-async def _create(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        specs = (EVENTS, EXECUTION_LOG)
-        response = await admin.create_topics(
-            [NewTopic(s.name(prefix), s.partitions, 1, topic_configs=s.config()) for s in specs]
-        )
-        errors = [e for e in response.to_object()["topic_errors"] if e["error_code"]]
-        assert not errors, errors
-    finally:
-        await admin.close()
-
-
 async def publish_events(bootstrap: str, prefix: str, events: list[Published]) -> None:
     """On ``<prefix>.events`` with their keys and record times, as a bridge publishes them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -116,7 +102,7 @@ def cli_env(
     monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, topic_prefix: str
 ) -> Iterator[str]:
     """``flowguard`` in-process against this test's events and execution-log topics."""
-    asyncio.run(_create(kafka_bootstrap, topic_prefix))
+    asyncio.run(create_topics(kafka_bootstrap, topic_prefix, 30, specs=(EVENTS, EXECUTION_LOG)))
     monkeypatch.setenv("FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     monkeypatch.setenv("FLOWGUARD_TOPIC_PREFIX", topic_prefix)
     get_settings.cache_clear()
