@@ -26,6 +26,7 @@ import pytest
 
 from flowguard.control.kafka_admin import delete_topics, wait_for_metadata
 from flowguard.errors import KafkaUnavailable
+from tests.processes import private_redis
 
 REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = REPO / "tests" / "integration"
@@ -199,6 +200,14 @@ def _service(
     finally:
         if deployed.started_here:
             _deploy_stop(name)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    """A private Redis as a Celery broker (``redis://``): Celery's events travel over pub/sub,
+    which no database number scopes, so each test that runs Celery gets its own server."""
+    with private_redis(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

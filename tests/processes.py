@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from celery import Celery
 
 from flowguard.control.store import WorkflowStore
 from flowguard.errors import KafkaUnavailable
@@ -165,6 +166,13 @@ def private_redis(
         yield f"redis://{auth}127.0.0.1:{port}/0"
     finally:
         proc.stop(signal.SIGKILL)
+
+
+def celery_client(broker: str) -> Celery:
+    """A Celery client of ``broker`` that sends task-sent events, as a producing app does."""
+    app = Celery("test-client", broker=broker)
+    app.conf.task_send_sent_event = True
+    return app
 
 
 def python_env(**extra: str) -> dict[str, str]:

@@ -26,18 +26,11 @@ from tests.processes import (
     bridge_process,
     celery_worker,
     print_logs_if_failed,
-    private_redis,
     python_env,
     start_worker,
 )
 
 CLUSTER = "prod"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 @pytest.fixture

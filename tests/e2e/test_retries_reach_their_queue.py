@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from tests.processes import (
     Process,
     TopicReader,
     bridge_process,
-    private_redis,
     python_env,
     start_worker,
     tail,
@@ -55,12 +53,6 @@ WORKFLOW = {
         {"type": "retry", "delay_seconds": 1, "max_attempts": 3, "exponential_backoff": True}
     ],
 }
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 def payments_worker(tmp: Path, broker: str) -> Process:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from celery import Celery
 
@@ -29,12 +27,6 @@ from topics.record import iso
 from topics.signing import CommandKey, sign
 
 CLUSTER = "cmd-cluster"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:

@@ -7,18 +7,16 @@ import json
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
-from celery import Celery
 
 from tests.processes import (
     TEST_COMMAND_KEY,
     TopicReader,
     bridge_process,
+    celery_client,
     celery_worker,
     private_redis,
     produce,
@@ -31,18 +29,6 @@ from topics.signing import CommandKey, sign
 
 CLUSTER = "test-cluster"
 TERMINAL = {"task.succeeded", "task.failed"}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
-
-
-def client(broker: str) -> Celery:
-    app = Celery("test-client", broker=broker)
-    app.conf.task_send_sent_event = True
-    return app
 
 
 def send_revoke(kafka: str, topics: str, command_id: str) -> None:
@@ -73,7 +59,7 @@ def test_every_task_event_arrives_in_order_keyed_by_its_chain(
     try:
         bridge.wait_for_log("consuming Celery events")
         bridge.wait_for_log("snapshot:")
-        app = client(broker)
+        app = celery_client(broker)
         sent = {
             "ok": app.send_task("demo.tasks.add", (2, 3), task_id="t-ok"),
             "fail": app.send_task("demo.tasks.always_fails", ("c-42",), task_id="t-fail"),
@@ -204,7 +190,7 @@ def test_a_worker_started_without_events_sends_them_once_the_bridge_connects(
     reader = TopicReader(kafka_bootstrap, f"{topics}.events")
     try:
         bridge.wait_for_log("snapshot:")  # enable_events came first, then the snapshot
-        client(broker).send_task("demo.tasks.add", (2, 3), task_id="t-quiet")
+        celery_client(broker).send_task("demo.tasks.add", (2, 3), task_id="t-quiet")
 
         def finished(values: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
             events = by_task(values)["t-quiet"]
@@ -235,7 +221,7 @@ def test_the_broker_password_is_never_in_the_bridge_log(tmp_path: Path, kafka_bo
         reader = TopicReader(kafka_bootstrap, f"{topics}.events")
         try:
             bridge.wait_for_log("snapshot:")
-            client(url).send_task("demo.tasks.always_fails", ("c-1",), task_id="t-secret")
+            celery_client(url).send_task("demo.tasks.always_fails", ("c-1",), task_id="t-secret")
             reader.wait_for(
                 lambda v: any(e["kind"] == "task.failed" for e in by_task(v)["t-secret"]),
                 timeout=60, what="t-secret's failure in Kafka",

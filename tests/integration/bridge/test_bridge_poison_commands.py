@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.bridge.test_bridge_commands import CLUSTER, results_for, send, start_bridge
 from tests.integration.bridge.test_bridge_routing import bridge, charge_retry
-from tests.processes import TEST_COMMAND_KEY, TopicReader, private_redis, produce
+from tests.processes import TEST_COMMAND_KEY, TopicReader, produce
 from topics.record import iso
 from topics.signing import CommandKey, signature_of
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 def test_a_command_with_bad_fields_goes_to_the_dlq_capped_and_the_bridge_goes_on(

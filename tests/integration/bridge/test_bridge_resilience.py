@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 
 from flowguard.control.kafka_admin import create_topics
 from flowguard.demo.celery_app import recorded_calls
@@ -26,9 +25,9 @@ from tests.processes import (
     Process,
     TopicReader,
     bridge_process,
+    celery_client,
     celery_worker,
     free_port,
-    private_redis,
     start_worker,
 )
 
@@ -36,18 +35,6 @@ CLUSTER = "test-cluster"
 OUTAGE_SECONDS = 10.0
 #: Events Celery sends per successful task: sent (client), received, started, succeeded.
 EVENTS_PER_TASK = 4
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
-
-
-def client(broker: str) -> Celery:
-    app = Celery("test-client", broker=broker)
-    app.conf.task_send_sent_event = True
-    return app
 
 
 class OwnKafka:
@@ -111,7 +98,7 @@ def test_kafka_down_for_10s_the_bridge_recovers_and_counts_every_drop_exactly(
         tmp_path, cluster=CLUSTER, broker=broker, kafka=own_kafka.bootstrap, prefix=topic_prefix,
         buffer_size="60", kafka_timeout_seconds="2",
     ).start()  # fmt: skip
-    app = client(broker)
+    app = celery_client(broker)
     calls = redis.Redis.from_url(broker)
 
     def send(prefix: str, count: int) -> set[str]:
@@ -186,7 +173,7 @@ def test_a_restarted_bridge_publishes_the_running_task_from_its_snapshot(
     )  # fmt: skip
     try:
         first.wait_for_log("snapshot:")
-        client(broker).send_task("demo.tasks.slow", (60,), task_id="t-slow")
+        celery_client(broker).send_task("demo.tasks.slow", (60,), task_id="t-slow")
         events.wait_for(
             lambda v: any(e.get("kind") == "task.started" for e in task_events(v, {"t-slow"})),
             timeout=60, what="t-slow to start",
@@ -311,7 +298,7 @@ def test_sigterm_with_a_batch_in_flight_keeps_every_event_counted(
         tmp_path, cluster=CLUSTER, broker=broker, kafka=own_kafka.bootstrap, prefix=topic_prefix,
         kafka_timeout_seconds="2", commands="false",
     ).start()  # fmt: skip
-    app = client(broker)
+    app = celery_client(broker)
     try:
         bridge.wait_for_log("snapshot:")
         app.send_task("demo.tasks.add", (1, 2), task_id="t-before")

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from tests.helpers import wait_until
@@ -20,7 +18,6 @@ from tests.processes import (
     Process,
     TopicReader,
     bridge_process,
-    private_redis,
     python_env,
     start_worker,
 )
@@ -29,12 +26,6 @@ from topics.record import iso
 
 CLUSTER = "routed-cluster"
 APP = "tests.integration.bridge.routed_app"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 def payments_worker(tmp: Path, broker: str) -> Process:

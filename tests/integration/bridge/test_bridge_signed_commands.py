@@ -10,10 +10,8 @@ and the real Celery worker never receives them, while the properly signed comman
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from flowguard.demo.celery_app import recorded_calls
@@ -28,17 +26,10 @@ from tests.processes import (
     TEST_COMMAND_KEY,
     TopicReader,
     celery_worker,
-    private_redis,
     produce,
     start_worker,
 )
 from topics.signing import CommandKey, sign
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with private_redis(tmp_path) as url:
-        yield url
 
 
 def test_forged_commands_are_refused_and_never_run_while_a_signed_one_runs(
