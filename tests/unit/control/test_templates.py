@@ -3,11 +3,15 @@ workflow templates from."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
+import flowguard
 from flowguard.cli import main as cli
-from flowguard.control.workflow_templates import template, templates
+from flowguard.control.workflow_templates import TEMPLATE_DIR, template, templates
 from flowguard.engine.documents import parse_workflow
 from flowguard.errors import TemplateNotFound
 
@@ -44,3 +48,15 @@ def test_cli_lists_and_prints_templates() -> None:
     printed = CliRunner().invoke(cli, ["workflows", "templates", "recover-orphaned-tasks"])
     assert printed.output == template("recover-orphaned-tasks").text()
     assert CliRunner().invoke(cli, ["workflows", "templates", "nope"]).exit_code == 1
+
+
+def test_the_templates_are_in_the_package_data() -> None:
+    """An installed (not editable) flowguard carries only what package-data names: a path
+    left behind by a move would ship no templates."""
+    pyproject = Path(flowguard.__file__).resolve().parents[1] / "pyproject.toml"
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    root = Path(flowguard.__file__).resolve().parent
+    shipped = {path for pattern in globs["flowguard"] for path in root.glob(pattern)}
+    yaml_files = set(TEMPLATE_DIR.glob("*.yaml"))
+    assert len(yaml_files) == 4
+    assert yaml_files <= shipped
