@@ -90,10 +90,7 @@ def report(
     flow.log.poll()
     settled_at: dict[str, float] = {}
     for _, value, partition, offset in flow.log.records:
-        if (
-            value["workflow"]["id"] == "tell-the-dead-endpoint"
-            and value["actions"][0]["status"] != "planned"
-        ):
+        if value["workflow"]["id"] == "tell-the-dead-endpoint" and status(value) != "planned":
             settled_at.setdefault(value["task"]["id"], flow.log.produced_at[partition, offset])
     outcomes: Counter[str] = Counter()
     settle_s = []
