@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench-outage-{int(time.time())}"
     sent: dict[str, tuple[float, float]] = {}  # task id -> (wall clock, monotonic)
     with RecordingServer() as hooks, pytest.MonkeyPatch.context() as patch:
-        flow = Flow(tmp, args.bootstrap, prefix, hooks, workflows(hooks))
+        # Breakers wide open: the default (100 executions an hour) would skip the load itself.
+        wide = {"max_executions": 100_000, "time_window_hours": 1}
+        definitions = [{**d, "circuit_breaker": wide} for d in workflows(hooks)]
+        flow = Flow(tmp, args.bootstrap, prefix, hooks, definitions)
         hooks.script("/down", Reply(503))
         flow.worker("fg1", patch)
         commands = TopicReader(args.bootstrap, f"{prefix}.commands")
