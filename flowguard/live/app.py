@@ -574,6 +574,11 @@ class Live:
             log.warning("%s[%d]: no progress past offset %s; reading it again from there",
                         tp.topic, tp.partition, offset)  # fmt: skip
             await consumer.seek(tp, offset)
+            if (tp.topic, tp.partition) in self._next_read:
+                # Everything below a committed offset was applied: the next record is this
+                # one (else a commit made while detection expected an earlier record would
+                # have it wait for that record for ever: seen in a fault trial).
+                self._next_read[tp.topic, tp.partition] = offset
 
     def _rescan(self) -> None:
         """After an assignment: the deadlines of every chain and worker this process holds."""
