@@ -10,8 +10,9 @@ where absence matters; it returns the slot to keep (``None``: forget the key) an
 :class:`Out` of what to send on. A slot is owned by whoever holds it: the functions change it
 in place, as one batch of events decodes a key once and encodes it once.
 
-Time: a key's deadlines (a run-time threshold, a delayed retry, heartbeat expiry, a
-goodbye's grace, a retry never received, retention) are judged at a tick, and also before
+Time: a key's deadlines (a run-time threshold, a task stuck unreceived or unstarted, a
+delayed retry, heartbeat expiry, a goodbye's grace, a retry never received, retention) are
+judged at a tick, and also before
 each event of the key, at the event's time: so the key sees its own events and deadlines in
 event-time order whatever the tick's lag, and replay (which ticks in event time) and the live
 app decide alike. A trigger found at a deadline is stamped with the deadline, not the tick.
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from flowguard.engine.matching import WorkflowIndex
+from flowguard.engine.matching import Thresholds, WorkflowIndex
 from flowguard.engine.tasks import (
     CHAIN_RETENTION_SECONDS,
     Chain,
@@ -40,6 +41,7 @@ from flowguard.engine.tasks import (
     apply_task_event,
     orphan_triggers,
     runtime_trigger,
+    stuck_trigger,
 )
 from flowguard.engine.workers import (
     DEFAULT_OFFLINE_GRACE_SECONDS,
@@ -52,7 +54,7 @@ from topics.commands import RetryCommand
 from topics.events import TaskEvent, WorkerEvent
 from topics.record import iso
 from topics.scheduled import CancelRetry, RetrySent, ScheduledRetry, WorkerGone
-from topics.triggers import ActionOutcome, Matched, Trigger
+from topics.triggers import ActionOutcome, Matched, StuckStage, Trigger
 
 #: How many past offsets keep the matches they caused, for re-sending after a crash.
 EMITTED_KEPT = 8
@@ -206,18 +208,13 @@ def new_chain(key: str, cluster: str) -> ChainSlot:
     return ChainSlot(Chain(cluster=cluster, root_id=root_id))
 
 
-def chain_deadlines(
-    slot: ChainSlot, thresholds: tuple[float, ...], timing: Timing, out: Out
-) -> None:
+def chain_deadlines(slot: ChainSlot, thresholds: Thresholds, timing: Timing, out: Out) -> None:
     """When the chain next needs a look without an event of its own (checked per event: the
     common chain, never failed and nothing held, costs a few attribute reads)."""
     chain = slot.chain
     if thresholds:
         for task in chain.tasks.values():
-            if task.state == "started" and task.started_at is not None:
-                out.deadlines.extend(
-                    task.started_at + t for t in thresholds if t not in task.exceeded
-                )
+            _task_deadlines(task, thresholds, out.deadlines)
     if slot.pending or slot.sent:
         out.deadlines.extend(p.due_at for p in slot.pending.values())
         out.deadlines.extend(_watch_due(s, timing) for s in slot.sent.values())
@@ -225,6 +222,22 @@ def chain_deadlines(
         forget_at = chain.forget_at(timing.chain_retention_seconds)
         if forget_at is not None:
             out.deadlines.append(forget_at)
+
+
+def _task_deadlines(task: TaskState, thresholds: Thresholds, deadlines: list[float]) -> None:
+    """A started task's run-time thresholds; a waiting task's ``task.stuck`` ones."""
+    if task.state == "started" and task.started_at is not None:
+        deadlines.extend(task.started_at + t for t in thresholds.runtime if t not in task.exceeded)
+    elif task.queued_at is not None and task.state in _STAGE_OF:
+        stage = _STAGE_OF[task.state]
+        deadlines.extend(
+            task.queued_at + t
+            for t in thresholds.stage(stage)
+            if f"{stage}/{t:g}" not in task.stuck
+        )
+
+
+_STAGE_OF: dict[str, StuckStage] = {"sent": "unreceived", "received": "unstarted"}
 
 
 def _keep(slot: ChainSlot, now: float | None = None, retention: float = 0.0) -> ChainSlot | None:
@@ -259,11 +272,7 @@ def _chain_due(slot: ChainSlot, index: WorkflowIndex, now: float, timing: Timing
     """Everything of the chain due by ``now``: run-time thresholds passed, delayed retries
     (sent, or skipped when the task recovered meanwhile), retries never received."""
     chain = slot.chain
-    for task_id in sorted(chain.tasks):
-        for threshold in index.thresholds():
-            trigger = runtime_trigger(chain, task_id, threshold, now=now)
-            if trigger is not None:
-                match(index, trigger, out)
+    _thresholds_due(chain, index, now, out)
     pending = slot.pending
     for command_id in sorted(pending, key=lambda c: (pending[c].due_at, c)):
         item = pending[command_id]
@@ -296,6 +305,22 @@ def _chain_due(slot: ChainSlot, index: WorkflowIndex, now: float, timing: Timing
                 f"{timing.stranded_after_seconds:g}s: is any worker consuming {where}?"
             )
             out.outcomes.append(_outcome(watched, "stranded", why, due))
+
+
+def _thresholds_due(chain: Chain, index: WorkflowIndex, now: float, out: Out) -> None:
+    """Run-time thresholds passed by a started task; ``task.stuck`` by a waiting one."""
+    thresholds = index.thresholds()
+    for task_id in sorted(chain.tasks):
+        for threshold in thresholds.runtime:
+            trigger = runtime_trigger(chain, task_id, threshold, now=now)
+            if trigger is not None:
+                match(index, trigger, out)
+        stage = _STAGE_OF.get(chain.tasks[task_id].state)
+        if stage is not None:
+            for threshold in thresholds.stage(stage):
+                trigger = stuck_trigger(chain, task_id, stage, threshold, now=now)
+                if trigger is not None:
+                    match(index, trigger, out)
 
 
 def _watch_due(watched: RetrySent, timing: Timing) -> float:

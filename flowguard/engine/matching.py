@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from flowguard.engine.conditions import CompiledConditions, compile_conditions, is_literal_glob
 from flowguard.engine.workflow import Workflow
 from topics.execution import ConditionResult
-from topics.triggers import Trigger
+from topics.triggers import STUCK_STAGES, StuckStage, Trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,35 @@ class Published:
     @classmethod
     def of(cls, workflow: Workflow, version: int = 0) -> Published:
         return cls(workflow, version, compile_conditions(workflow.trigger.conditions))
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The distinct thresholds of enabled absence workflows, ascending: how long a task may
+    run (``task.execution_time_exceeded``), stay sent, or stay received (``task.stuck``)."""
+
+    runtime: tuple[float, ...] = ()
+    unreceived: tuple[float, ...] = ()
+    unstarted: tuple[float, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.runtime or self.unreceived or self.unstarted)
+
+    def stage(self, stage: StuckStage) -> tuple[float, ...]:
+        return self.unreceived if stage == "unreceived" else self.unstarted
+
+
+def _thresholds(items: list[Published]) -> Thresholds:
+    found: dict[str, set[float]] = {"runtime": set(), "unreceived": set(), "unstarted": set()}
+    for item in items:
+        trigger = item.workflow.trigger
+        seconds = trigger.threshold_seconds or 0.0
+        if trigger.event == "task.execution_time_exceeded":
+            found["runtime"].add(seconds)
+        elif trigger.event == "task.stuck":
+            for stage in (trigger.stage,) if trigger.stage else STUCK_STAGES:
+                found[stage].add(seconds)
+    return Thresholds(**{k: tuple(sorted(v)) for k, v in found.items()})
 
 
 @dataclass(slots=True)
@@ -51,6 +80,7 @@ class WorkflowIndex:
                 bucket.by_name[pattern].append(item)
             else:
                 bucket.other.append(item)
+        self._thresholds = _thresholds([p for p in self.all if p.workflow.enabled])
 
     def candidates(self, trigger: Trigger) -> list[Published]:
         """Enabled workflows for this trigger that may match, ordered by workflow id."""
@@ -69,20 +99,20 @@ class WorkflowIndex:
         """The workflows whose trigger and conditions all match, with every condition's result."""
         matched = []
         for item in self.candidates(trigger):
-            threshold = item.workflow.trigger.threshold_seconds
-            if threshold is not None and threshold != trigger.threshold_seconds:
+            wanted = item.workflow.trigger
+            if wanted.threshold_seconds is not None and (
+                wanted.threshold_seconds != trigger.threshold_seconds
+            ):
+                continue
+            if wanted.stage is not None and wanted.stage != trigger.stage:
                 continue
             if item.conditions.first_failure(trigger) is None:
                 matched.append((item, item.conditions.evaluate(trigger)[0]))
         return matched
 
-    def thresholds(self) -> tuple[float, ...]:
-        """Distinct run-time thresholds of enabled execution-time workflows, ascending."""
-        bucket = self._buckets.get("task.execution_time_exceeded")
-        if bucket is None:
-            return ()
-        items = [*bucket.other, *(p for ps in bucket.by_name.values() for p in ps)]
-        return tuple(sorted({p.workflow.trigger.threshold_seconds or 0.0 for p in items}))
+    def thresholds(self) -> Thresholds:
+        """The deadlines enabled workflows need watched (computed once per index)."""
+        return self._thresholds
 
     def explain(self, trigger: Trigger) -> list[tuple[Published, str]]:
         """Why each workflow for this trigger's event did not fire (those that did are left out)."""
@@ -96,6 +126,9 @@ class WorkflowIndex:
                 continue
             if wf.trigger.threshold_seconds not in (None, trigger.threshold_seconds):
                 reasons.append((item, f"threshold is {wf.trigger.threshold_seconds:g}s"))
+                continue
+            if wf.trigger.stage not in (None, trigger.stage):
+                reasons.append((item, f"stage is {wf.trigger.stage}"))
                 continue
             failed = item.conditions.first_failure(trigger)
             if failed is not None:

@@ -20,7 +20,8 @@ from typing import Any
 from flowguard.celery_wire.exceptions import split_exception
 from flowguard.engine.triggers import task_trigger
 from topics.events import TaskEvent, TaskFailed, TaskRetried, TaskSnapshot
-from topics.triggers import TaskContext, Trigger
+from topics.record import from_iso
+from topics.triggers import StuckStage, TaskContext, Trigger
 
 # How far each state is along one attempt; a lower rank never overwrites a higher one.
 RANK = {
@@ -68,6 +69,14 @@ class TaskState:
     finished_at: float | None = None
     orphaned_start: int = 0
     exceeded: list[float] = field(default_factory=list)
+    #: When the task's current wait began: its task-sent while ``sent``, its delivery (or its
+    #: ETA, if later) while ``received``; what ``task.stuck`` measures.
+    queued_at: float | None = None
+    #: ``task.stuck`` fired for the current wait, as ``"<stage>/<threshold>"``.
+    stuck: list[str] = field(default_factory=list)
+    #: The times of the task-started events of the current attempt (a second one, with no
+    #: retry between, is ``task.duplicate_start``).
+    start_stamps: list[float] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -176,25 +185,70 @@ def _new_delivery(task: TaskState, event: TaskEvent) -> bool:
     )
 
 
+def _wait_from(event: TaskEvent) -> float:
+    """When a task sent or delivered now can be expected to move on: a delivered task with an
+    ETA (a countdown, Celery's own retry) is not due to start before it."""
+    if event.kind == "task.received" and event.eta:
+        try:
+            return max(event.timestamp, from_iso(event.eta))
+        except ValueError:
+            return event.timestamp
+    return event.timestamp
+
+
+def _waiting(task: TaskState, event: TaskEvent) -> None:
+    task.queued_at, task.stuck = _wait_from(event), []
+
+
 def _on_queued(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
     retries = event.retries or 0
     state = _STATE[event.kind]
     if retries > task.attempt or (retries == task.attempt and RANK[task.state] < RANK[state]):
         if retries > task.attempt:
             task.attempt_at = event.timestamp
+            task.start_stamps = []
         task.attempt, task.state = retries, state
+        _waiting(task, event)
         if state == "received":
             task.worker = event.hostname
     elif event.kind == "task.received" and _new_delivery(task, event):
         task.state, task.worker, task.attempt_at = "received", event.hostname, event.timestamp
+        _waiting(task, event)
     return None
 
 
+def _duplicate_start(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    """``task.duplicate_start`` when the task id starts again in the same attempt: no retry
+    (Celery's, which counts ``retries`` up) in between, so the broker delivered the message
+    twice (a visibility timeout passed, or ``acks_late`` after a worker was lost). A start
+    older than the current attempt is a late event of an earlier one, not a duplicate."""
+    stamps = task.start_stamps
+    if event.timestamp in stamps or event.timestamp < task.attempt_at:
+        return None
+    stamps.append(event.timestamp)
+    if len(stamps) < 2:
+        return None
+    first = min(stamps[:-1])
+    return task_trigger(
+        "task.duplicate_start",
+        at=event.timestamp,
+        cluster=chain.cluster,
+        task=task.context(chain.failures, event.hostname),
+        ordinal=f"{task.attempt}/{len(stamps)}",
+        reason=(
+            f"started again on {event.hostname} {event.timestamp - first:.3g}s after its "
+            f"first start (start {len(stamps)} of attempt {task.attempt}, no retry between): "
+            "the broker delivered it twice"
+        ),
+    )
+
+
 def _on_started(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
+    duplicate = _duplicate_start(task, event, chain)
     redelivered = _new_delivery(task, event)
     if RANK[task.state] < RANK["started"] or redelivered:
         if task.started_at == event.timestamp:
-            return None  # the same event seen twice
+            return duplicate  # the same event seen twice
         if redelivered:
             task.attempt_at = event.timestamp
         task.state = "started"
@@ -202,7 +256,7 @@ def _on_started(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | No
         task.started_at = event.timestamp
         task.starts += 1
         task.exceeded = []
-    return None
+    return duplicate
 
 
 def _on_failure(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
@@ -218,6 +272,7 @@ def _on_failure(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | No
         ended, task.retried_count = task.retried_count, task.retried_count + 1
         if task.attempt <= ended:
             task.state, task.finished_at = "retried", event.timestamp
+            task.start_stamps = []  # the next start is the next attempt's
         return None
     task.state, task.finished_at = "failed", event.timestamp
     task.worker = event.hostname or task.worker
@@ -246,6 +301,8 @@ def _on_snapshot(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | N
     state = "started" if event.state == "active" else "received"
     if RANK[task.state] < RANK[state]:
         task.state, task.worker = state, event.hostname
+        if state == "received":
+            _waiting(task, event)
         if state == "started" and task.started_at is None:
             task.started_at = event.time_start or event.timestamp
             task.starts += 1
@@ -331,4 +388,44 @@ def runtime_trigger(chain: Chain, task_id: str, threshold: float, *, now: float)
         ordinal=f"{task.starts}/{threshold:g}",
         reason=f"still running {threshold:g}s after it started on {task.worker}",
         threshold_seconds=threshold,
+    )
+
+
+#: The state a task waits in, per ``task.stuck`` stage.
+WAITING_STATE = {"unreceived": "sent", "unstarted": "received"}
+
+
+def stuck_trigger(
+    chain: Chain, task_id: str, stage: StuckStage, threshold: float, *, now: float
+) -> Trigger | None:
+    """``task.stuck`` once per wait, stage and threshold, while the task still waits there:
+    sent and not received (no worker consumes its queue), or received and not started."""
+    task = chain.tasks.get(task_id)
+    if task is None or task.state != WAITING_STATE[stage] or task.queued_at is None:
+        return None
+    key = f"{stage}/{threshold:g}"
+    if key in task.stuck or now - task.queued_at < threshold:
+        return None
+    task.stuck.append(key)
+    return task_trigger(
+        "task.stuck",
+        at=task.queued_at + threshold,
+        cluster=chain.cluster,
+        task=task.context(chain.failures),
+        ordinal=f"{stage}/{task.attempt}@{task.queued_at:.6f}/{threshold:g}",
+        reason=_stuck_reason(task, stage, threshold),
+        threshold_seconds=threshold,
+        stage=stage,
+    )
+
+
+def _stuck_reason(task: TaskState, stage: StuckStage, threshold: float) -> str:
+    if stage == "unreceived":
+        where = f"queue {task.queue!r}" if task.queue else "its queue (not known to flowguard)"
+        return (
+            f"sent {threshold:g}s ago and no worker received it: is any worker consuming {where}?"
+        )
+    return (
+        f"received by {task.worker} {threshold:g}s ago and not started: its pool is busy or "
+        "blocked, or it prefetched the task behind long ones"
     )

@@ -6,7 +6,7 @@ gives the same ids in a replay, a Test run and the live app.
 
 from __future__ import annotations
 
-from topics.triggers import TaskContext, Trigger, TriggerName
+from topics.triggers import StuckStage, TaskContext, Trigger, TriggerName
 
 
 def error_text(task: TaskContext) -> str:
@@ -30,6 +30,7 @@ def task_trigger(
     ordinal: int | str,
     reason: str = "",
     threshold_seconds: float | None = None,
+    stage: StuckStage | None = None,
 ) -> Trigger:
     return Trigger(
         trigger_id=trigger_id(event, cluster, task.id, ordinal),
@@ -39,6 +40,7 @@ def task_trigger(
         task=task,
         worker=task.worker,
         threshold_seconds=threshold_seconds,
+        stage=stage,
         reason=reason,
     )
 

@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from flowguard.control.secrets import is_env_ref, mask
 from flowguard.engine.messages import compile_template
 from flowguard.errors import TemplateInvalid
-from topics.triggers import TriggerName
+from topics.triggers import StuckStage, TriggerName
 
 DEFAULT_SLACK_MESSAGE = (
     "Task {task_name} failed on worker {worker}\n"
@@ -56,8 +56,12 @@ CONDITIONS_BY_TRIGGER: dict[str, frozenset[str]] = {
     "task.orphaned": TASK_CONDITIONS - {"error_pattern"} | {"cluster", "worker_pattern"},
     "task.execution_time_exceeded": TASK_CONDITIONS - {"error_pattern"}
     | {"cluster", "worker_pattern"},
+    "task.stuck": TASK_CONDITIONS - {"error_pattern"} | {"cluster", "worker_pattern"},
+    "task.duplicate_start": TASK_CONDITIONS - {"error_pattern"} | {"cluster", "worker_pattern"},
     "worker.offline": frozenset({"cluster", "worker_pattern"}),
 }
+#: Triggers that fire when something has not happened for ``threshold_seconds``.
+THRESHOLD_TRIGGERS = frozenset({"task.execution_time_exceeded", "task.stuck"})
 
 
 def slugify(name: str) -> str:
@@ -328,19 +332,38 @@ class Trigger(_Model):
     event: TriggerName
     conditions: Conditions = Conditions()
     threshold_seconds: float | None = Field(
-        default=None, gt=0, description="task.execution_time_exceeded: run time that fires it."
+        default=None,
+        gt=0,
+        description="task.execution_time_exceeded: run time that fires it; "
+        "task.stuck: how long the task waits (unreceived or unstarted) before it fires.",
+    )
+    stage: StuckStage | None = Field(
+        default=None,
+        description="task.stuck: unreceived (sent, no worker received it: no consumer on its "
+        "queue) or unstarted (received, not started: prefetch or a blocked pool); both if "
+        "left out.",
     )
 
     @model_validator(mode="after")
     def _check_fit(self) -> Trigger:
-        if self.event == "task.execution_time_exceeded" and self.threshold_seconds is None:
+        if self.event in THRESHOLD_TRIGGERS and self.threshold_seconds is None:
             raise PydanticCustomError(
                 "missing_threshold",
-                "threshold_seconds is required for task.execution_time_exceeded",
+                "threshold_seconds is required for {event}",
+                {"event": self.event},
             )
-        if self.event != "task.execution_time_exceeded" and self.threshold_seconds is not None:
+        if self.event not in THRESHOLD_TRIGGERS and self.threshold_seconds is not None:
             raise PydanticCustomError(
-                "unused_threshold", "threshold_seconds only applies to task.execution_time_exceeded"
+                "unused_threshold",
+                "threshold_seconds only applies to task.execution_time_exceeded and task.stuck",
+            )
+        if self.event != "task.stuck" and self.stage is not None:
+            raise PydanticCustomError("unused_stage", "stage only applies to task.stuck")
+        if self.stage == "unreceived" and self.conditions.worker_pattern is not None:
+            raise PydanticCustomError(
+                "condition_not_applicable",
+                "condition worker_pattern does not apply to task.stuck at stage unreceived "
+                "(no worker has the task: it can never match)",
             )
         allowed = CONDITIONS_BY_TRIGGER[self.event]
         for name in self.conditions.given():
