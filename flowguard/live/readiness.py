@@ -71,14 +71,11 @@ class Readiness:
         """Partitions whose committed offset stays put while records wait behind it."""
         now, stuck = time.monotonic(), []
         for tp, lag, committed in self._lags():
-            seen, since = self._marks.get(tp, (committed, now))
-            if committed != seen or lag <= 0:
-                since = now
-            self._marks[tp] = (committed, since)
-            if lag > 0 and now - since > self.stall_seconds:
+            waited = _stuck_for(self._marks, tp, lag, committed, now)
+            if waited > self.stall_seconds:
                 stuck.append(
                     f"{tp.topic}[{tp.partition}] at offset {committed} with {lag} records "
-                    f"waiting for {now - since:.0f}s"
+                    f"waiting for {waited:.0f}s"
                 )
         if not stuck:
             return None
@@ -92,12 +89,9 @@ class Readiness:
         now, found = time.monotonic(), []
         outbox = set(self.topics.deliveries.topics)
         for tp, lag, committed in self._lags():
-            seen, since = self._reread_marks.get(tp, (committed, now))
-            if tp.topic in outbox or lag <= 0 or committed != seen:
-                self._reread_marks[tp] = (committed, now)
+            if tp.topic in outbox:
                 continue
-            self._reread_marks[tp] = (committed, since)
-            if now - since > self.reread_seconds:
+            if _stuck_for(self._reread_marks, tp, lag, committed, now) > self.reread_seconds:
                 found.append((tp, committed))
                 self._reread_marks[tp] = (committed, now)
         return found
@@ -131,3 +125,16 @@ class Readiness:
             committed = consumer._committed_offset.get(tp)
             found.append((tp, highwater - (committed or 0), committed))
         return found
+
+
+def _stuck_for(
+    marks: dict[TP, tuple[int | None, float]], tp: TP, lag: int, committed: int | None,
+    now: float,
+) -> float:  # fmt: skip
+    """How long ``tp``'s committed offset has stayed put with records waiting (0 while it
+    moves or nothing waits); ``marks`` keeps the offset last seen and since when."""
+    seen, since = marks.get(tp, (committed, now))
+    if committed != seen or lag <= 0:
+        since = now
+    marks[tp] = (committed, since)
+    return now - since
