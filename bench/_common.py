@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient
 
 from flowguard.control.kafka_admin import list_topics, partitions_of
@@ -48,13 +48,25 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+#: What the broker answers about a consumer group before its coordinator is ready (a group not
+#: formed yet, or one loading after a broker start): asked again at the next sample.
+COORDINATOR_NOT_YET = (
+    errors.GroupCoordinatorNotAvailableError,
+    errors.CoordinatorLoadInProgressError,
+    errors.NotCoordinatorForGroupError,
+)
+
+
 async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """Partition -> the group's committed offset on ``topic`` (partitions it never committed
     are absent)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        except COORDINATOR_NOT_YET:  # a group that has not formed yet has committed nothing
+            return {}
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
     finally:
         await admin.close()
@@ -65,7 +77,10 @@ async def members(bootstrap: str, group: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [response] = await admin.describe_consumer_groups([group])
+        try:
+            [response] = await admin.describe_consumer_groups([group])
+        except COORDINATOR_NOT_YET:
+            return 0
         _, _, state, _, _, joined, *_ = response.groups[0]
         return len(joined) if state == "Stable" else 0
     finally:
