@@ -12,6 +12,24 @@ Raw = dict[str, Any]
 WORKER = "celery@w1"
 
 
+def _task_event(
+    kind: str, task_id: str, ts: float, hostname: str, clock: int, pid: int | None, **fields: Any
+) -> Raw:
+    """The fields every task event carries (``pid`` on all but task-retried), then its own."""
+    event: Raw = {
+        "type": f"task-{kind}",
+        "uuid": task_id,
+        "timestamp": ts,
+        "hostname": hostname,
+        **fields,
+        "clock": clock,
+        "utcoffset": 0,
+    }
+    if pid is not None:
+        event["pid"] = pid
+    return event
+
+
 def sent(
     task_id: str,
     ts: float,
@@ -25,26 +43,12 @@ def sent(
     retries: int = 0,
     hostname: str = "gen1@client",
 ) -> Raw:
-    return {
-        "type": "task-sent",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "name": name,
-        "args": args,
-        "kwargs": kwargs,
-        "queue": queue,
-        "routing_key": queue,
-        "root_id": root_id or task_id,
-        "parent_id": parent_id,
-        "retries": retries,
-        "eta": None,
-        "expires": None,
-        "exchange": "",
-        "clock": 1,
-        "utcoffset": 0,
-        "pid": 1,
-    }
+    return _task_event(
+        "sent", task_id, ts, hostname, clock=1, pid=1,
+        name=name, args=args, kwargs=kwargs, queue=queue, routing_key=queue,
+        root_id=root_id or task_id, parent_id=parent_id, retries=retries,
+        eta=None, expires=None, exchange="",
+    )  # fmt: skip
 
 
 def received(
@@ -59,80 +63,39 @@ def received(
     retries: int = 0,
     hostname: str = WORKER,
 ) -> Raw:
-    return {
-        "type": "task-received",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "name": name,
-        "args": args,
-        "kwargs": kwargs,
-        "root_id": root_id or task_id,
-        "parent_id": parent_id,
-        "retries": retries,
-        "eta": None,
-        "expires": None,
-        "clock": 2,
-        "utcoffset": 0,
-        "pid": 2,
-    }
+    return _task_event(
+        "received", task_id, ts, hostname, clock=2, pid=2,
+        name=name, args=args, kwargs=kwargs, root_id=root_id or task_id, parent_id=parent_id,
+        retries=retries, eta=None, expires=None,
+    )  # fmt: skip
 
 
 def started(task_id: str, ts: float, hostname: str = WORKER) -> Raw:
-    return {
-        "type": "task-started",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "pid": 3,
-        "clock": 3,
-        "utcoffset": 0,
-    }
+    return _task_event("started", task_id, ts, hostname, clock=3, pid=3)
 
 
 def failed(
     task_id: str, ts: float, exception: str = "ConnectionError('refused')", hostname: str = WORKER
 ) -> Raw:
-    return {
-        "type": "task-failed",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "exception": exception,
-        "traceback": "Traceback (most recent call last): ...",
-        "clock": 4,
-        "utcoffset": 0,
-        "pid": 2,
-    }
+    return _task_event(
+        "failed", task_id, ts, hostname, clock=4, pid=2,
+        exception=exception, traceback="Traceback (most recent call last): ...",
+    )  # fmt: skip
 
 
 def retried(
     task_id: str, ts: float, exception: str = "ConnectionError('refused')", hostname: str = WORKER
 ) -> Raw:
-    return {
-        "type": "task-retried",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "exception": exception,
-        "traceback": "Traceback ...",
-        "clock": 4,
-        "utcoffset": 0,
-    }
+    return _task_event(
+        "retried", task_id, ts, hostname, clock=4, pid=None,
+        exception=exception, traceback="Traceback ...",
+    )  # fmt: skip
 
 
 def succeeded(task_id: str, ts: float, hostname: str = WORKER, runtime: float = 0.1) -> Raw:
-    return {
-        "type": "task-succeeded",
-        "uuid": task_id,
-        "timestamp": ts,
-        "hostname": hostname,
-        "result": "None",
-        "runtime": runtime,
-        "clock": 5,
-        "utcoffset": 0,
-        "pid": 2,
-    }
+    return _task_event(
+        "succeeded", task_id, ts, hostname, clock=5, pid=2, result="None", runtime=runtime
+    )
 
 
 def heartbeat(ts: float, hostname: str = WORKER, freq: float = 2.0, kind: str = "heartbeat") -> Raw:
