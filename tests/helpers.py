@@ -10,7 +10,8 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
@@ -86,3 +87,16 @@ async def _call(probe: Callable[[], Any]) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+@asynccontextmanager
+async def running(work: Coroutine[Any, Any, Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    """``async with running(coro) as task:`` the coroutine runs as a task for the block's length,
+    and is cancelled and awaited on the way out (an error it ended with is the block's to check).
+    """
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -3,7 +3,6 @@ over records that went through the real broker."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from flowguard.cli import main
 from flowguard.control.kafka_admin import create_topics
 from tests.api import fleet_scenario
 from tests.api.server import Served, in_thread
-from tests.helpers import until, wait_until
+from tests.helpers import running, until, wait_until
 from topics.events import TaskFailed, WorkerHeartbeat
 
 NOW = 1_796_000_000.0  # 2026-11-30T...: any fixed time; the view takes ``now``
@@ -163,12 +162,8 @@ async def _follow_twice(bootstrap: str, prefix: str) -> FleetFeed:
     wanted = len(fleet_scenario.events(NOW))
 
     async def following() -> None:
-        task = asyncio.create_task(feed.follow(bootstrap, prefix))
-        try:
+        async with running(feed.follow(bootstrap, prefix)):
             await until(lambda: feed.records_read >= wanted, timeout_seconds=30, what="all read")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     await create_topics(bootstrap, prefix, 30, partitions=1)
     await fleet_scenario.produce(bootstrap, prefix, time.time())
@@ -184,16 +179,12 @@ async def _follow_bounded(bootstrap: str, prefix: str, backfill: int) -> FleetFe
     feed = FleetFeed(backfill_records=backfill)
     await create_topics(bootstrap, prefix, 30, partitions=1)
     await fleet_scenario.produce(bootstrap, prefix, NOW)
-    task = asyncio.create_task(feed.follow(bootstrap, prefix))
-    try:
+    async with running(feed.follow(bootstrap, prefix)):
         await until(lambda: feed.records_read >= backfill, timeout_seconds=30, what="backfill")
         # One more record after the backfill: read, so nothing more is coming from before.
         failed = TaskFailed(cluster="late", task_id="t", timestamp=time.time())
         await fleet_scenario.send_events(bootstrap, prefix, [failed])
         await until(lambda: "late" in feed.clusters, timeout_seconds=30, what="the late one")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     return feed
 
 

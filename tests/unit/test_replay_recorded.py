@@ -22,6 +22,15 @@ STREAMS = REPO / "tests" / "data" / "streams"
 TEMPLATES = {i.workflow.name: i.workflow for i in load_workflows(TEMPLATE_DIR)}
 
 
+def webhook_on(event: str, name: str, url: str) -> dict[str, Any]:
+    """A workflow that calls a webhook on ``event``: beside a template, it shows which fires."""
+    return {"name": name, "trigger": {"event": event}, "action": {"type": "webhook", "url": url}}
+
+
+WORKERS_DOWN = webhook_on("worker.offline", "workers down", "https://ops.example.com/hook")
+ANY_FAILURE = webhook_on("task.failed", "any failure", "https://ops.example.com/failed")
+
+
 def run(stream: str, *workflows: Any) -> list[ExecutionRecord]:
     published = [
         Published.of(w if not isinstance(w, dict) else parse_workflow(w, source="test"), version=1)
@@ -185,12 +194,7 @@ def test_long_running_fires_execution_time_exceeded_once_for_the_long_task() -> 
 
 
 def test_worker_sigkill_orphans_the_running_task_at_heartbeat_expiry() -> None:
-    offline = {
-        "name": "workers down",
-        "trigger": {"event": "worker.offline"},
-        "action": {"type": "webhook", "url": "https://ops.example.com/hook"},
-    }
-    records = run("worker_sigkill", TEMPLATES["Recover orphaned tasks"], offline)
+    records = run("worker_sigkill", TEMPLATES["Recover orphaned tasks"], WORKERS_DOWN)
     events = [
         (r.trigger.event, r.task.id if r.task else r.worker.hostname if r.worker else None)
         for r in records
@@ -209,27 +213,10 @@ def test_worker_sigkill_orphans_the_running_task_at_heartbeat_expiry() -> None:
 
 
 def test_worker_graceful_stop_fires_worker_offline_once_and_orphans_nothing() -> None:
-    offline = {
-        "name": "workers down",
-        "trigger": {"event": "worker.offline"},
-        "action": {"type": "webhook", "url": "https://ops.example.com/hook"},
-    }
-    records = run("worker_graceful_stop", TEMPLATES["Recover orphaned tasks"], offline)
+    records = run("worker_graceful_stop", TEMPLATES["Recover orphaned tasks"], WORKERS_DOWN)
     assert [(r.trigger.event, r.trigger.reason) for r in records] == [
         ("worker.offline", "worker-offline event")
     ]
-
-
-WORKERS_DOWN = {
-    "name": "workers down",
-    "trigger": {"event": "worker.offline"},
-    "action": {"type": "webhook", "url": "https://ops.example.com/hook"},
-}
-ANY_FAILURE = {
-    "name": "any failure",
-    "trigger": {"event": "task.failed"},
-    "action": {"type": "webhook", "url": "https://ops.example.com/failed"},
-}
 
 
 def test_a_warm_shutdown_with_a_task_running_orphans_nothing_the_task_finishes() -> None:

@@ -22,7 +22,7 @@ from bridge.commands import CommandRunner
 from bridge.dedup import DedupStore
 from bridge.gate import CommandGate
 from bridge.receiver import Backoff
-from tests.helpers import until
+from tests.helpers import running, until
 from topics.commands import RevokeCommand
 from topics.record import iso
 from topics.signing import CommandKey, sign
@@ -175,17 +175,13 @@ def test_commands_wait_for_the_dedup_redis_and_say_so_once(
     caplog.set_level(logging.INFO, "flowguard.bridge")
 
     async def scenario() -> None:
-        task = asyncio.create_task(runner(redis, out, app, [consumer]).run())
-        try:
+        async with running(runner(redis, out, app, [consumer]).run()) as task:
             await until(lambda: redis.failed_calls >= 5 or task.done(), timeout_seconds=10,
                         what="several refused Redis calls")  # fmt: skip
             assert not task.done(), f"the runner ended: {task.exception()!r}"
             assert results(out) == [], "nothing is carried out without its claim"
             redis.down = False
             await until(lambda: len(results(out)) == 2, timeout_seconds=10, what="2 results")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
     assert [(r["command_id"], r["status"]) for r in results(out)] == [
@@ -219,16 +215,12 @@ def test_a_settle_refused_is_retried_not_the_command(
     app.control.revoke = revoke_then_lose_redis  # type: ignore[method-assign]
 
     async def scenario() -> None:
-        task = asyncio.create_task(runner(redis, out, app, [consumer]).run())
-        try:
+        async with running(runner(redis, out, app, [consumer]).run()) as task:
             await until(lambda: redis.failed_calls >= 3 or task.done(), timeout_seconds=10,
                         what="the settle refused")  # fmt: skip
             assert not task.done(), f"the runner ended: {task.exception()!r}"
             redis.down = False
             await until(lambda: results(out), timeout_seconds=10, what="the result")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
     assert app.control.revoked == ["t1"]
@@ -245,14 +237,10 @@ def test_the_consumer_is_started_with_backoff_when_kafka_is_away(
     caplog.set_level(logging.INFO, "flowguard.bridge")
 
     async def scenario() -> None:
-        task = asyncio.create_task(runner(redis, out, app, consumers).run())
-        try:
+        async with running(runner(redis, out, app, consumers).run()) as task:
             await until(lambda: results(out) or task.done(), timeout_seconds=10,
                         what="the command carried out")  # fmt: skip
             assert not task.done(), f"the runner ended: {task.exception()!r}"
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
     assert [c.started for c in consumers] == [False, False, False, True]
