@@ -51,6 +51,12 @@ class TaskRef(Record):
     exception_type: str | None = None
     error_message: str | None = None
     failure_count: int = 0
+    fingerprint: str | None = Field(
+        default=None,
+        description="The failure's fingerprint (flowguard.engine.fingerprint): task name, "
+        "exception type and message with numbers, ids and quoted values normalized. Null "
+        "when the task did not fail with an error, absent on records written before it existed.",
+    )
 
 
 class WorkerRef(Record):

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flowguard.engine.fingerprint import fingerprint_of
 from flowguard.engine.triggers import error_text
 from flowguard.engine.workflow import Conditions, compile_regex
 from topics.execution import ConditionResult
@@ -67,6 +68,10 @@ def _error(pattern: str) -> Check:
     return lambda t: t.task is not None and rx.search(error_text(t.task)) is not None
 
 
+def _fingerprint(wanted: str) -> Check:
+    return lambda t: fingerprint_of(t.task) == wanted
+
+
 def _failures(threshold: int) -> Check:
     return lambda t: t.task is not None and t.task.failure_count >= threshold
 
@@ -86,6 +91,7 @@ _BUILDERS: dict[str, Callable[[str], Check] | Callable[[int], Check]] = {
     "queue": _queue,
     "error_pattern": _error,
     "failure_count_threshold": _failures,
+    "fingerprint": _fingerprint,
     "cluster": _cluster,
     "worker_pattern": _worker,
 }

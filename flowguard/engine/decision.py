@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.engine.breaker import BreakerDecision, BreakerState, check, peek
+from flowguard.engine.fingerprint import fingerprint_of
 from flowguard.engine.matching import Published
 from flowguard.engine.messages import compile_template
 from flowguard.engine.retry import delay_for_attempt
@@ -245,6 +246,10 @@ def _plan_retry(
     task = trigger.task
     assert task is not None, "retry actions are refused on worker triggers at load time"
     attempt = draft.retries_made + 1
+    never = never_retry_reason(action, task)
+    if never is not None:
+        draft.actions.append(_skipped(draft, index, action, never))
+        return
     failure = _retry_refusal(action, task.name, task.args, task.kwargs)
     if failure is not None:
         draft.actions.append(
@@ -298,6 +303,16 @@ def _plan_retry(
             retry_task_id=command.task_id,
         )
     )
+
+
+def never_retry_reason(action: RetryAction, task: TaskContext) -> str | None:
+    """Why this failure is never retried by ``action`` (its fingerprint is listed), or ``None``."""
+    if not action.never_retry:
+        return None
+    found = fingerprint_of(task)
+    if found is None or found not in action.never_retry:
+        return None
+    return f"never_retry: failures with fingerprint {found} are on this workflow's never-retry list"
 
 
 def _retry_refusal(
@@ -420,7 +435,11 @@ def incident_key(trigger: Trigger) -> str:
 
 
 def _task_ref(trigger: Trigger) -> TaskRef | None:
-    return None if trigger.task is None else trigger.task.ref(trigger.cluster)
+    if trigger.task is None:
+        return None
+    ref = trigger.task.ref(trigger.cluster)
+    found = fingerprint_of(trigger.task)
+    return ref if found is None else ref.model_copy(update={"fingerprint": found})
 
 
 def resolve(

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flowguard.control.secrets import is_env_ref, mask
+from flowguard.engine.fingerprint import FINGERPRINT_PATTERN
 from flowguard.engine.messages import compile_template
 from flowguard.errors import TemplateInvalid
 from topics.triggers import StuckStage, TriggerName
@@ -52,7 +53,7 @@ TASK_CONDITIONS = frozenset(
     {"task_name_pattern", "queue", "error_pattern", "failure_count_threshold"}
 )
 CONDITIONS_BY_TRIGGER: dict[str, frozenset[str]] = {
-    "task.failed": TASK_CONDITIONS | {"cluster", "worker_pattern"},
+    "task.failed": TASK_CONDITIONS | {"fingerprint", "cluster", "worker_pattern"},
     "task.orphaned": TASK_CONDITIONS - {"error_pattern"} | {"cluster", "worker_pattern"},
     "task.execution_time_exceeded": TASK_CONDITIONS - {"error_pattern"}
     | {"cluster", "worker_pattern"},
@@ -305,6 +306,13 @@ Headers = Annotated[dict[str, SecretStr], AfterValidator(_headers)]
 RoutingKey = Annotated[SecretStr, AfterValidator(_routing_key)]
 SigningSecret = Annotated[SecretStr, AfterValidator(_signing_secret)]
 SlackName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^\S+$")]
+Fingerprint = Annotated[
+    str,
+    Field(
+        pattern=FINGERPRINT_PATTERN,
+        description="A failure fingerprint: 16 lowercase hex digits, as the Groups page shows it.",
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -320,6 +328,11 @@ class Conditions(_Model):
         default=None, description='Regex searched in "ExceptionType: message".'
     )
     failure_count_threshold: int | None = Field(default=None, ge=1)
+    fingerprint: Fingerprint | None = Field(
+        default=None,
+        description="task.failed: the failure's fingerprint (task, exception type, message "
+        "with numbers, ids and quoted values normalized) is this one.",
+    )
     cluster: Glob | None = None
     worker_pattern: Glob | None = None
 
@@ -384,6 +397,12 @@ class RetryAction(_Model):
     exponential_backoff: bool = False
     backoff_multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
     max_delay_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    never_retry: tuple[Fingerprint, ...] = Field(
+        default=(),
+        max_length=1000,
+        description="Failure fingerprints this workflow never retries: such a retry is "
+        "skipped, with the reason on the execution record.",
+    )
 
 
 class _Notify(_Model):

@@ -127,13 +127,17 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shape(schema: Any, root: dict[str, Any]) -> Any:
-    """A schema's meaning for a reader: references resolved, prose and defaults left out."""
+    """A schema's meaning for a reader: references resolved, prose and defaults left out.
+
+    An object's properties are left out too: :func:`_fields` compares each one on its own path,
+    so a new optional nested field (``task.fingerprint``) is growth, not a changed ``task``.
+    """
     if isinstance(schema, dict):
         schema = _resolve(schema, root)
         return {
             k: _shape(v, root)
             for k, v in schema.items()
-            if k not in ("description", "title", "default", "examples")
+            if k not in ("description", "title", "default", "examples", "properties")
         }
     if isinstance(schema, list):
         return [_shape(v, root) for v in schema]
