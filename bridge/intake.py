@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from typing import IO, Any
 
 from bridge.buffer import Entry, EventBuffer
@@ -34,31 +35,23 @@ def encode(event: Event | DeadLetter) -> bytes:
     return event.__pydantic_serializer__.to_json(event)
 
 
+@dataclass(eq=False)
 class Intake:
     """Translates, keys and buffers events; counts what it received and refused."""
 
-    def __init__(
-        self,
-        cluster: str,
-        events_topic: str,
-        dlq_topic: str,
-        buffer: EventBuffer,
-        dump: IO[str] | None = None,
-        *,
-        max_record_bytes: int = 1_000_000,
-    ) -> None:
-        self.cluster = cluster
-        self.max_record_bytes = max_record_bytes
-        self.events_topic = events_topic
-        self.dlq_topic = dlq_topic
-        self.buffer = buffer
-        self.dump = dump
-        self.roots = RootMemory()
-        self.received = 0
-        self.invalid = 0
-        self.ignored = 0
-        self._lock = threading.Lock()
-        self._dump_lock = threading.Lock()
+    cluster: str
+    events_topic: str
+    dlq_topic: str
+    buffer: EventBuffer
+    dump: IO[str] | None = None
+    _: KW_ONLY
+    max_record_bytes: int = 1_000_000
+    roots: RootMemory = field(default_factory=RootMemory, init=False)
+    received: int = field(default=0, init=False)
+    invalid: int = field(default=0, init=False)
+    ignored: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _dump_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def on_event(self, raw: dict[str, Any]) -> None:
         """Celery's receiver handler: one raw event dict."""

@@ -53,27 +53,20 @@ class _Flight:
         return asyncio.gather(*self.futures, return_exceptions=True)
 
 
+@dataclass(eq=False)
 class Publisher:
-    def __init__(
-        self,
-        out: KafkaOut,
-        buffer: EventBuffer,
-        batch_size: int,
-        where: str,
-        stall_seconds: float,
-    ) -> None:
-        self.out = out
-        self.buffer = buffer
-        self.batch_size = batch_size
-        self.where = where
-        self.stall_seconds = stall_seconds
-        #: Entries taken from the buffer and not yet acknowledged, refused or put back.
-        self.in_flight = 0
-        self.published = 0
-        self.dead_letters = 0
-        self.kafka_ok = True
-        self._problem: str | None = None
-        self._interrupted: _Flight | None = None
+    out: KafkaOut
+    buffer: EventBuffer
+    batch_size: int
+    where: str
+    stall_seconds: float
+    #: Entries taken from the buffer and not yet acknowledged, refused or put back.
+    in_flight: int = field(default=0, init=False)
+    published: int = field(default=0, init=False)
+    dead_letters: int = field(default=0, init=False)
+    kafka_ok: bool = field(default=True, init=False)
+    _problem: str | None = field(default=None, init=False)
+    _interrupted: _Flight | None = field(default=None, init=False)
 
     async def run(self) -> None:
         backoff = Backoff(0.5, 5.0)
