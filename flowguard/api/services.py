@@ -109,42 +109,30 @@ async def started(settings: Settings, api: ApiSettings) -> AsyncIterator[Service
             heavy=asyncio.Semaphore(api.test_concurrency),
         )
         stack.push_async_callback(_cancel_all, found)
-        found.tasks.append(asyncio.create_task(_follow(found), name="history-follow"))
-        found.tasks.append(asyncio.create_task(_follow_fleet(found), name="fleet-follow"))
+        for name, following in (
+            ("history-follow", _keep_following(found, history, "execution history", "the log")),
+            ("fleet-follow", _keep_following(found, found.fleet, "fleet", "the events topic")),
+        ):
+            found.tasks.append(asyncio.create_task(following, name=name))
         yield found
 
 
-async def _follow(found: Services) -> None:
-    """Keep the history projection current; a broken connection is logged and retried."""
+async def _keep_following(found: Services, projection: HistoryProjection | FleetFeed,
+                          what: str, source: str) -> None:  # fmt: skip
+    """Keep ``projection`` (the execution history, the fleet view) current from ``source``; a
+    broken connection is logged and retried."""
     settings = found.settings
     while True:
         try:
-            await found.history.follow(
+            await projection.follow(
                 settings.kafka_bootstrap_servers,
                 settings.topic_prefix,
                 request_timeout_seconds=settings.kafka_timeout_seconds,
             )
         except KafkaUnavailable as exc:
-            log.warning("execution history: %s; retrying in %g s", exc, FOLLOW_RETRY_SECONDS)
+            log.warning("%s: %s; retrying in %g s", what, exc, FOLLOW_RETRY_SECONDS)
         except Exception:
-            log.exception("execution history: following the log failed; retrying")
-        await asyncio.sleep(FOLLOW_RETRY_SECONDS)
-
-
-async def _follow_fleet(found: Services) -> None:
-    """Keep the fleet view's projection of the events topic current, like ``_follow``."""
-    settings = found.settings
-    while True:
-        try:
-            await found.fleet.follow(
-                settings.kafka_bootstrap_servers,
-                settings.topic_prefix,
-                request_timeout_seconds=settings.kafka_timeout_seconds,
-            )
-        except KafkaUnavailable as exc:
-            log.warning("fleet: %s; retrying in %g s", exc, FOLLOW_RETRY_SECONDS)
-        except Exception:
-            log.exception("fleet: following the events topic failed; retrying")
+            log.exception("%s: following %s failed; retrying", what, source)
         await asyncio.sleep(FOLLOW_RETRY_SECONDS)
 
 
