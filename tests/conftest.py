@@ -26,6 +26,7 @@ import pytest
 
 from flowguard.control.kafka_admin import delete_topics, wait_for_metadata
 from flowguard.errors import KafkaUnavailable
+from tests.httpserver import RecordingServer
 from tests.processes import private_redis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,6 +201,28 @@ def _service(
     finally:
         if deployed.started_here:
             _deploy_stop(name)
+
+
+@pytest.fixture
+def http_server() -> Iterator[RecordingServer]:
+    """A recording HTTP server on 127.0.0.1 (see tests/httpserver.py), stopped after the test."""
+    with RecordingServer() as server:
+        yield server
+
+
+@pytest.fixture
+def http_servers() -> Iterator[Callable[[], RecordingServer]]:
+    """A factory of recording servers, each on its own port; all stopped after the test."""
+    started: list[RecordingServer] = []
+
+    def start() -> RecordingServer:
+        server = RecordingServer()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
 
 
 @pytest.fixture

@@ -16,12 +16,6 @@ STREAM = Path(__file__).resolve().parents[2] / "tests" / "data" / "streams" / "b
 
 
 @pytest.fixture
-def slack() -> Iterator[RecordingServer]:
-    with RecordingServer() as server:
-        yield server
-
-
-@pytest.fixture
 def served_local(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Served]:
@@ -32,9 +26,9 @@ def served_local(
 
 
 def test_send_samples_posts_one_marked_message_per_notification(
-    served_local: Served, slack: RecordingServer
+    served_local: Served, http_server: RecordingServer
 ) -> None:
-    url = slack.url_for("/hook")
+    url = http_server.url_for("/hook")
     draft = {
         "name": "Payments to Slack",
         "trigger": {"event": "task.failed", "conditions": {"task_name_pattern": "payments.*"}},
@@ -54,7 +48,7 @@ def test_send_samples_posts_one_marked_message_per_notification(
     assert body["records"], "basic.jsonl has a failing payment"
     assert [s["status"] for s in body["samples"]] == ["succeeded"]
     assert body["samples"][0]["action_id"].startswith("sample/")
-    [post] = slack.wait_for_requests(1, path="/hook", timeout_seconds=30)
+    [post] = http_server.wait_for_requests(1, path="/hook", timeout_seconds=30)
     text = post.json()["text"]
     assert "payments.process_payment on w1@flowguard" in text
     assert "test" in text.lower()
@@ -78,7 +72,7 @@ def test_preview_renders_or_names_the_unknown_variable(served_local: Served) -> 
 
 
 def test_a_draft_with_a_changed_url_gets_no_stored_header(
-    served_local: Served, slack: RecordingServer
+    served_local: Served, http_server: RecordingServer
 ) -> None:
     """An editor who points a saved webhook elsewhere must not receive its stored header."""
     header = "Bearer 0123456789abcdef-stored"
@@ -87,7 +81,7 @@ def test_a_draft_with_a_changed_url_gets_no_stored_header(
         "trigger": {"event": "task.failed"},
         "action": {
             "type": "webhook",
-            "url": slack.url_for("/ops"),
+            "url": http_server.url_for("/ops"),
             "headers": {"Authorization": header},
         },
     }
@@ -95,7 +89,7 @@ def test_a_draft_with_a_changed_url_gets_no_stored_header(
         api.post("/api/workflows", json={"definition": saved}).raise_for_status()
         draft = api.get("/api/workflows/ops-webhook").json()["definition"]
         draft["actions"] = [draft.pop("action")]  # as the editor sends it back
-        draft["actions"][0]["url"] = slack.url_for("/elsewhere")
+        draft["actions"][0]["url"] = http_server.url_for("/elsewhere")
         for extra in ({}, {"workflow_id": "ops-webhook"}):
             answer = api.post(
                 "/api/test",
@@ -122,6 +116,6 @@ def test_a_draft_with_a_changed_url_gets_no_stored_header(
             },
         )
         assert answer.status_code == 200, answer.text
-    [post] = slack.wait_for_requests(1, path="/ops", timeout_seconds=30)
+    [post] = http_server.wait_for_requests(1, path="/ops", timeout_seconds=30)
     assert post.headers["authorization"] == header
-    assert slack.requests("/elsewhere") == []
+    assert http_server.requests("/elsewhere") == []

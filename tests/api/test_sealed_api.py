@@ -24,12 +24,6 @@ SIGNING = "API-SEALED-SIGNING-0123456789"
 
 
 @pytest.fixture
-def hook() -> Iterator[RecordingServer]:
-    with RecordingServer() as server:
-        yield server
-
-
-@pytest.fixture
 def sealed_api(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Served]:
@@ -62,9 +56,9 @@ def _live(served: Served) -> dict[str, Any]:
 
 
 def test_saved_sealed_kept_on_edit_and_opened_for_samples(
-    sealed_api: Served, hook: RecordingServer
+    sealed_api: Served, http_server: RecordingServer
 ) -> None:
-    url = hook.url_for("/sealed-api")
+    url = http_server.url_for("/sealed-api")
     with sealed_api.client("editor") as api:
         created = api.post("/api/workflows", json={"definition": _draft(url)})
         assert created.status_code == 201, created.text
@@ -91,7 +85,7 @@ def test_saved_sealed_kept_on_edit_and_opened_for_samples(
         assert tested.status_code == 200, tested.text
         assert [s["status"] for s in tested.json()["samples"]] == ["succeeded"]
         assert HEADER not in tested.text
-    [sent] = hook.wait_for_requests(1, path="/sealed-api", timeout_seconds=30)
+    [sent] = http_server.wait_for_requests(1, path="/sealed-api", timeout_seconds=30)
     assert sent.headers["authorization"] == HEADER
     with sealed_api.client("admin") as admin:
         exported = admin.get(
@@ -101,7 +95,7 @@ def test_saved_sealed_kept_on_edit_and_opened_for_samples(
 
 
 def test_a_sealed_value_copied_into_a_test_draft_is_refused(
-    sealed_api: Served, hook: RecordingServer
+    sealed_api: Served, http_server: RecordingServer
 ) -> None:
     """An editor who can read the topics copies a sealed header into a draft pointing at their
     own server: Test Workflow must not open it for them."""
@@ -110,7 +104,7 @@ def test_a_sealed_value_copied_into_a_test_draft_is_refused(
             "/api/workflows", json={"definition": _draft("https://ops.example.com/in")}
         ).raise_for_status()
         stolen = _live(sealed_api)["action"]["headers"]["Authorization"]
-        thief = _draft(hook.url_for("/thief"))
+        thief = _draft(http_server.url_for("/thief"))
         thief["name"] = "Thief"
         thief["action"]["headers"] = {"Authorization": stolen}
         answer = api.post(
@@ -122,4 +116,4 @@ def test_a_sealed_value_copied_into_a_test_draft_is_refused(
         assert "sealed value" in problem["reason"]
         saved = api.post("/api/workflows", json={"definition": thief})
         assert saved.status_code == 422, saved.text
-    assert hook.requests() == []
+    assert http_server.requests() == []
