@@ -313,6 +313,21 @@ def _decode(value: bytes | None) -> dict[str, Any]:
     return decoded
 
 
+async def send_all(
+    bootstrap: str, topic: str, items: Iterable[tuple[bytes, bytes, int | None]]
+) -> None:
+    """``(key, value, record time in ms or None)`` on ``topic``, idempotent with acks=all, in
+    order, all acknowledged before it returns."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value, timestamp_ms in items:
+            await producer.send(topic, value, key=key, timestamp_ms=timestamp_ms)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options())

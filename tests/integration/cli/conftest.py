@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from flowguard.celery_wire.events import translate
 from flowguard.control.kafka_admin import create_topics
 from flowguard.settings import get_settings
+from tests.processes import send_all
 from topics.events import Event
 from topics.execution import ExecutionRecord
 from topics.keys import RootMemory, record_key
@@ -73,28 +73,14 @@ def _time(event: Event) -> float:
 
 async def publish_events(bootstrap: str, prefix: str, events: list[Published]) -> None:
     """On ``<prefix>.events`` with their keys and record times, as a bridge publishes them."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        topic = EVENTS.name(prefix)
-        for item in events:
-            await producer.send(topic, item.value, key=item.key, timestamp_ms=item.timestamp_ms)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    items = [(item.key, item.value, item.timestamp_ms) for item in events]
+    await send_all(bootstrap, EVENTS.name(prefix), items)
 
 
 async def publish_log(bootstrap: str, prefix: str, records: list[ExecutionRecord]) -> None:
     """On ``<prefix>.execution-log``, keyed by workflow id as the workers write it."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        topic = EXECUTION_LOG.name(prefix)
-        for record in records:
-            await producer.send(topic, record.to_json().encode(), key=record.workflow.id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    items = [(r.workflow.id.encode(), r.to_json().encode(), None) for r in records]
+    await send_all(bootstrap, EXECUTION_LOG.name(prefix), items)
 
 
 @pytest.fixture

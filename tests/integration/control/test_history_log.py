@@ -6,26 +6,19 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from flowguard.control.history import HistoryProjection
 from tests.helpers import until
+from tests.processes import send_all
 from tests.unit.control.records import record
 from topics.execution import ExecutionRecord
 from topics.registry import EXECUTION_LOG
 
 
 async def produce(bootstrap: str, prefix: str, records: list[ExecutionRecord]) -> None:
-    """Keyed by workflow id, as the workers write it: spread over the log's 6 partitions."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        topic = EXECUTION_LOG.name(prefix)
-        for rec in records:
-            await producer.send(topic, rec.to_json().encode(), key=rec.execution_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    """Keyed by execution id (the workers key by workflow id): the test's few workflows still
+    spread over the log's 6 partitions."""
+    items = [(r.execution_id.encode(), r.to_json().encode(), None) for r in records]
+    await send_all(bootstrap, EXECUTION_LOG.name(prefix), items)
 
 
 def dump(path: Path) -> list[list[tuple[object, ...]]]:
