@@ -24,6 +24,7 @@ _PAGES = {
     "new": "editor.html",
     "login": "login.html",
     "fleet": "fleet.html",
+    "groups": "groups.html",
 }
 
 

@@ -123,6 +123,7 @@ const FG = {
       FG.el("nav", {},
         FG.el("a", { href: "/ui/" }, "Workflows"),
         FG.el("a", { href: "/ui/fleet" }, "Fleet"),
+        FG.el("a", { href: "/ui/groups" }, "Groups"),
         me.role !== "viewer" ? FG.el("a", { href: "/ui/new" }, "Create Workflow") : null,
         FG.el("a", { href: "/docs" }, "API")),
       FG.el("span", { class: "who", "data-testid": "who" }, `${me.name} (${me.role})`),
