@@ -314,11 +314,13 @@ def _decode(value: bytes | None) -> dict[str, Any]:
 
 
 async def send_all(
-    bootstrap: str, topic: str, items: Iterable[tuple[bytes, bytes, int | None]]
+    bootstrap: str, topic: str, items: Iterable[tuple[bytes, bytes, int | None]], **options: Any
 ) -> None:
-    """``(key, value, record time in ms or None)`` on ``topic``, idempotent with acks=all, in
-    order, all acknowledged before it returns."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    """``(key, value, record time in ms or None)`` on ``topic``, idempotent with acks=all
+    (``options``: other producer settings, or these), in order, all acknowledged before it
+    returns."""
+    settings: dict[str, Any] = {"acks": "all", "enable_idempotence": True, **options}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **settings)
     await producer.start()
     try:
         for key, value, timestamp_ms in items:
