@@ -10,10 +10,22 @@ from collections.abc import Callable
 import pytest
 
 from flowguard.actions import ActionRunner
+from flowguard.engine.decision import Notice
 from tests.helpers import until
 from tests.httpserver import RecordingServer, Reply
 from tests.integration.actions.runner_helpers import settings
 from tests.unit.actions.notices import notice
+
+
+async def timed_deliveries(runner: ActionRunner, notices: list[Notice]) -> list[float]:
+    """Deliver ``notices`` one after another, each expected to succeed: the seconds each took."""
+    latencies = []
+    for item in notices:
+        started = time.monotonic()
+        result = await runner.deliver(item)
+        latencies.append(time.monotonic() - started)
+        assert result.status == "succeeded", result
+    return latencies
 
 
 def test_a_hanging_endpoint_does_not_delay_another(
@@ -32,12 +44,7 @@ def test_a_hanging_endpoint_does_not_delay_another(
             hanging = [asyncio.create_task(runner.deliver(n)) for n in stuck]
             # The hanging host's slots are all taken before the other host is asked.
             await asyncio.to_thread(dead.wait_for_requests, 2, timeout_seconds=5)
-            latencies = []
-            for item in fine:
-                started = time.monotonic()
-                result = await runner.deliver(item)
-                latencies.append(time.monotonic() - started)
-                assert result.status == "succeeded", result
+            latencies = await timed_deliveries(runner, fine)
             dead.release()
             stuck_results = await asyncio.gather(*hanging)
         return [r.detail for r in stuck_results], latencies, [r.status for r in stuck_results]
@@ -70,12 +77,7 @@ def test_a_hanging_webhook_does_not_delay_another_on_the_same_host(
             await asyncio.to_thread(
                 http_server.wait_for_requests, 2, path="/services/dead", timeout_seconds=5
             )
-            latencies = []
-            for item in fine:
-                started = time.monotonic()
-                result = await runner.deliver(item)
-                latencies.append(time.monotonic() - started)
-                assert result.status == "succeeded", result
+            latencies = await timed_deliveries(runner, fine)
             http_server.release()
             return latencies, [r.detail for r in await asyncio.gather(*hanging)]
 

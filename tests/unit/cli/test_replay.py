@@ -52,6 +52,12 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def lint(path: Path, text: str) -> tuple[int, str, str]:
+    """``flowguard lint`` of a workflow file written with ``text``."""
+    path.write_text(text)
+    return invoke("lint", str(path))
+
+
 def test_replay_prints_records_skips_bad_lines_and_counts_them(
     workflow_file: Path, events_file: Path
 ) -> None:
@@ -112,11 +118,11 @@ def test_an_invalid_workflow_stops_before_any_event_with_exit_2(
 
 def test_lint_warns_on_the_pages_bad_practices(tmp_path: Path) -> None:
     path = tmp_path / "broad.yaml"
-    path.write_text(
+    code, out, _ = lint(
+        path,
         'name: broad\ntrigger:\n  event: task.failed\n  conditions:\n    task_name_pattern: "*"\n'
-        "action:\n  max_attempts: 999\n"
+        "action:\n  max_attempts: 999\n",
     )
-    code, out, _ = invoke("lint", str(path))
     assert code == 0
     assert "trigger.conditions.task_name_pattern: '*' matches every task" in out
     assert "action.max_attempts: 999 retries per chain is very large" in out
@@ -160,21 +166,19 @@ def test_lint_warns_on_the_pages_bad_practices(tmp_path: Path) -> None:
 def test_lint_refuses_bad_input_naming_the_field(
     tmp_path: Path, yaml_text: str, field: str, reason: str
 ) -> None:
-    path = tmp_path / "w.yaml"
-    path.write_text("name: w\ntrigger:\n  event: task.failed\n" + yaml_text)
-    code, _, err = invoke("lint", str(path))
+    header = "name: w\ntrigger:\n  event: task.failed\n"
+    code, _, err = lint(tmp_path / "w.yaml", header + yaml_text)
     assert code == 2
     assert f"workflow 'w': {field}: " in err
     assert reason in err
 
 
 def test_a_secret_never_appears_in_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "w.yaml"
-    path.write_text(
+    _, _, err = lint(
+        tmp_path / "w.yaml",
         "name: w\ntrigger:\n  event: task.failed\n"
-        "action:\n  type: slack\n  webhook_url: hooks.example/T0SECRET\n"
+        "action:\n  type: slack\n  webhook_url: hooks.example/T0SECRET\n",
     )
-    _, _, err = invoke("lint", str(path))
     assert "webhook_url" in err
     assert "T0SECRET" not in err
 
