@@ -30,6 +30,7 @@ from flowguard.control.kafka_admin import create_topics
 from flowguard.control.store import WorkflowStore
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
+from flowguard.engine.fingerprint import fingerprint
 from flowguard.engine.matching import Published
 from flowguard.errors import KafkaUnavailable
 from tests.e2e.conftest import flowguard_worker, stays
@@ -43,6 +44,8 @@ STREAMS = Path(__file__).resolve().parents[1] / "data" / "streams"
 GRACE_SECONDS = 3.0
 #: Everything (grace, delays, heartbeat expiry) is due within this long after the last event.
 SETTLE_SECONDS = 12.0
+#: The generated stream's app.fails failures (ConnectionError('0') ... ('9')): one group.
+FAILS_GROUP = fingerprint("app.fails", "ConnectionError", "0")
 
 
 def workflows(hook: str) -> list[dict[str, Any]]:
@@ -79,6 +82,11 @@ def workflows(hook: str) -> list[dict[str, Any]]:
             "name": "Too slow",
             "trigger": {"event": "task.execution_time_exceeded", "threshold_seconds": 2},
             "action": {"type": "webhook", "url": hook},
+        },
+        {
+            "name": "Never retry one group",
+            "trigger": {"event": "task.failed", "conditions": {"fingerprint": FAILS_GROUP}},
+            "action": {"type": "retry", "delay_seconds": 0, "never_retry": [FAILS_GROUP]},
         },
     ]  # fmt: skip
 
@@ -366,3 +374,6 @@ def test_the_streams_exercise_every_rule() -> None:
     transitions = {r.circuit_breaker.transition for r in records}
     assert {"opened", "closed"} <= transitions
     assert any(r.seq == 1 and r.actions[0].status == "planned" for r in records), "a due retry"
+    never = [r for r in records if r.workflow.id == "never-retry-one-group"]
+    assert len(never) == 10, "the fingerprint condition matched the group"
+    assert all(r.actions[0].detail.startswith("never_retry:") for r in never)
