@@ -188,18 +188,21 @@ def _parsed(versions: Iterable[WorkflowVersion]) -> dict[str, Workflow]:
 def _scan(
     svc: Services, since: float, until: float, cluster: str | None
 ) -> tuple[list[ExecutionRecord], bool]:
+    """The newest ``task.failed`` executions of the range, at most ``MAX_SCANNED``; and
+    whether that was all of them."""
     records: list[ExecutionRecord] = []
     cursor: str | None = None
-    while len(records) < MAX_SCANNED:
+    while True:
         page = svc.history.query(
             trigger="task.failed", cluster=cluster, since=since, until=until,
-            limit=_PAGE, cursor=cursor,
+            limit=min(_PAGE, MAX_SCANNED - len(records)), cursor=cursor,
         )  # fmt: skip
         records.extend(page.items)
         cursor = page.next_cursor
         if cursor is None:
             return records, True
-    return records, False
+        if len(records) >= MAX_SCANNED:
+            return records, False
 
 
 def _time(value: str | None, name: str, default: float) -> float:

@@ -4,12 +4,18 @@ execution-log topic, grouped by fingerprint; never-retry lists edited as workflo
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
+from flowguard.api import groups as groups_api
+from flowguard.api.services import Services
 from flowguard.celery_wire.events import translate
+from flowguard.control.history import HistoryProjection
 from flowguard.engine.core import Engine, EngineConfig
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.fingerprint import fingerprint
@@ -17,6 +23,7 @@ from flowguard.engine.matching import Published
 from tests import celery_events as ev
 from tests.api.server import Served, in_thread
 from tests.helpers import wait_until
+from tests.unit.control.records import message, record
 from topics.execution import ExecutionRecord
 from topics.record import iso
 from topics.registry import EXECUTION_LOG
@@ -182,3 +189,23 @@ def test_bad_requests_say_why(served: Served) -> None:
         bad_time = api.get("/api/groups", params={"since": "yesterday"})
         assert bad_time.status_code == 422
         assert "since" in bad_time.text
+
+
+def test_a_request_reads_at_most_the_cap_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HistoryProjection(tmp_path / "h.sqlite") as history:
+        made = [record(i) for i in range(0, 40, 2)]  # even i: task.failed
+        history.apply("t", [message(r, offset=n) for n, r in enumerate(made)])
+        svc = cast(Services, SimpleNamespace(history=history))
+        monkeypatch.setattr(groups_api, "_PAGE", 4)
+        monkeypatch.setattr(groups_api, "MAX_SCANNED", 12)
+        read, complete = groups_api._scan(svc, 0, 4e9, None)
+        assert (len(read), complete) == (12, False)
+        monkeypatch.setattr(groups_api, "MAX_SCANNED", 10)
+        read, complete = groups_api._scan(svc, 0, 4e9, None)
+        assert (len(read), complete) == (10, False), "a last page cut to the cap"
+        for cap in (20, 40):  # exactly all of them, and room to spare
+            monkeypatch.setattr(groups_api, "MAX_SCANNED", cap)
+            read, complete = groups_api._scan(svc, 0, 4e9, None)
+            assert (len(read), complete) == (20, True)

@@ -10,6 +10,7 @@ PAYMENT = fingerprint(
     "payments.process_payment", "ConnectionError", "payment gateway timeout for card-1"
 )
 CUSTOMER_ID = fingerprint("demo.tasks.always_fails", "KeyError", "customer_id")
+NOTIFY = {"type": "webhook", "url": "https://ops.example.com/hook"}
 
 
 def test_a_chains_failures_with_other_numbers_share_one_fingerprint() -> None:
@@ -54,3 +55,11 @@ def test_burst_never_retry_refuses_every_retry_of_the_group_with_the_reason() ->
             "never-retry list",
         )
     }
+
+
+def test_an_orphan_failed_without_an_error_has_no_fingerprint() -> None:
+    orphaned = {"name": "orphans", "trigger": {"event": "task.orphaned"}, "action": NOTIFY}
+    (record,) = run("worker_sigkill", orphaned)
+    assert record.task is not None
+    assert record.task.fingerprint is None
+    assert '"fingerprint":null' in record.to_json(), "on the wire as null, like every field"

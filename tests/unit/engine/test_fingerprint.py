@@ -9,7 +9,12 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.engine.fingerprint import FINGERPRINT_PATTERN, fingerprint, normalize_message
+from flowguard.engine.fingerprint import (
+    FINGERPRINT_PATTERN,
+    MAX_MESSAGE_CHARS,
+    fingerprint,
+    normalize_message,
+)
 
 WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwyz_", min_size=1, max_size=10)
 SEPARATORS = st.sampled_from([" ", ": ", ", ", " = ", " (", ") ", " / ", "; "])
@@ -112,3 +117,9 @@ def test_shape_and_no_failure() -> None:
     assert fingerprint("shop.charge", None, "") is not None  # an empty message is still a failure
     # fixed: another process, another run, another version of Python give the same
     assert value == "072e75f4db0c7640"
+
+
+def test_only_the_start_of_a_huge_message_counts() -> None:
+    head = "x " * (MAX_MESSAGE_CHARS // 2)
+    assert fingerprint("t", "E", head + "tail one") == fingerprint("t", "E", head + "tail two")
+    assert fingerprint("t", "E", "tail one") != fingerprint("t", "E", "tail two")
