@@ -215,6 +215,16 @@ def celery_worker(
     return Process(f"worker {name}", argv, tmp / f"worker-{name}.log", env)
 
 
+def payments_worker(tmp: Path, app: str, **env: str) -> Process:
+    """A started worker of ``app`` that consumes only ``payments``, sending task events (-E)
+    but, as Celery's default, no ``task-sent`` (``env``: what the app reads its broker from)."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", app, "worker", "-n", "pay@flowguard",
+        "-Q", "payments", "-c", "1", "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
+    ]  # fmt: skip
+    return start_worker(Process("worker pay", argv, tmp / "worker-pay.log", python_env(**env)))
+
+
 def start_worker(worker: Process) -> Process:
     worker.start()
     worker.wait_for_log("ready.", timeout=60)

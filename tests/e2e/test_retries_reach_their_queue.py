@@ -14,7 +14,6 @@ exponential backoff. A card charge that always fails runs four times, each retry
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,9 @@ from tests.e2e.routed_cluster import runs
 from tests.e2e.test_live_equals_replay import by_execution, first_difference
 from tests.helpers import wait_until
 from tests.processes import (
-    Process,
     TopicReader,
     bridge_process,
-    python_env,
-    start_worker,
+    payments_worker,
     tail,
 )
 
@@ -53,15 +50,6 @@ WORKFLOW = {
         {"type": "retry", "delay_seconds": 1, "max_attempts": 3, "exponential_backoff": True}
     ],
 }
-
-
-def payments_worker(tmp: Path, broker: str) -> Process:
-    argv = [
-        sys.executable, "-m", "celery", "-A", APP, "worker", "-n", "pay@flowguard",
-        "-Q", "payments", "-c", "1", "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
-    ]  # fmt: skip
-    env = python_env(ROUTED_CLUSTER_BROKER=broker)
-    return start_worker(Process("worker pay", argv, tmp / "worker-pay.log", env))
 
 
 def task_events(events: TopicReader, kind: str) -> list[dict[str, Any]]:
@@ -85,7 +73,7 @@ def test_every_retry_reaches_the_tasks_queue_and_replay_of_the_dump_agrees(
 
     published = asyncio.run(save())
     dump = tmp_path / "bridge-dump.jsonl"
-    processes = [payments_worker(tmp_path, broker)]
+    processes = [payments_worker(tmp_path, APP, ROUTED_CLUSTER_BROKER=broker)]
     bridge = bridge_process(
         tmp_path, cluster=CLUSTER, broker=broker, kafka=kafka, prefix=prefix,
         flags=("--app", f"{APP}:app"), dump=str(dump), commit_interval_seconds="0",

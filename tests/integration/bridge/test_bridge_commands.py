@@ -29,25 +29,28 @@ from topics.signing import CommandKey, sign
 CLUSTER = "cmd-cluster"
 
 
-def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:
+def retry_command(command_id: str, task_id: str, **fields: Any) -> RetryCommand:
+    """A retry of task ``task_id`` (the root of its chain), due now; ``fields`` give the
+    cluster, the task's name, args and kwargs, and whatever else differs."""
     values: dict[str, Any] = {
         "command_id": command_id,
-        "cluster": CLUSTER,
         "execution_id": f"exec-{command_id}",
         "workflow_id": "auto-retry",
         "issued_at": iso(time.time()),
         "task_id": f"{task_id}-retry-{command_id}",
         "original_task_id": task_id,
-        "name": "demo.tasks.flaky_network",
-        "args": "(7,)",
-        "kwargs": repr({"fail_times": 1, "key": task_id}),
-        "queue": "email",
         "root_id": task_id,
         "parent_id": task_id,
         "attempt": 1,
     }
-    values.update(fields)
-    return RetryCommand(**values)
+    return RetryCommand(**{**values, **fields})
+
+
+def retry_of(task_id: str, command_id: str, **fields: Any) -> RetryCommand:
+    """A retry of the demo app's flaky_network (fails once, then succeeds) on ``email``."""
+    flaky = {"cluster": CLUSTER, "name": "demo.tasks.flaky_network", "args": "(7,)",
+             "kwargs": repr({"fail_times": 1, "key": task_id}), "queue": "email"}  # fmt: skip
+    return retry_command(command_id, task_id, **{**flaky, **fields})
 
 
 def send(kafka: str, topics: str, *commands: RetryCommand | RevokeCommand) -> None:
@@ -68,6 +71,21 @@ def results_for(reader: TopicReader, command_id: str, count: int) -> list[dict[s
     found: list[dict[str, Any]] = reader.wait_for(
         enough, timeout=60, what=f"{count} result(s) for command {command_id}"
     )
+    return found
+
+
+def results_of(
+    bridge: Process, kafka: str, topics: str, *commands: RetryCommand
+) -> list[dict[str, Any]]:
+    """Send ``commands`` to a running bridge: its result for each, in order, once it is still
+    alive after them. The bridge is stopped after, whatever happened."""
+    results = TopicReader(kafka, f"{topics}.command-results")
+    try:
+        send(kafka, topics, *commands)
+        found = [results_for(results, c.command_id, 1)[0] for c in commands]
+        assert bridge.alive()
+    finally:
+        bridge.stop()
     return found
 
 

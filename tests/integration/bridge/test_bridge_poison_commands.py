@@ -7,7 +7,12 @@ import json
 import time
 from pathlib import Path
 
-from tests.integration.bridge.test_bridge_commands import CLUSTER, results_for, send, start_bridge
+from tests.integration.bridge.test_bridge_commands import (
+    CLUSTER,
+    results_for,
+    results_of,
+    start_bridge,
+)
 from tests.integration.bridge.test_bridge_routing import bridge, charge_retry
 from tests.processes import TEST_COMMAND_KEY, TopicReader, produce
 from topics.record import iso
@@ -55,15 +60,9 @@ def test_an_unforeseen_error_fails_that_command_and_the_bridge_goes_on(
 ) -> None:
     """The app's own router raises for one task (no worker needed: nothing reaches one)."""
     process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=True)
-    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
-    try:
-        send(kafka_bootstrap, topics, charge_retry("c-broken", name="routed.broken"),
-             charge_retry("c-after", queue="payments"))  # fmt: skip
-        [broken] = results_for(results, "c-broken", 1)
-        [after] = results_for(results, "c-after", 1)
-        assert process.alive()
-    finally:
-        process.stop()
+    broken, after = results_of(process, kafka_bootstrap, topics,
+                               charge_retry("c-broken", name="routed.broken"),
+                               charge_retry("c-after", queue="payments"))  # fmt: skip
     assert broken["status"] == "failed"
     assert broken["detail"] == "unexpected error: RuntimeError: router lookup failed"
     assert after["status"] == "done"

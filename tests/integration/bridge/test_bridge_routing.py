@@ -5,38 +5,28 @@ events, ``task_routes`` sending the task to ``payments``, the worker consuming o
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from tests.helpers import wait_until
-from tests.integration.bridge.test_bridge_commands import results_for, send
+from tests.integration.bridge.test_bridge_commands import (
+    results_for,
+    results_of,
+    retry_command,
+    send,
+)
 from tests.processes import (
     Process,
     TopicReader,
     bridge_process,
-    python_env,
-    start_worker,
+    payments_worker,
 )
 from topics.commands import RetryCommand
-from topics.record import iso
 
 CLUSTER = "routed-cluster"
 APP = "tests.integration.bridge.routed_app"
-
-
-def payments_worker(tmp: Path, broker: str) -> Process:
-    """A worker of the routed app that consumes only ``payments``, sending task events (-E)
-    but, as Celery's default, no ``task-sent``."""
-    argv = [
-        sys.executable, "-m", "celery", "-A", APP, "worker", "-n", "pay@flowguard",
-        "-Q", "payments", "-c", "1", "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
-    ]  # fmt: skip
-    env = python_env(ROUTED_APP_BROKER=broker)
-    return start_worker(Process("worker pay", argv, tmp / "worker-pay.log", env))
 
 
 def bridge(tmp: Path, broker: str, kafka: str, topics: str, *, with_app: bool,
@@ -57,29 +47,15 @@ def bridge(tmp: Path, broker: str, kafka: str, topics: str, *, with_app: bool,
 
 def charge_retry(command_id: str, **fields: Any) -> RetryCommand:
     """A retry of ``routed.charge`` with no queue: the engine never saw a task-sent."""
-    values: dict[str, Any] = {
-        "command_id": command_id,
-        "cluster": CLUSTER,
-        "execution_id": f"exec-{command_id}",
-        "workflow_id": "auto-retry",
-        "issued_at": iso(time.time()),
-        "task_id": f"pay-1-retry-{command_id}",
-        "original_task_id": "pay-1",
-        "name": "routed.charge",
-        "args": "(5,)",
-        "kwargs": "{'card': 'visa'}",
-        "root_id": "pay-1",
-        "parent_id": "pay-1",
-        "attempt": 1,
-    }
-    values.update(fields)
-    return RetryCommand(**values)
+    charge = {"cluster": CLUSTER, "name": "routed.charge", "args": "(5,)",
+              "kwargs": "{'card': 'visa'}"}  # fmt: skip
+    return retry_command(command_id, "pay-1", **{**charge, **fields})
 
 
 def test_with_the_app_a_retry_without_queue_goes_where_task_routes_send_it(
     tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
 ) -> None:
-    worker = payments_worker(tmp_path, broker)
+    worker = payments_worker(tmp_path, APP, ROUTED_APP_BROKER=broker)
     process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=True)
     results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
     events = TopicReader(kafka_bootstrap, f"{topics}.events")
@@ -127,15 +103,12 @@ def test_with_the_app_a_retry_without_queue_goes_where_task_routes_send_it(
 def test_without_the_app_a_retry_without_queue_is_refused_not_sent_to_celery(
     tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
 ) -> None:
-    worker = payments_worker(tmp_path, broker)
+    worker = payments_worker(tmp_path, APP, ROUTED_APP_BROKER=broker)
     process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=False)
-    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
     try:
-        send(kafka_bootstrap, topics, charge_retry("c-none-1"), charge_retry("c-none-2"))
-        [first] = results_for(results, "c-none-1", 1)
-        [second] = results_for(results, "c-none-2", 1)
+        first, second = results_of(process, kafka_bootstrap, topics,
+                                   charge_retry("c-none-1"), charge_retry("c-none-2"))  # fmt: skip
     finally:
-        process.stop()
         worker.stop()
     for result in (first, second):
         assert result["status"] == "failed", result
@@ -158,12 +131,9 @@ def test_with_no_worker_answering_the_retry_is_sent_and_says_it_was_not_checked(
 ) -> None:
     """No worker up at all (a restart, a deploy): the message waits in the broker for them."""
     process = bridge(tmp_path, broker, kafka_bootstrap, topics, with_app=False)
-    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
-    try:
-        send(kafka_bootstrap, topics, charge_retry("c-alone", queue="payments"))
-        [result] = results_for(results, "c-alone", 1)
-    finally:
-        process.stop()
+    [result] = results_of(
+        process, kafka_bootstrap, topics, charge_retry("c-alone", queue="payments")
+    )
     assert result["status"] == "done", result
     assert result["detail"].endswith("(not checked: no worker answered within 1 s)")
     assert redis.Redis.from_url(broker).llen("payments") == 1
