@@ -10,6 +10,7 @@ replay, the Test button and the live app compute the same fingerprint for the sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Protocol
@@ -57,10 +58,14 @@ def normalize_message(message: str) -> str:
     return text.strip()[:MAX_MESSAGE_CHARS]
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(
     task_name: str | None, exception_type: str | None, error_message: str | None
 ) -> str | None:
-    """The failure's fingerprint, or ``None`` when nothing says it failed (no type, no message)."""
+    """The failure's fingerprint, or ``None`` when nothing says it failed (no type, no message).
+
+    Cached: the record and every workflow's ``fingerprint`` condition ask for the same failure's.
+    """
     if exception_type is None and error_message is None:
         return None
     material = "\x1f".join(
