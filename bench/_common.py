@@ -1,4 +1,4 @@
-"""Helpers the benchmarks share to read what a run left on Kafka (bench/fleet.py uses them).
+"""Helpers the benchmarks share to read Kafka: what a run left (bench/fleet.py), a bare baseline.
 
 Each opens its own short-lived client: they run between phases, never on a hot path.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient
@@ -32,6 +34,30 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
             for batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
                 out += [(m.partition, m.key, m.value) for m in batch]
         return out
+    finally:
+        await consumer.stop()
+
+
+async def bare_read(
+    bootstrap: str, topic: str, expected: int, decode: Callable[[bytes], object]
+) -> tuple[float, float]:
+    """A baseline: every partition of ``topic`` read from the start until ``expected`` records,
+    each value passed to ``decode``. Returns records/s and CPU µs per record (the process does
+    nothing else meanwhile)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        started, cpu, seen = time.perf_counter(), time.process_time(), 0
+        while seen < expected:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for message in batch:
+                    decode(message.value or b"")
+                    seen += 1
+        cpu_us = (time.process_time() - cpu) * 1e6 / seen
+        return seen / (time.perf_counter() - started), cpu_us
     finally:
         await consumer.stop()
 

@@ -32,9 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord  # noqa: E402
+from aiokafka import AIOKafkaProducer, ConsumerRecord  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from bench._common import bare_read  # noqa: E402
 from flowguard.control.history import HistoryProjection  # noqa: E402
 from topics.record import iso  # noqa: E402
 from topics.registry import EXECUTION_LOG  # noqa: E402
@@ -176,22 +177,8 @@ async def make_log(bootstrap: str, prefix: str, n: int) -> int:
 
 async def bare(bootstrap: str, prefix: str, expected: int) -> float:
     """The baseline: assign every partition, read to the end, json.loads each value."""
-    topic = EXECUTION_LOG.name(prefix)
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        started, seen = time.perf_counter(), 0
-        while seen < expected:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                for message in batch:
-                    json.loads(message.value)
-                    seen += 1
-        return seen / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
+    rate, _ = await bare_read(bootstrap, EXECUTION_LOG.name(prefix), expected, json.loads)
+    return rate
 
 
 async def projected(bootstrap: str, prefix: str, directory: Path) -> float:

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
+from bench._common import bare_read  # noqa: E402
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
 from flowguard.control.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
 from flowguard.control.store import WorkflowStore  # noqa: E402
@@ -287,22 +288,9 @@ async def bare(bootstrap: str, topic: str, expected: int) -> tuple[float, float]
 
     Returns events/s and CPU µs per event (this process does nothing else meanwhile).
     """
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        started, cpu, seen = time.perf_counter(), time.process_time(), 0
-        while seen < expected:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                for message in batch:
-                    EVENT_ADAPTER.validate_python(json.loads(message.value or b""))
-                    seen += 1
-        cpu_us = (time.process_time() - cpu) * 1e6 / seen
-        return seen / (time.perf_counter() - started), cpu_us
-    finally:
-        await consumer.stop()
+    return await bare_read(
+        bootstrap, topic, expected, lambda value: EVENT_ADAPTER.validate_python(json.loads(value))
+    )
 
 
 async def faust_floor(
