@@ -261,10 +261,9 @@ class Live:
         fresh = [tp for tp in mine if not committed.get(tp)]
         earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
         if fresh:
+            # On the consumer's thread; it also resets Faust's read offset of each partition
+            # (Faust skips a record below it).
             await consumer.seek_wait({tp: earliest[tp] for tp in fresh})
-            for tp in fresh:
-                # Faust also skips a record below its read offset for the partition: reset it.
-                await consumer.seek(tp, earliest[tp])
         self.absence.reset({
             tp.partition: (committed.get(tp) or earliest[tp]) - 1
             for tp in mine
@@ -537,12 +536,13 @@ class Live:
             )
 
     async def _ask_ends(self) -> None:
-        """The broker's end offsets of the events partitions held, for the absence gate."""
+        """The broker's end offsets of the input partitions held: for the absence gate (the
+        events partitions) and for readiness and the re-read (all of them)."""
         if self.app.in_recovery or self.app.rebalancing:
             return
         consumer: Any = self.app.consumer
-        events = self.topics.source.topics[0]
-        held = [tp for tp in consumer.assignment() if tp.topic == events]
+        events, inputs = self.topics.source.topics[0], self.topics.inputs()
+        held = [tp for tp in consumer.assignment() if tp.topic in inputs]
         if not held:
             return
         asked_at = time.time()
@@ -551,7 +551,10 @@ class Live:
         except (KafkaError, ConsumerNotStarted) as exc:  # asked again; absences wait
             log.debug("end offsets not answered: %s", exc)
             return
-        self.absence.observe({tp.partition: end for tp, end in ends.items()}, asked_at)
+        self.readiness.observe_ends(dict(ends))
+        self.absence.observe(
+            {tp.partition: end for tp, end in ends.items() if tp.topic == events}, asked_at
+        )
 
     async def _unstick(self) -> None:
         """Read a stalled input partition again from its committed offset.
@@ -573,7 +576,15 @@ class Live:
                 offset = (await consumer.earliest_offsets(tp))[tp]
             log.warning("%s[%d]: no progress past offset %s; reading it again from there",
                         tp.topic, tp.partition, offset)  # fmt: skip
-            await consumer.seek(tp, offset)
+            try:
+                # On the consumer's own thread (Faust's seek moves aiokafka's fetch position
+                # from this one, which aiokafka does not expect), and waited for.
+                await consumer.seek_wait({tp: offset})
+            except (KafkaError, ConsumerNotStarted, TimeoutError) as exc:
+                log.warning("%s[%d]: seek not done (%s); trying again", tp.topic,
+                            tp.partition, exc)  # fmt: skip
+                self._gaps.add(tp)
+                continue
             if (tp.topic, tp.partition) in self._next_read:
                 # Everything below a committed offset was applied: the next record is this
                 # one (else a commit made while detection expected an earlier record would

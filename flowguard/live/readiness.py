@@ -43,12 +43,19 @@ class Readiness:
         #: The same for :meth:`stalled`, which starts afresh after each partition it reports.
         self._reread_marks: dict[TP, tuple[int | None, float]] = {}
         self._lagged: set[TP] = set()
+        #: The broker's end offsets of the input partitions held, asked about once a second.
+        self._ends: dict[TP, int] = {}
 
     def checks(self) -> dict[str, Any]:
         return {"assigned": self.assigned, "feed": self.feed, "progress": self.progress}
 
     def on_assigned(self) -> None:
         self.assigned_at = time.monotonic()
+        self._ends.clear()
+
+    def observe_ends(self, ends: dict[TP, int]) -> None:
+        """The broker's end offsets of input partitions held (see :meth:`_lags`)."""
+        self._ends.update(ends)
 
     def assigned(self) -> str | None:
         app, now = self.app, time.monotonic()
@@ -112,16 +119,23 @@ class Readiness:
         self._lagged = held
 
     def _lags(self) -> list[tuple[TP, int, int | None]]:
-        """(partition, records waiting, committed offset) for each input partition held."""
+        """(partition, records waiting, committed offset) for each input partition held.
+
+        Records waiting are counted up to the broker's end offset when it was asked, else up
+        to the consumer's highwater: that is only as fresh as the consumer's last fetch of the
+        partition, and a partition it stopped fetching (its records fetched and dropped at a
+        rebalance, then passed over) never shows a backlog, so it was never read again."""
         consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks these
         inputs = self.topics.inputs()
         found = []
         for tp in consumer.assignment():
             if tp.topic not in inputs:
                 continue
-            highwater = consumer.highwater(tp)
+            highwater = self._ends.get(tp)
             if highwater is None:
-                continue  # nothing fetched yet: its backlog is unknown
+                highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched or asked yet: its backlog is unknown
             committed = consumer._committed_offset.get(tp)
             found.append((tp, highwater - (committed or 0), committed))
         return found
