@@ -223,6 +223,9 @@ async def list_groups(
     since: Annotated[str | None, Query(description="ISO 8601; default: 7 days ago.")] = None,
     until: Annotated[str | None, Query(description="ISO 8601; default: now.")] = None,
     cluster: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
+    fingerprint: Annotated[
+        str | None, Query(pattern=FINGERPRINT_PATTERN, description="Only this group.")
+    ] = None,
 ) -> Groups:
     """Failure groups of ``task.failed`` executions in the time range, most failures first."""
     end = _time(until, "until", time.time())
@@ -231,6 +234,8 @@ async def list_groups(
     store = await svc.refreshed_store()
     current = _parsed(store.current().values())
     groups = await svc.off_loop(group_records, records, current)
+    if fingerprint is not None:
+        groups = [g for g in groups if g.fingerprint == fingerprint]
     return Groups(
         since=iso(start) or "",
         until=iso(end) or "",

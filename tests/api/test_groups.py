@@ -132,6 +132,9 @@ def test_groups_count_first_last_clusters_and_workflows(served: Served) -> None:
     with served.client("viewer") as api:
         only_eu = groups(api, cluster="eu", since=iso(t0 - 60) or "")
     assert [(g["fingerprint"], g["failures"]) for g in only_eu["groups"]] == [(ORDERS, 1)]
+    with served.client("viewer") as api:
+        one = groups(api, fingerprint=ORDERS)
+    assert [g["fingerprint"] for g in one["groups"]] == [ORDERS]
 
 
 def test_never_retry_through_the_api_is_a_workflow_version_the_engine_honours(
@@ -186,6 +189,9 @@ def test_bad_requests_say_why(served: Served) -> None:
         assert no_retry.json()["error"]["code"] == "no_retry_action"
         missing = api.put(f"/api/groups/{ORDERS}/never-retry/nope")
         assert missing.status_code == 404
+        bad_query = api.get("/api/groups", params={"fingerprint": "KeyError"})
+        assert bad_query.status_code == 422
+        assert "fingerprint" in bad_query.text
         bad_time = api.get("/api/groups", params={"since": "yesterday"})
         assert bad_time.status_code == 422
         assert "since" in bad_time.text

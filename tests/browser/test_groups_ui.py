@@ -71,3 +71,24 @@ def test_a_viewer_sees_the_groups_without_buttons(page: Page, served: Served) ->
     sign_in(page, served, role="viewer")
     _open(page, served, 2)
     expect(page.get_by_test_id("never-retry-toggle")).to_have_count(0)
+
+
+def test_an_executions_record_links_to_its_group(page: Page, served: Served) -> None:
+    seed(served, time.time() - 3600)
+    sign_in(page, served, role="viewer")
+    page.goto(f"{served.base_url}/ui/workflows/retry-charges#history")
+    page.click("[data-tab=history]")
+
+    def listed() -> bool:
+        page.get_by_role("button", name="Filter").click()
+        return page.locator("[data-execution]").count() == 4
+
+    wait_until(listed, timeout_seconds=30, what="the four executions in the history")
+    oldest = page.locator("[data-execution]").last  # t1: KeyError order-17
+    oldest.locator("summary").first.click()
+    expect(oldest.get_by_test_id("group-link")).to_have_text(ORDERS)
+    oldest.get_by_test_id("group-link").click()
+    page.wait_for_url(f"**/ui/groups?fingerprint={ORDERS}")
+    expect(page.locator("[data-group]")).to_have_count(1)
+    expect(page.locator("[data-group]")).to_have_attribute("data-group", ORDERS)
+    expect(page.get_by_test_id("show-all")).to_be_visible()

@@ -195,6 +195,9 @@ const FG = {
         FG.el("a", { href: `/ui/tasks/${encodeURIComponent(task.root_id)}` }, task.name || task.id),
         ` ${task.id} on ${task.worker || "?"} (${task.cluster}) ${task.exception_type || ""}: `,
         task.error_message || "") : null,
+      task.fingerprint ? FG.el("div", {}, FG.el("b", {}, "Failure group: "),
+        FG.el("a", { href: `/ui/groups?fingerprint=${task.fingerprint}`, "data-testid": "group-link" },
+          task.fingerprint)) : null,
       FG.el("div", {}, FG.el("b", {}, "Conditions: "),
         record.conditions.length ? record.conditions.map(
           (c) => `${c.name}=${c.value} ${c.matched ? "✓" : "✗"}`).join(", ") : "none"),

@@ -54,16 +54,20 @@ function groupRow(group, canEdit, reload) {
   range.value = params.get("hours") || String(24 * 7);
   const cluster = FG.el("input", { placeholder: "any cluster", value: params.get("cluster") || "", "data-testid": "cluster" });
   const summary = FG.el("p", { class: "muted", "data-testid": "groups-summary" });
+  // ?fingerprint=... (an execution record's "Group" link): that group only.
+  const only = params.get("fingerprint");
   const body = FG.el("tbody");
   const load = async () => {
     const query = new URLSearchParams({
       since: new Date(Date.now() - Number(range.value) * 3600e3).toISOString() });
     if (cluster.value) query.set("cluster", cluster.value);
+    if (only) query.set("fingerprint", only);
     try {
       const found = await FG.api("GET", `/api/groups?${query}`);
       FG.fill(summary, `${found.groups.length} group${found.groups.length === 1 ? "" : "s"} from ` +
         `${found.scanned} task.failed executions since ${FG.when(found.since)}` +
-        (found.complete ? "" : " (the newest only: narrow the range for all)"));
+        (found.complete ? "" : " (the newest only: narrow the range for all)"),
+        only ? [" · one group: ", FG.el("a", { href: "/ui/groups", "data-testid": "show-all" }, "show all")] : null);
       FG.fill(body, found.groups.length ? found.groups.map((g) => groupRow(g, canEdit, load))
         : FG.el("tr", {}, FG.el("td", { colspan: 6, class: "muted" }, "No failure matched a workflow in this range.")));
     } catch (e) { FG.fill(summary, FG.problemList(e)); }
