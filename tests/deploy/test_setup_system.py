@@ -52,16 +52,21 @@ def _as_user(argv: list[str]) -> list[str]:
     return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
 
 
-def test_a_user_without_root_is_told_what_to_install(path_without_jq: str) -> None:
-    if not Path("/usr/bin/chromium").exists():
-        pytest.fail("no /usr/bin/chromium: run deploy/setup-system as root", pytrace=False)
-    result = subprocess.run(
-        _as_user(["/bin/bash", str(SCRIPT), "test"]),
-        env={"PATH": path_without_jq, "HOME": "/tmp"},
+def _setup_as_user(target: str, path: str) -> subprocess.CompletedProcess[str]:
+    """``deploy/setup-system <target>`` as an unprivileged user with only ``path`` to search."""
+    return subprocess.run(
+        _as_user(["/bin/bash", str(SCRIPT), target]),
+        env={"PATH": path, "HOME": "/tmp"},
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_a_user_without_root_is_told_what_to_install(path_without_jq: str) -> None:
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("no /usr/bin/chromium: run deploy/setup-system as root", pytrace=False)
+    result = _setup_as_user("test", path_without_jq)
     missing = " ".join([*_venv_missing(path_without_jq), "jq"])
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == (
@@ -71,13 +76,7 @@ def test_a_user_without_root_is_told_what_to_install(path_without_jq: str) -> No
 
 
 def test_the_demo_needs_neither_chromium_nor_jq(path_without_jq: str) -> None:
-    result = subprocess.run(
-        _as_user(["/bin/bash", str(SCRIPT), "demo"]),
-        env={"PATH": path_without_jq, "HOME": "/tmp"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _setup_as_user("demo", path_without_jq)
     if _venv_missing(path_without_jq):
         assert "missing system packages: python3-venv;" in result.stderr
     else:

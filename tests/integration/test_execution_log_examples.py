@@ -77,18 +77,26 @@ def log_topic(kafka_bootstrap: str, topic_prefix: str) -> str:
     return topic_prefix
 
 
-def test_the_python_consumer_prints_each_execution_once_when_settled(
-    kafka_bootstrap: str, log_topic: str, unique: Any
-) -> None:
+def python_consumer(
+    bootstrap: str, prefix: str, group: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """examples/execution_log_consumer.py over the whole log (``--from-beginning --until-end``),
+    run to its end and checked to exit 0: its finished process."""
     result = subprocess.run(
         [
-            sys.executable, str(EXAMPLES / "execution_log_consumer.py"),
-            "--bootstrap", kafka_bootstrap, "--prefix", log_topic, "--group", unique("team"),
-            "--from-beginning", "--until-end",
+            sys.executable, str(EXAMPLES / "execution_log_consumer.py"), "--bootstrap", bootstrap,
+            "--prefix", prefix, "--group", group, "--from-beginning", "--until-end", *flags,
         ],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_the_python_consumer_prints_each_execution_once_when_settled(
+    kafka_bootstrap: str, log_topic: str, unique: Any
+) -> None:
+    result = python_consumer(kafka_bootstrap, log_topic, unique("team"))
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     # Partitions interleave in any order: only one workflow's records are in order.
     assert sorted((x["execution_id"], x["seq"], x["outcome"]) for x in lines) == [
@@ -105,15 +113,7 @@ def test_the_python_consumer_prints_each_execution_once_when_settled(
 def test_the_python_consumer_with_all_prints_every_new_record_once(
     kafka_bootstrap: str, log_topic: str, unique: Any
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable, str(EXAMPLES / "execution_log_consumer.py"),
-            "--bootstrap", kafka_bootstrap, "--prefix", log_topic, "--group", unique("team"),
-            "--from-beginning", "--until-end", "--all",
-        ],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = python_consumer(kafka_bootstrap, log_topic, unique("team"), "--all")
     seen: dict[str, list[tuple[int, bool]]] = {}
     for x in map(json.loads, result.stdout.splitlines()):
         seen.setdefault(x["execution_id"], []).append((x["seq"], x["settled"]))
