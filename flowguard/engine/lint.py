@@ -38,6 +38,7 @@ def lint(workflow: Workflow) -> list[LintWarning]:
                     f"{action.max_attempts} retries per chain is very large; start with 3",
                 )
             )
+    warnings += _never_retry_warnings(workflow)
     has_retry = any(isinstance(a, RetryAction) for a in workflow.actions)
     if has_retry and workflow.circuit_breaker is None:
         warnings.append(
@@ -48,6 +49,21 @@ def lint(workflow: Workflow) -> list[LintWarning]:
             )
         )
     return warnings
+
+
+def _never_retry_warnings(workflow: Workflow) -> list[LintWarning]:
+    """A retry whose never_retry lists the one group the workflow matches never runs."""
+    wanted = workflow.trigger.conditions.fingerprint
+    for index, action in enumerate(workflow.actions):
+        if isinstance(action, RetryAction) and wanted is not None and wanted in action.never_retry:
+            where = "action" if len(workflow.actions) == 1 else f"actions.{index}"
+            return [
+                LintWarning(
+                    f"{where}.never_retry",
+                    f"lists {wanted}, the fingerprint the trigger matches: this retry never runs",
+                )
+            ]
+    return []
 
 
 LITERAL_SECRET = (

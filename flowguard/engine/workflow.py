@@ -517,6 +517,13 @@ class Workflow(_Model):
             raise PydanticCustomError(
                 "retry_needs_task", "a retry action needs a task trigger, not worker.offline"
             )
+        if retries and retries[0].never_retry and self.trigger.event != "task.failed":
+            raise PydanticCustomError(
+                "never_retry_not_applicable",
+                "never_retry only applies to task.failed: {event} carries no error, so no "
+                "fingerprint (it can never match)",
+                {"event": self.trigger.event},
+            )
         return self
 
     def model_post_init(self, context: Any, /) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.fingerprint import fingerprint
+from flowguard.engine.lint import lint
 from flowguard.errors import WorkflowInvalid
 from tests import celery_events as ev
 from tests.unit.engine.test_core import T0, engine, feed
@@ -97,3 +98,31 @@ def test_records_written_before_fingerprints_still_load() -> None:
 
 def _notify() -> dict[str, Any]:
     return {"type": "webhook", "url": "https://hooks.example.com/x"}
+
+
+def test_never_retry_on_a_trigger_without_errors_is_refused() -> None:
+    doc = {
+        "name": "x",
+        "trigger": {"event": "task.orphaned"},
+        "action": {"type": "retry", "never_retry": [GROUP]},
+    }
+    with pytest.raises(WorkflowInvalid) as info:
+        parse_workflow(doc, source="test")
+    assert "never_retry only applies to task.failed" in str(info.value)
+
+
+def test_lint_warns_when_the_retry_can_never_run() -> None:
+    doc = {
+        "name": "x",
+        "trigger": {"event": "task.failed", "conditions": {"fingerprint": GROUP}},
+        "action": {"type": "retry", "never_retry": [GROUP]},
+        "circuit_breaker": {"max_executions": 5},
+    }
+    assert [(w.field, w.message) for w in lint(parse_workflow(doc, source="test"))] == [
+        (
+            "action.never_retry",
+            f"lists {GROUP}, the fingerprint the trigger matches: this retry never runs",
+        )
+    ]
+    other = {**doc, "action": {"type": "retry", "never_retry": ["0" * 16]}}
+    assert lint(parse_workflow(other, source="test")) == []
