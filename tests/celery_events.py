@@ -116,6 +116,14 @@ def heartbeat(ts: float, hostname: str = WORKER, freq: float = 2.0, kind: str = 
     }
 
 
+def online_then_offline(ts: float, *hostnames: str) -> list[Raw]:
+    """Each worker comes online at ``ts``; then they go offline one by one, 3 s, 4 s, ... after."""
+    online = [heartbeat(ts, hostname=h, kind="online") for h in hostnames]
+    return online + [
+        heartbeat(ts + 3 + n, hostname=h, kind="offline") for n, h in enumerate(hostnames)
+    ]
+
+
 def run(task_id: str, ts: float, name: str, *, outcome: str = "failed", **kw: Any) -> list[Raw]:
     """sent, received, started and the outcome, one second apart."""
     end = failed(

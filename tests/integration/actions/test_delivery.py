@@ -240,12 +240,7 @@ def test_two_workers_going_offline_page_twice_end_to_end(http_server: RecordingS
     }
     decided = engine_notices(
         doc,
-        [
-            ev.heartbeat(T0, hostname="celery@w1", kind="online"),
-            ev.heartbeat(T0, hostname="celery@w2", kind="online"),
-            ev.heartbeat(T0 + 3, hostname="celery@w1", kind="offline"),
-            ev.heartbeat(T0 + 4, hostname="celery@w2", kind="offline"),
-        ],
+        ev.online_then_offline(T0, "celery@w1", "celery@w2"),
     )
     http_server.script("/v2/enqueue", Reply(202))
     deliver(decided, config=settings(pagerduty_url=http_server.url_for("/v2/enqueue")))

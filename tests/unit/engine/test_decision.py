@@ -26,12 +26,7 @@ def test_each_worker_going_offline_gets_its_own_dedup_key() -> None:
     doc = {**PAGE, "name": "worker down", "trigger": {"event": "worker.offline"}}
     found = engine_notices(
         doc,
-        [
-            ev.heartbeat(T0, hostname="celery@w1", kind="online"),
-            ev.heartbeat(T0, hostname="celery@w2", kind="online"),
-            ev.heartbeat(T0 + 3, hostname="celery@w1", kind="offline"),
-            ev.heartbeat(T0 + 4, hostname="celery@w2", kind="offline"),
-        ],
+        ev.online_then_offline(T0, "celery@w1", "celery@w2"),
     )
     assert [n.dedup_key for n in found] == [
         "worker-down/prod/celery@w1",
