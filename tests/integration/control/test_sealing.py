@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,15 @@ SIGNING = "SIGNINGSECRET0123456789"
 ROUTING = "R0UT1NGKEY0123456789abcdefABCDEF"
 NOTIFY = "https://hooks.slack.com/services/T000/B000/NOTIFYSECRET0123456789"
 LITERALS = (SLACK, HOOK, HEADER, SIGNING, ROUTING, NOTIFY)
+
+
+Stores = Callable[[Keyring], WorkflowStore]
+
+
+@pytest.fixture
+def stores(kafka_bootstrap: str, control_topics: str) -> Stores:
+    """A store on this test's control topics, with the keyring given."""
+    return lambda keyring: WorkflowStore(kafka_bootstrap, control_topics, keyring=keyring)
 
 
 def key(key_id: str) -> str:
@@ -81,12 +91,12 @@ async def both_topics(bootstrap: str, prefix: str) -> bytes:
 
 
 def test_no_literal_in_the_raw_bytes_of_either_topic(
-    kafka_bootstrap: str, control_topics: str
+    kafka_bootstrap: str, control_topics: str, stores: Stores
 ) -> None:
     keyring = Keyring.of(key("k1"))
 
     async def scenario() -> bytes:
-        async with WorkflowStore(kafka_bootstrap, control_topics, keyring=keyring) as store:
+        async with stores(keyring) as store:
             v1 = await store.save(definition(), saved_by="alice")
             assert v1 is not None
             paths = sealed_paths(v1.definition)
@@ -116,24 +126,26 @@ def test_no_literal_in_the_raw_bytes_of_either_topic(
         assert literal.encode() not in data, literal
 
 
-def test_without_a_key_literals_stay_as_today(kafka_bootstrap: str, control_topics: str) -> None:
+def test_without_a_key_literals_stay_as_today(
+    kafka_bootstrap: str, control_topics: str, stores: Stores
+) -> None:
     async def scenario() -> bytes:
-        async with WorkflowStore(kafka_bootstrap, control_topics, keyring=Keyring()) as store:
+        async with stores(Keyring()) as store:
             assert await store.save(definition(), saved_by="alice") is not None
             return await both_topics(kafka_bootstrap, control_topics)
 
     assert SLACK.encode() in asyncio.run(scenario())
 
 
-def test_rotation_with_reseal(kafka_bootstrap: str, control_topics: str) -> None:
+def test_rotation_with_reseal(kafka_bootstrap: str, control_topics: str, stores: Stores) -> None:
     old, new = key("2026-01"), key("2026-07")
 
     async def scenario() -> None:
-        async with WorkflowStore(kafka_bootstrap, control_topics, keyring=Keyring.of(old)) as store:
+        async with stores(Keyring.of(old)) as store:
             v1 = await store.save(definition(), saved_by="alice")
             assert v1 is not None
         rotated = Keyring.of(new, [old])
-        async with WorkflowStore(kafka_bootstrap, control_topics, keyring=rotated) as store:
+        async with stores(rotated) as store:
             # Old versions still open with the old key, now an old key.
             assert rotated.open(sealed_paths(v1.definition)["actions.1.secret"]) == SIGNING
             done, problems = await store.reseal(saved_by="ops")
@@ -145,7 +157,7 @@ def test_rotation_with_reseal(kafka_bootstrap: str, control_topics: str) -> None
             assert await store.reseal(saved_by="ops") == ([], [])
         # The old key dropped: the live version opens, the old history version does not.
         only_new = Keyring.of(new)
-        async with WorkflowStore(kafka_bootstrap, control_topics, keyring=only_new) as store:
+        async with stores(only_new) as store:
             live = store.current()["sealed-payments"]
             assert only_new.open(sealed_paths(live.definition)["actions.2.routing_key"]) == ROUTING
             with pytest.raises(ConfigError, match="sealed with key '2026-01'"):
@@ -161,17 +173,11 @@ def test_rotation_with_reseal(kafka_bootstrap: str, control_topics: str) -> None
     asyncio.run(scenario())
 
 
-def test_reseal_names_the_workflow_and_key_it_cannot_open(
-    kafka_bootstrap: str, control_topics: str
-) -> None:
+def test_reseal_names_the_workflow_and_key_it_cannot_open(stores: Stores) -> None:
     async def scenario() -> None:
-        async with WorkflowStore(
-            kafka_bootstrap, control_topics, keyring=Keyring.of(key("lost"))
-        ) as store:
+        async with stores(Keyring.of(key("lost"))) as store:
             assert await store.save(definition(), saved_by="alice") is not None
-        async with WorkflowStore(
-            kafka_bootstrap, control_topics, keyring=Keyring.of(key("k2"))
-        ) as store:
+        async with stores(Keyring.of(key("k2"))) as store:
             done, problems = await store.reseal(saved_by="ops")
             assert done == []
             [problem] = problems
@@ -181,13 +187,9 @@ def test_reseal_names_the_workflow_and_key_it_cannot_open(
     asyncio.run(scenario())
 
 
-def test_a_sealed_value_from_another_workflow_is_refused(
-    kafka_bootstrap: str, control_topics: str
-) -> None:
+def test_a_sealed_value_from_another_workflow_is_refused(stores: Stores) -> None:
     async def scenario() -> None:
-        async with WorkflowStore(
-            kafka_bootstrap, control_topics, keyring=Keyring.of(key("k1"))
-        ) as store:
+        async with stores(Keyring.of(key("k1"))) as store:
             v1 = await store.save(definition(), saved_by="alice")
             assert v1 is not None
             stolen = sealed_paths(v1.definition)["actions.1.secret"]
