@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from flowguard.api import groups as groups_api
 from flowguard.api.services import Services
@@ -23,6 +22,7 @@ from flowguard.engine.matching import Published
 from tests import celery_events as ev
 from tests.api.server import Served, in_thread
 from tests.helpers import wait_until
+from tests.processes import send_all
 from tests.unit.control.records import message, record
 from topics.execution import ExecutionRecord
 from topics.record import iso
@@ -64,20 +64,8 @@ def decided(t0: float, *docs: dict[str, Any]) -> list[ExecutionRecord]:
 
 
 def publish(served: Served, records: list[ExecutionRecord]) -> None:
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=served.bootstrap, acks="all")
-        await producer.start()
-        try:
-            for record in records:
-                await producer.send_and_wait(
-                    EXECUTION_LOG.name(served.prefix),
-                    record.to_json().encode(),
-                    key=record.workflow.id.encode(),
-                )
-        finally:
-            await producer.stop()
-
-    in_thread(run())
+    items = [(r.workflow.id.encode(), r.to_json().encode(), None) for r in records]
+    in_thread(send_all(served.bootstrap, EXECUTION_LOG.name(served.prefix), items))
 
 
 def seed(served: Served, t0: float) -> list[ExecutionRecord]:
