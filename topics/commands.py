@@ -37,13 +37,20 @@ Signature = Annotated[
 ]
 
 
-class RetryCommand(Record):
-    """Send the task again: same name, args, kwargs and queue, a new id in the same retry chain."""
+class _CommandRecord(Record):
+    """What every record on the commands and command-results topics starts with: its kind (each
+    record type narrows it to its own), the version, the command and the cluster it is for."""
 
-    kind: Literal["command.retry"] = "command.retry"
+    kind: str
     version: Literal[1] = 1
     command_id: str
     cluster: str
+
+
+class RetryCommand(_CommandRecord):
+    """Send the task again: same name, args, kwargs and queue, a new id in the same retry chain."""
+
+    kind: Literal["command.retry"] = "command.retry"
     execution_id: str
     workflow_id: str
     issued_at: IsoTime = Field(description="ISO 8601 UTC: when the retry became due.")
@@ -68,13 +75,10 @@ class RetryCommand(Record):
     signature: Signature = None
 
 
-class RevokeCommand(Record):
+class RevokeCommand(_CommandRecord):
     """Revoke a task id on the cluster (used to cancel; never sent by workflows themselves)."""
 
     kind: Literal["command.revoke"] = "command.revoke"
-    version: Literal[1] = 1
-    command_id: str
-    cluster: str
     issued_at: IsoTime
     task_id: str
     terminate: bool = False
@@ -82,13 +86,10 @@ class RevokeCommand(Record):
     signature: Signature = None
 
 
-class CommandResult(Record):
+class CommandResult(_CommandRecord):
     """What the bridge did with a command: the retry action's final status in its execution."""
 
     kind: Literal["command.result"] = "command.result"
-    version: Literal[1] = 1
-    command_id: str
-    cluster: str
     at: str
     status: Literal["done", "duplicate", "failed"]
     detail: str = ""
