@@ -22,31 +22,34 @@ from topics.commands import RetryCommand
 from topics.record import Record
 
 
-class ScheduledRetry(Record):
-    kind: Literal["retry.scheduled"] = "retry.scheduled"
+class _ChainRecord(Record):
+    """A record about one retry chain, keyed by it: its kind (each record type narrows it to its
+    own), the version and the chain's key."""
+
+    kind: str
     version: Literal[1] = 1
     chain_key: str
+
+
+class ScheduledRetry(_ChainRecord):
+    kind: Literal["retry.scheduled"] = "retry.scheduled"
     due_at: float = Field(description="UTC epoch seconds (event time of the trigger + delay).")
     since: float = Field(description="When the retry was decided: recovery is judged after it.")
     command: RetryCommand
 
 
-class RetrySent(Record):
+class RetrySent(_ChainRecord):
     """A retry flowguard sent, to watch on its chain: its task's own events settle the retry
     action (``succeeded``/``failed``), or it is ``stranded`` if no worker receives it."""
 
     kind: Literal["retry.sent"] = "retry.sent"
-    version: Literal[1] = 1
-    chain_key: str
     sent_at: float = Field(description="UTC epoch seconds: when the command was issued.")
     command: RetryCommand
     stranded: bool = False
 
 
-class CancelRetry(Record):
+class CancelRetry(_ChainRecord):
     kind: Literal["retry.cancel"] = "retry.cancel"
-    version: Literal[1] = 1
-    chain_key: str
     command_id: str
     execution_id: str
     workflow_id: str
