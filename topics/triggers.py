@@ -54,9 +54,12 @@ class TaskContext(Record):
     attempt: int = Field(default=0, description="Celery's own retries count of this task id.")
     started_at: float | None = None
 
-    def ref(self, cluster: str) -> TaskRef:
-        """The task as the execution log shows it (:class:`TaskRef`: the fields it shares)."""
-        return TaskRef(cluster=cluster, **self.model_dump(include=_SHARED_WITH_REF))
+    def ref(self, cluster: str, fingerprint: str | None = None) -> TaskRef:
+        """The task as the execution log shows it (:class:`TaskRef`: the fields it shares, and
+        the failure's fingerprint, which the engine computes)."""
+        return TaskRef(
+            cluster=cluster, fingerprint=fingerprint, **self.model_dump(include=_SHARED_WITH_REF)
+        )
 
     @classmethod
     def of_ref(cls, ref: TaskRef) -> TaskContext:

@@ -437,9 +437,7 @@ def incident_key(trigger: Trigger) -> str:
 def _task_ref(trigger: Trigger) -> TaskRef | None:
     if trigger.task is None:
         return None
-    ref = trigger.task.ref(trigger.cluster)
-    found = fingerprint_of(trigger.task)
-    return ref if found is None else ref.model_copy(update={"fingerprint": found})
+    return trigger.task.ref(trigger.cluster, fingerprint_of(trigger.task))
 
 
 def resolve(
