@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -63,23 +64,24 @@ class _Receiver(EventReceiver):  # type: ignore[misc]
             self.process(kind, event)
 
 
+@dataclass(eq=False)
 class CeleryReceiver:
     """Runs the receiver thread; ``connected`` tells whether Celery's broker answers now."""
 
-    def __init__(
-        self, app: Celery, intake: Intake, broker_display: str, inspect_timeout: float
-    ) -> None:
-        self.app = app
-        self.intake = intake
-        self.broker_display = broker_display
-        self.inspect_timeout = inspect_timeout
-        self.connected = False
-        self.snapshots = 0
-        self._stopping = threading.Event()
-        self._receiver: _Receiver | None = None
-        # Both only touched in the receiver's thread (_on_ready runs inside capture()).
-        self._backoff = Backoff()
-        self._problem: str | None = None
+    app: Celery
+    intake: Intake
+    broker_display: str
+    inspect_timeout: float
+    connected: bool = field(default=False, init=False)
+    snapshots: int = field(default=0, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _receiver: _Receiver | None = field(default=None, init=False, repr=False)
+    # Both only touched in the receiver's thread (_on_ready runs inside capture()).
+    _backoff: Backoff = field(default_factory=Backoff, init=False, repr=False)
+    _problem: str | None = field(default=None, init=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name="celery-receiver", daemon=True)
 
     def start(self) -> None:
