@@ -77,6 +77,11 @@ class BreakerRef(Record):
     window_seconds: float
     transition: Literal["opened", "closed"] | None = None
     suppressed: int = 0
+    cluster: str | None = Field(
+        default=None,
+        description="The cluster whose breaker this is, when the workflow's breaker is scoped "
+        "per cluster (circuit_breaker.scope: cluster); null for a workflow-wide one.",
+    )
 
 
 class ActionResult(Record):

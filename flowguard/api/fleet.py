@@ -238,11 +238,22 @@ def history_facts(
 
 def _open_breaker(history: HistoryProjection, workflow_id: str, now: float) -> OpenBreaker | None:
     latest = next(iter(history.query(workflow=workflow_id, limit=1).items), None)
-    if latest is None or circuit_state(latest, now) != "open":
+    if latest is None:
         return None
     breaker = latest.circuit_breaker
-    since = from_iso(latest.trigger.at) - breaker.window_seconds
+    scoped = breaker.cluster is not None  # one breaker per cluster (circuit_breaker.scope)
+    if not scoped and circuit_state(latest, now) != "open":
+        return None
+    since = (now if scoped else from_iso(latest.trigger.at)) - breaker.window_seconds
     window = history.query(workflow=workflow_id, since=since, limit=1000).items
+    clusters = {c for r in window if (c := _cluster_of(r)) is not None}
+    if scoped:  # the clusters whose own breaker is open, by their newest record
+        newest: dict[str, ExecutionRecord] = {}
+        for record in window:  # newest first
+            newest.setdefault(record.circuit_breaker.cluster or "", record)
+        clusters = {c for c, r in newest.items() if c and circuit_state(r, now) == "open"}
+        if not clusters:
+            return None
     return OpenBreaker(
         workflow_id=workflow_id,
         workflow_name=latest.workflow.name,
@@ -250,7 +261,7 @@ def _open_breaker(history: HistoryProjection, workflow_id: str, now: float) -> O
         count=breaker.count,
         max_executions=breaker.max_executions,
         window_seconds=breaker.window_seconds,
-        clusters=sorted({c for r in window if (c := _cluster_of(r)) is not None}),
+        clusters=sorted(clusters),
     )
 
 

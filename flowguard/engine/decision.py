@@ -168,7 +168,7 @@ def decide(
     limits = BreakerLimits(wf.breaker.max_executions, wf.breaker.window_seconds)
     if not runnable:
         state = peek(breaker, now=trigger.at, **limits._asdict())
-        ref = _breaker_ref(wf, state, len(breaker.ran_at), None, breaker.suppressed)
+        ref = _breaker_ref(wf, trigger, state, len(breaker.ran_at), None, breaker.suppressed)
         for index, action in enumerate(wf.actions):
             draft.actions.append(_skipped(draft, index, action, "max_attempts_reached"))
         return _finish(
@@ -176,8 +176,9 @@ def decide(
         )
     new_breaker, verdict = check(breaker, now=trigger.at, **limits._asdict())
     ref = _breaker_ref(
-        wf, verdict.state_label, verdict.count, verdict.transition, verdict.suppressed_total
-    )
+        wf, trigger, verdict.state_label, verdict.count, verdict.transition,
+        verdict.suppressed_total,
+    )  # fmt: skip
     if not verdict.allowed:
         if verdict.transition == "opened":
             _circuit_notice(draft, wf, verdict, trigger)
@@ -196,8 +197,9 @@ def _exhausted(action: object, retries_made: int) -> bool:
 
 
 def _breaker_ref(
-    wf: Workflow, state: str, count: int, transition: str | None, suppressed: int
-) -> BreakerRef:
+    wf: Workflow, trigger: Trigger, state: str, count: int, transition: str | None,
+    suppressed: int,
+) -> BreakerRef:  # fmt: skip
     return BreakerRef.model_validate(
         {
             "state": state,
@@ -206,8 +208,14 @@ def _breaker_ref(
             "window_seconds": wf.breaker.window_seconds,
             "transition": transition,
             "suppressed": suppressed,
+            "cluster": breaker_cluster(wf, trigger),
         }
     )
+
+
+def breaker_cluster(wf: Workflow, trigger: Trigger) -> str | None:
+    """The cluster whose breaker decides ``trigger``, or ``None``: the workflow's one breaker."""
+    return trigger.cluster if wf.breaker.scope == "cluster" else None
 
 
 def _skipped(draft: _Draft, index: int, action: object, why: str) -> ActionResult:
@@ -340,11 +348,13 @@ def _circuit_notice(
         (a for a in wf.actions if isinstance(a, SlackAction | WebhookAction | PagerDutyAction)),
         None,
     )
+    scoped = breaker_cluster(wf, trigger)
+    where = f"workflow {wf.name}" + (f" on cluster {scoped}" if scoped is not None else "")
     if verdict.transition == "opened":
         suffix, text = (
             "circuit-opened",
             (
-                f"Circuit opened for workflow {wf.name}: {wf.breaker.max_executions} executions in "
+                f"Circuit opened for {where}: {wf.breaker.max_executions} executions in "
                 f"{wf.breaker.window_seconds:g}s; its actions are suppressed until the window "
                 "has room."
             ),
@@ -353,7 +363,7 @@ def _circuit_notice(
         suffix, text = (
             "circuit-closed",
             (
-                f"Circuit closed for workflow {wf.name}: {verdict.suppressed_total} executions "
+                f"Circuit closed for {where}: {verdict.suppressed_total} executions "
                 "were suppressed while it was open."
             ),
         )

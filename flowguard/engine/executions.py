@@ -25,7 +25,15 @@ from typing import Any
 import orjson
 
 from flowguard.engine.breaker import BreakerState
-from flowguard.engine.decision import Notice, NotifyAction, decide, derive_id, execution_id, settle
+from flowguard.engine.decision import (
+    Notice,
+    NotifyAction,
+    breaker_cluster,
+    decide,
+    derive_id,
+    execution_id,
+    settle,
+)
 from flowguard.engine.matching import Published
 from flowguard.engine.workflow import PagerDutyAction, SlackAction, WebhookAction, Workflow
 from topics.commands import CommandResult, RetryCommand
@@ -132,7 +140,39 @@ def budget_key(workflow_id: str, chain: str) -> str:
     return f"budget/{workflow_id}/{chain}"
 
 
-Entry = Execution | Alias | Budget
+@dataclass(frozen=True, slots=True)
+class ClusterBreaker:
+    """One cluster's breaker in a workflow whose breaker is scoped per cluster
+    (``circuit_breaker.scope: cluster``): an entry of its own (key :func:`breaker_key`), as a
+    :class:`Budget` is, so each execution reads and writes only its cluster's. ``at``: the
+    last execution it decided; ``window``: the breaker's window then (for expiry)."""
+
+    state: BreakerState
+    at: float
+    window: float
+    workflow_id: str
+
+    def to_json(self) -> bytes:
+        data = {
+            "breaker": self.state.to_dict(), "at": self.at, "window": self.window,
+            "workflow_id": self.workflow_id,
+        }  # fmt: skip
+        return bytes(memoryview(orjson.dumps(data)))
+
+
+def breaker_key(workflow_id: str, cluster: str) -> str:
+    """Where a cluster's breaker of a workflow is kept (never an execution id)."""
+    return f"breaker/{workflow_id}/{cluster}"
+
+
+def breaker_expired(at: float, window: float, open_: bool, now: float) -> bool:
+    """A cluster's breaker nothing has used for its window (closed: it holds nothing any
+    more), or for ``BUDGET_TTL_SECONDS`` beyond that (open: only its closing notice, which no
+    execution is left to send)."""
+    return now - at >= window + (BUDGET_TTL_SECONDS if open_ else 0.0)
+
+
+Entry = Execution | Alias | Budget | ClusterBreaker
 
 
 def load_entry(data: bytes) -> Entry:
@@ -141,6 +181,11 @@ def load_entry(data: bytes) -> Entry:
         return Alias(entry["alias"], float(entry["at"]), entry["workflow_id"])
     if "budget" in entry:
         return Budget(int(entry["budget"]), float(entry["at"]), entry["workflow_id"])
+    if "breaker" in entry:
+        return ClusterBreaker(
+            BreakerState.from_dict(entry["breaker"]), float(entry["at"]),
+            float(entry["window"]), entry["workflow_id"],
+        )  # fmt: skip
     return Execution(
         version=entry["version"],
         record=ExecutionRecord.model_validate(entry["record"]),
@@ -243,16 +288,25 @@ def on_matched(
     known = lookup(key) if chain else None
     legacy = slot.budgets.pop(chain, None) if chain else None
     made = known.made if isinstance(known, Budget) else legacy[0] if legacy is not None else 0
+    wf = published.workflow
+    scoped = breaker_cluster(wf, trigger)
+    bkey = breaker_key(item.workflow_id, scoped) if scoped is not None else ""
+    held = lookup(bkey) if bkey else None
+    breaker = held.state if isinstance(held, ClusterBreaker) else BreakerState()
     decision = decide(
         published,
         trigger,
         list(item.conditions),
-        breaker=slot.breaker,
+        breaker=slot.breaker if not bkey else breaker,
         retries_made=made,
         dry_run=False,
     )
-    slot.breaker = decision.breaker
     writes: dict[str, Entry] = {}
+    if not bkey:
+        slot.breaker = decision.breaker
+    elif decision.breaker != breaker:
+        window = wf.breaker.window_seconds
+        writes[bkey] = ClusterBreaker(decision.breaker, trigger.at, window, item.workflow_id)
     if chain and (decision.retries_made != made or legacy is not None):
         writes[key] = Budget(decision.retries_made, trigger.at, item.workflow_id)
     for old in [k for k, v in slot.budgets.items() if trigger.at - v[1] >= BUDGET_TTL_SECONDS]:

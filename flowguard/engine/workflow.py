@@ -452,6 +452,13 @@ RETRY_FIELDS = frozenset(RetryAction.model_fields) - {"type"}
 
 class CircuitBreaker(_Model):
     max_executions: int = Field(default=100, ge=1, le=1_000_000)
+    scope: Literal["workflow", "cluster"] = Field(
+        default="workflow",
+        description=(
+            "'workflow': one breaker for all the workflow's executions, fleet-wide. 'cluster': "
+            "one per cluster, so a storm in one cluster does not skip the others' executions."
+        ),
+    )
     time_window_hours: float | None = Field(default=None, gt=0, le=24 * 365)
     time_window_seconds: float | None = Field(default=None, gt=0, le=3600 * 24 * 365)
     notify: NotifyAction | None = Field(

@@ -199,8 +199,12 @@ class Deciding:
 
 def _expired(entry: dict[str, Any], now: float, retention: float) -> bool:
     """:func:`executions.expired` on a stored entry, read as JSON only (a scan reads them all);
-    a retry chain's budget after ``BUDGET_TTL_SECONDS``."""
+    a retry chain's budget after ``BUDGET_TTL_SECONDS``; a cluster's breaker once unused
+    (:func:`executions.breaker_expired`)."""
     if "budget" in entry:
         return now - float(entry["at"]) >= executions.BUDGET_TTL_SECONDS
+    if "breaker" in entry:
+        open_ = entry["breaker"].get("open_since") is not None
+        return executions.breaker_expired(float(entry["at"]), float(entry["window"]), open_, now)
     statuses = None if "alias" in entry else [a["status"] for a in entry["record"]["actions"]]
     return executions.expired(float(entry.get("at", now)), statuses, now, retention)
