@@ -46,12 +46,11 @@ def workflows(hooks: RecordingServer) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def flow(tmp_path: Path, kafka_bootstrap: str, topic_prefix: str) -> Iterator[Flow]:
-    with RecordingServer() as hooks:
-        running = Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks, workflows(hooks))
-        try:
-            yield running
-        finally:
-            running.close()
+    with (
+        RecordingServer() as hooks,
+        Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks, workflows(hooks)) as running,
+    ):
+        yield running
 
 
 def latest(flow: Flow, workflow: str) -> dict[str, dict[str, Any]]:

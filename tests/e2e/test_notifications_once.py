@@ -54,7 +54,8 @@ def failure(task_id: str, at: float, name: str = "app.charge") -> list[tuple[byt
 
 class Flow:
     """Topics, workflows (by default one webhook workflow on every failure), and
-    ``flowguard worker`` processes on demand."""
+    ``flowguard worker`` processes on demand; as a context manager, its workers are killed on
+    the way out."""
 
     def __init__(
         self,
@@ -137,17 +138,24 @@ class Flow:
         for proc in self.workers:
             proc.kill()
 
+    def __enter__(self) -> Flow:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def flow(
     request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> Iterator[Flow]:
-    with RecordingServer() as hooks:
-        running = Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks)
+    with (
+        RecordingServer() as hooks,
+        Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks) as running,
+    ):
         try:
             yield running
         finally:
-            running.close()
             print_logs_if_failed(request, running.workers)
 
 

@@ -35,12 +35,11 @@ STALL = {"FLOWGUARD_PROGRESS_STALL_SECONDS": "10"}
 
 @pytest.fixture
 def flow(tmp_path: Path, kafka_bootstrap: str, topic_prefix: str) -> Iterator[Flow]:
-    with RecordingServer() as hooks:
-        running = Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks)
-        try:
-            yield running
-        finally:
-            running.close()
+    with (
+        RecordingServer() as hooks,
+        Flow(tmp_path, kafka_bootstrap, topic_prefix, hooks) as running,
+    ):
+        yield running
 
 
 def stream(flow: Flow, done: threading.Event) -> None:
