@@ -28,12 +28,15 @@ class AbsenceGate:
         self.applied: dict[int, int] = {}
         self._ends: dict[int, tuple[int, float]] = {}
         self._marks: dict[str, tuple[int, float]] = {}
+        #: Per key: since when (wall clock) its tick has been held back.
+        self._held_since: dict[str, float] = {}
 
     def reset(self, applied: dict[int, int]) -> None:
         """After an assignment: where each held partition's input starts again."""
         self.applied = applied
         self._ends.clear()
         self._marks.clear()
+        self._held_since.clear()
 
     def observe(self, ends: dict[int, int], asked_at: float) -> None:
         """The broker's end offsets of the held events partitions, asked at ``asked_at``."""
@@ -54,3 +57,21 @@ class AbsenceGate:
             return mark[1]
         self._marks[key] = mark
         return None
+
+    def held(self, partition: int, key: str, now: float, longer_than: float) -> str | None:
+        """Why ``key``'s tick is still held back, once it has been for ``longer_than`` seconds
+        (then watched afresh), else ``None``; forgets the key when its tick went through."""
+        since = self._held_since.setdefault(key, now)
+        if now - since < longer_than:
+            return None
+        self._held_since[key] = now
+        end = self._ends.get(partition)
+        mark = self._marks.get(key)
+        return (
+            f"applied up to offset {self.applied.get(partition, -1)}, mark "
+            f"{mark[0] if mark else None}, end offset {end[0] if end else 'never asked'}"
+        )
+
+    def passed(self, key: str) -> None:
+        """``key``'s tick went through."""
+        self._held_since.pop(key, None)

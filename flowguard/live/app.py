@@ -449,10 +449,18 @@ class Live:
         return []
 
     def _on_tick(self, slots: Slots, event: Any, item: Tick, now: float) -> Steps:
-        judged_at = self.absence.judged_at(event.message.partition, item.key)
+        partition = event.message.partition
+        judged_at = self.absence.judged_at(partition, item.key)
         if judged_at is None:
             heapq.heappush(self._deadlines, (now + self.settings.tick_interval_seconds, item.key))
+            why = self.absence.held(partition, item.key, now, self.settings.reread_stall_seconds)
+            if why is not None:
+                log.warning(
+                    "%s: its deadlines wait for events partition %d to be read (%s)",
+                    item.key, partition, why,
+                )  # fmt: skip
             return []
+        self.absence.passed(item.key)
         now = judged_at
         index = self.feed.index
         worker = slots.get(self.tables.workers, item.key)

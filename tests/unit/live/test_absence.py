@@ -41,3 +41,23 @@ def test_no_answer_from_the_broker_yet_waits_and_a_reassignment_drops_everything
     assert gate.judged_at(0, "a") is None
     gate.observe({0: 200}, asked_at=9.0)
     assert gate.judged_at(0, "a") == 9.0
+
+
+def test_a_tick_held_back_for_long_says_why_once_per_period_and_forgets_once_through() -> None:
+    gate = AbsenceGate()
+    gate.reset({0: 3})
+    assert gate.judged_at(0, "k") is None  # no end offset asked yet
+    assert gate.held(0, "k", now=100.0, longer_than=15) is None
+    assert gate.held(0, "k", now=114.0, longer_than=15) is None
+    why = gate.held(0, "k", now=115.0, longer_than=15)
+    assert why == "applied up to offset 3, mark None, end offset never asked"
+    assert gate.held(0, "k", now=120.0, longer_than=15) is None  # watched afresh
+    gate.observe({0: 9}, asked_at=121.0)
+    assert gate.judged_at(0, "k") is None  # 4..8 not applied yet
+    assert gate.held(0, "k", now=130.0, longer_than=15) == (
+        "applied up to offset 3, mark 8, end offset 9"
+    )
+    gate.applied[0] = 8
+    assert gate.judged_at(0, "k") == 121.0
+    gate.passed("k")
+    assert gate.held(0, "k", now=131.0, longer_than=15) is None
