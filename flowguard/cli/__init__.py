@@ -15,6 +15,7 @@ _COMMANDS: tuple[str, ...] = (
     "history",
     "lint",
     "rehearse",
+    "remediate",
     "replay",
     "schema",
     "topics",
