@@ -313,9 +313,14 @@ def topic_prefix(request: pytest.FixtureRequest, unique: Callable[[str], str]) -
 
     Its topics on the shared broker are deleted after the test: nothing reads a finished test's
     topics, and left behind they add up (a dev broker ran out of heap at ~14,000 partitions).
+    With ``FLOWGUARD_TEST_KEEP_FAILED_TOPICS=1`` a failed test's are kept, to be read after.
     """
     prefix = unique("fg")
     yield prefix
+    report = getattr(request.node, "report_call", None)
+    if os.environ.get("FLOWGUARD_TEST_KEEP_FAILED_TOPICS") and report is not None and report.failed:
+        print(f"the failed test's topics are kept: {prefix}.*")  # to read what it left
+        return
     if "kafka_bootstrap" in request.fixturenames:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
 
