@@ -25,6 +25,7 @@ _PAGES = {
     "login": "login.html",
     "fleet": "fleet.html",
     "groups": "groups.html",
+    "remediate": "remediate.html",
 }
 
 

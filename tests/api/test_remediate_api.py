@@ -19,10 +19,9 @@ from topics.signing import parse_cluster_keys, verify
 FILTER = {"task": "billing.*", "since": "10m"}
 
 
-@pytest.fixture
-def api(served: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
-    """The app with three billing failures (clusters a and b) and one mail failure."""
-    monkeypatch.setenv("FLOWGUARD_COMMAND_KEYS", f"*={TEST_COMMAND_KEY}")
+def seed_failures(served: Served) -> None:
+    """Three billing failures (clusters a and b) and one mail failure, a minute ago, on the
+    app's ``<prefix>.events`` as a bridge publishes them."""
     now = time.time()
     items: list[tuple[bytes, bytes, int | None]] = []
     for n, (cluster, task_id, name) in enumerate([
@@ -38,6 +37,13 @@ def api(served: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
             key = f"{cluster}/{task_id}".encode()
             items.append((key, event.model_dump_json().encode(), int(event.timestamp * 1000)))
     in_thread(send_all(served.bootstrap, EVENTS.name(served.prefix), items))
+
+
+@pytest.fixture
+def api(served: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
+    """The app with :func:`seed_failures`' failures, signing with the test bridges' key."""
+    monkeypatch.setenv("FLOWGUARD_COMMAND_KEYS", f"*={TEST_COMMAND_KEY}")
+    seed_failures(served)
     return served
 
 

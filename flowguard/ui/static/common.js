@@ -124,6 +124,7 @@ const FG = {
         FG.el("a", { href: "/ui/" }, "Workflows"),
         FG.el("a", { href: "/ui/fleet" }, "Fleet"),
         FG.el("a", { href: "/ui/groups" }, "Groups"),
+        FG.el("a", { href: "/ui/remediate" }, "Remediate"),
         me.role !== "viewer" ? FG.el("a", { href: "/ui/new" }, "Create Workflow") : null,
         FG.el("a", { href: "/docs" }, "API")),
       FG.el("span", { class: "who", "data-testid": "who" }, `${me.name} (${me.role})`),
