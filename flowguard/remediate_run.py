@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from flowguard.engine.retry import HARD_CAP_SECONDS
 from flowguard.kafka_security import client_options
 from flowguard.remediate import (
     Action,
@@ -182,12 +183,17 @@ async def execute(
     return progress
 
 
-async def read_log(settings: Settings, workflow_id: str) -> list[ExecutionRecord]:
-    """Every execution record of ``workflow_id`` (its key) on the execution log."""
+#: How far back undo reads the execution log: a retry waits at most a week (the longest delay
+#: a workflow may ask for), so one scheduled earlier has settled by now; a day more for slack.
+UNDO_WINDOW_SECONDS = HARD_CAP_SECONDS + 86400.0
+
+
+async def read_log(settings: Settings, workflow_id: str, since: float) -> list[ExecutionRecord]:
+    """The execution records of ``workflow_id`` (its key) written since ``since``."""
     topic = EXECUTION_LOG.name(settings.topic_prefix)
     key = workflow_id.encode()
     found: list[ExecutionRecord] = []
-    async for batch in read_range(settings, topic, TimeRange(0.0), key_prefix=key):
+    async for batch in read_range(settings, topic, TimeRange(since), key_prefix=key):
         for message in batch:
             if message.key != key:
                 continue
@@ -210,9 +216,9 @@ async def undo(
     the worker cancels it on its chain and records that); every one's task id is revoked on
     its cluster. The record of what was cancelled goes on the execution log and is returned.
     Disabling the workflow is the caller's (through the workflow store)."""
-    records = await read_log(settings, workflow_id)
-    pending = pending_retries(records, workflow_id)
     now = clock()
+    records = await read_log(settings, workflow_id, now - UNDO_WINDOW_SECONDS)
+    pending = pending_retries(records, workflow_id)
     for execution_id in dict.fromkeys(p.execution_id for p in pending if p.status == "scheduled"):
         first = next(p for p in pending if p.execution_id == execution_id)
         await sender.cancel(first, actor, now)
