@@ -42,7 +42,7 @@ from flowguard.engine import detect
 from flowguard.health import Health
 from flowguard.kafka_security import faust_credentials
 from flowguard.live.absence import AbsenceGate
-from flowguard.live.commits import unread_below
+from flowguard.live.commits import in_turn, unread_below
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
@@ -118,7 +118,7 @@ class Live:
         self._scan = True
         #: Absence is judged on applied input only, as of when it was all there (see absence).
         self.absence = AbsenceGate()
-        #: Per detection input partition, the offset of the next record to apply (_ahead).
+        #: Per detection input partition, the offset of the next record to apply (_in_turn).
         self._next_read: dict[tuple[str, int], int] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Detection's write-behind slots; the lock keeps the timer's write-back out of the
@@ -293,7 +293,7 @@ class Live:
         queue, limit = stream.channel.queue, self.settings.batch_max_events
         pending: list[Any] = []
         async for event in stream.events():
-            if self._ahead(event.message):
+            if not self._in_turn(event.message):
                 continue
             pending.append(event)
             if len(pending) < limit and not queue.empty():
@@ -304,26 +304,31 @@ class Live:
                 await self._write_back(due_only=True)
             pending = []
 
-    def _ahead(self, message: Any) -> bool:
-        """Whether ``message`` comes past the next record expected on its partition: Faust
-        dropped the ones before it (see :mod:`flowguard.live.commits`). Applying it would be
-        wrong, not only late: a chain slot remembers the last offset it applied and passes
-        over anything below it, so a dropped ``task-received`` (the task's name) read again
-        after its ``task-failed`` was never applied, and the failure matched no workflow (a
-        fault trial lost a notice this way). It is left unapplied and unacknowledged, and the
-        partition is read again from its committed offset at the next tick."""
+    def _in_turn(self, message: Any) -> bool:
+        """Whether ``message`` is the next record expected on its partition, to apply now.
+
+        One past it means Faust dropped the ones before it (see :mod:`flowguard.live.commits`).
+        Applying it would be wrong, not only late: a chain slot remembers the last offset it
+        applied and passes over anything below it, so a dropped ``task-received`` (the task's
+        name) read again after its ``task-failed`` was never applied, and the failure matched
+        no workflow (a fault trial lost a notice this way). It is left unapplied and
+        unacknowledged, and the partition is read again from its committed offset at the next
+        tick. One before it is stale (:func:`flowguard.live.commits.in_turn`): passed over,
+        unacknowledged (its first reading is acknowledged once written back)."""
         key = (message.topic, message.partition)
-        expected = self._next_read.get(key)
-        if expected is not None and message.offset > expected:
+        turn = in_turn(self._next_read.get(key), message.offset)
+        if turn == "ahead":
             if message.tp not in self._gaps:
                 log.warning(
                     "%s[%d]: offset %d came before %d; reading the partition again",
-                    message.topic, message.partition, message.offset, expected,
+                    message.topic, message.partition, message.offset, self._next_read[key],
                 )  # fmt: skip
             self._gaps.add(message.tp)
-            return True
+            return False
+        if turn == "behind":
+            return False
         self._next_read[key] = message.offset + 1
-        return False
+        return True
 
     async def _write_back(self, *, due_only: bool) -> None:
         """Write detection's changed slots (if due), then ack the events that changed them.

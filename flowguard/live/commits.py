@@ -13,6 +13,7 @@ no transactions), so their acknowledged offsets must start exactly at the commit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 
 def unread_below(acked: Sequence[int], committed: int | None) -> tuple[int, int] | None:
@@ -23,3 +24,20 @@ def unread_below(acked: Sequence[int], committed: int | None) -> tuple[int, int]
         return None
     first = min(acked)
     return (committed, first - 1) if first > committed else None
+
+
+def in_turn(expected: int | None, offset: int) -> Literal["next", "ahead", "behind"]:
+    """Where a record read for detection stands against the next offset it expects on the
+    partition (``None``: nothing expected yet, so this one is next).
+
+    ``ahead``: records before it were dropped (read the partition again from its committed
+    offset). ``behind``: it was applied already, or lies below the offset the partition was
+    (re)started at: a record fetched before a rebalance or a seek and handed over after it.
+    Taking one as next moved detection back to it for good: after a takeover the new owner
+    applied a stale record at offset 0 of a partition committed at 16, expected offset 1
+    from then on, and held every absence on that partition (a delayed retry's deadline among
+    them) until records 1-15 came again, which they never did (tests/e2e/test_live_resilience.py).
+    """
+    if expected is None or offset == expected:
+        return "next"
+    return "ahead" if offset > expected else "behind"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowguard.live.commits import unread_below
+from flowguard.live.commits import in_turn, unread_below
 
 
 def test_the_record_at_the_committed_offset_dropped_and_the_next_acked_is_a_hole() -> None:
@@ -29,3 +29,13 @@ def test_a_hole_is_the_offsets_below_the_first_ack(committed: int, steps: list[i
         assert hole is None
     else:
         assert hole == (committed, committed + min(steps) - 1)
+
+
+def test_a_record_is_next_ahead_or_behind_the_offset_detection_expects() -> None:
+    assert in_turn(None, 7) == "next"  # nothing expected yet
+    assert in_turn(16, 16) == "next"
+    assert in_turn(16, 18) == "ahead"  # 16 and 17 were dropped: read again
+    # A stale record handed over after the partition was (re)started at 16: taking it as
+    # next held every absence on the partition for good (expected 1, records 1-15 never
+    # came again).
+    assert in_turn(16, 0) == "behind"
