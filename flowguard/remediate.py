@@ -251,10 +251,13 @@ def check_rate(rate: float) -> float:
     return rate
 
 
-def wait_before(index: int, rate: float, started: float, now: float) -> float:
-    """Seconds to wait before action ``index`` (0-based) so the run keeps ``rate`` a second
-    from ``started``: never a burst to catch up beyond the schedule."""
-    return max(0.0, started + index / rate - now)
+def wait_before(last: float | None, rate: float, now: float) -> float:
+    """Seconds to wait before the next action so that actions are at least ``1/rate`` apart,
+    counted from the last one (``None``: none yet). A stall is never caught up with a burst:
+    the rate is a ceiling at every moment, not an average."""
+    if last is None:
+        return 0.0
+    return max(0.0, last + 1.0 / rate - now)
 
 
 @dataclass(frozen=True, slots=True)

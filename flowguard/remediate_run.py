@@ -153,16 +153,16 @@ async def execute(
 ) -> RunState:
     """Send the run's commands at ``rate`` a second, each recorded on the execution log
     (a refused retry too, with its reason, and nothing sent); stop early when aborted."""
-    started = clock()
+    last: float | None = None
     for index, candidate in enumerate(selected):
-        wait = wait_before(index, rate, started, clock())
+        wait = wait_before(last, rate, clock())
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(progress.abort.wait(), wait)
         if progress.abort.is_set():
             progress.aborted = True
             break
-        now = clock()
+        now = last = clock()
         action = plan(run, kind, candidate, now)
         status: ActionStatus
         if action.command is None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner, Result
 
 from flowguard.cli import main as cli
@@ -97,8 +98,9 @@ def test_refusals_the_hour_before_and_revokes(cli_env: str, kafka_bootstrap: str
     assert json.loads(nothing.stdout)["disabled"] is False
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_a_paced_run_after_the_task_at_hand(
-    cli_env: str, kafka_bootstrap: str
+    cli_env: str, kafka_bootstrap: str, signum: signal.Signals
 ) -> None:
     asyncio.run(create_topics(kafka_bootstrap, cli_env, 30, specs=(COMMANDS,)))
     publish(kafka_bootstrap, cli_env,
@@ -112,7 +114,7 @@ def test_ctrl_c_stops_a_paced_run_after_the_task_at_hand(
     try:
         log = TopicReader(kafka_bootstrap, f"{cli_env}.execution-log")
         log.wait_for(lambda v: len(v) >= 1, timeout=60, what="the first action's record")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -150,11 +150,13 @@ def test_preview_counts_and_samples() -> None:
     assert p.by_name == {"billing.charge": 2, "billing.refund": 1, "mail.send": 1}
 
 
-def test_pacing_keeps_the_rate_from_the_start_without_bursts() -> None:
-    assert wait_before(0, 2.0, started=T0, now=T0) == 0
-    assert wait_before(1, 2.0, started=T0, now=T0) == 0.5
-    assert wait_before(4, 2.0, started=T0, now=T0 + 1.5) == 0.5
-    assert wait_before(4, 2.0, started=T0, now=T0 + 9) == 0
+def test_pacing_keeps_actions_apart_and_never_bursts_after_a_stall() -> None:
+    assert wait_before(None, 2.0, now=T0) == 0
+    assert wait_before(T0, 2.0, now=T0) == 0.5
+    assert wait_before(T0, 2.0, now=T0 + 0.2) == pytest.approx(0.3)
+    # After a stall the next one goes at once, and the one after waits its full interval.
+    assert wait_before(T0, 2.0, now=T0 + 9) == 0
+    assert wait_before(T0 + 9, 2.0, now=T0 + 9) == 0.5
 
 
 def test_each_action_is_an_execution_record_of_the_public_schema() -> None:
