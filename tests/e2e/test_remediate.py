@@ -179,3 +179,43 @@ def test_undo_cancels_a_workflows_delayed_retry_and_disables_it(
     again = remediate("undo", "--workflow", wid, "--yes")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["cancelled"] == []
+
+
+def test_a_revoke_run_keeps_queued_tasks_from_running(stack: Stack, remediate: Any) -> None:
+    tag = uuid.uuid4().hex[:6]
+    # Both worker processes busy: the adds wait in the queue (or reserved by the worker).
+    for n in range(2):
+        stack.client.send_task("demo.tasks.slow", (4,), task_id=f"busy{n}-{tag}")
+    wait_until(lambda: len(stack.runs("demo.tasks.slow")) >= 2, timeout_seconds=30,
+               what="both slow tasks to start")  # fmt: skip
+    queued = [f"add{n}-{tag}" for n in range(2)]
+    for task_id in queued:
+        stack.client.send_task("demo.tasks.add", (1, 2), task_id=task_id)
+
+    def sent() -> bool:
+        seen = {e.get("task_id") for e in stack.events.poll() if e.get("kind") == "task.sent"}
+        return set(queued) <= seen
+
+    wait_until(sent, timeout_seconds=30, what="the adds' task-sent events")
+    args = ("--action", "revoke", "--task", "demo.tasks.add", "--since", "10m")
+    done = remediate("run", *args, "--name", "drain adds", "--rate", "20", "--yes")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout.splitlines()[-1])["sent"] == 2
+
+    def revoked() -> bool:
+        found = {e.get("task_id") for e in stack.events.poll() if e.get("kind") == "task.revoked"}
+        return set(queued) <= found
+
+    wait_until(revoked, timeout_seconds=60, what="the worker to revoke both adds")
+    busy = {f"busy{n}-{tag}" for n in range(2)}
+
+    def freed() -> bool:
+        done = {e.get("task_id") for e in stack.events.poll() if e.get("kind") == "task.succeeded"}
+        return busy <= done
+
+    wait_until(freed, timeout_seconds=30, what="the slow tasks to finish")
+    assert not stack.runs("demo.tasks.add")  # the worker was free for them: they never ran
+    records = stack.records("remediate.drain-adds")
+    assert {(r["task"]["id"], r["actions"][0]["type"]) for r in records} == {
+        (task_id, "revoke") for task_id in queued
+    }
