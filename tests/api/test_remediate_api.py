@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.api.server import Served, in_thread
+from tests.api.test_workflows_api import workflow
 from tests.helpers import wait_until
 from tests.processes import TEST_COMMAND_KEY, TopicReader, send_all
 from topics.events import TaskFailed, TaskSent
@@ -134,3 +135,18 @@ def test_roles_confirmation_ceiling_run_abort_and_undo(api: Served) -> None:
         )  # fmt: skip
         assert {c["task_id"] for c in revokes} == cancelled
         assert all(verify(c, keys) is None for c in revokes)
+
+
+def test_undo_of_a_workflow_disables_it(api: Served) -> None:
+    with api.client("editor") as editor:
+        saved = editor.post("/api/workflows", json={"definition": workflow()})
+        saved.raise_for_status()
+        wid = saved.json()["workflow"]["id"]
+        missing = editor.post("/api/remediate/undo", json={"workflow_id": "nope", "confirm": True})
+        assert missing.status_code == 404
+        both = editor.post("/api/remediate/undo", json={"workflow_id": wid, "run": "x"})
+        assert both.json()["error"]["problems"][0]["field"] == "body.workflow_id"
+        undone = editor.post("/api/remediate/undo", json={"workflow_id": wid, "confirm": True})
+        assert undone.status_code == 200, undone.text
+        assert (undone.json()["disabled"], undone.json()["cancelled"]) == (True, [])
+        assert editor.get(f"/api/workflows/{wid}").json()["enabled"] is False
