@@ -42,6 +42,9 @@ FINAL = SETTLED | {"failed"}
 #: How long a chain whose tasks are all final is kept for its failure counts and recovery
 #: checks (delayed retries pin it longer); then it is forgotten, as if it had never failed.
 CHAIN_RETENTION_SECONDS = 3600.0
+#: How many failure times a task remembers to know a repeat (Celery's own retries of one
+#: task id rarely pass a few; each beyond this is a new failure only if not among them).
+FAILURE_STAMPS = 32
 # Only these event types carry name, args, root_id, ... (Celery sends them nowhere else).
 _CARRY_FIELDS = frozenset({"task.sent", "task.received", "task.snapshot"})
 
@@ -77,6 +80,10 @@ class TaskState:
     #: The times of the task-started events of the current attempt (a second one, with no
     #: retry between, is ``task.duplicate_start``).
     start_stamps: list[float] = field(default_factory=list)
+    #: The times of its failures seen (task-failed, task-retried), the last
+    #: ``FAILURE_STAMPS``: one seen again is the same event, wherever it comes in the stream
+    #: (two bridges of one cluster each publish every event).
+    failure_stamps: list[float] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -260,8 +267,9 @@ def _on_started(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | No
 
 
 def _on_failure(task: TaskState, event: TaskEvent, chain: Chain) -> Trigger | None:
-    if task.last_failure_at == event.timestamp:
+    if task.last_failure_at == event.timestamp or event.timestamp in task.failure_stamps:
         return None  # the same failure delivered twice
+    task.failure_stamps = [*task.failure_stamps[-(FAILURE_STAMPS - 1) :], event.timestamp]
     task.failures += 1
     chain.failures += 1
     task.last_failure_at = event.timestamp
