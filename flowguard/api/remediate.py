@@ -222,6 +222,8 @@ async def start_run(body: RunIn, who: Editor, svc: Svc, runs: Runs) -> dict[str,
             info["error"] = f"{type(exc).__name__}: {exc}"
             log.exception("remediation run %s failed", rid)
 
+    if not selected:  # nothing to send: no producer to start
+        return {**info, **state.as_dict()}
     task = asyncio.create_task(go(), name=f"remediate {rid}")
     runs.tasks.add(task)
     task.add_done_callback(runs.tasks.discard)
