@@ -51,6 +51,8 @@ DEFAULT_CEILING = 1000
 MAX_RATE = 1000.0
 _SLUG = re.compile(r"[^a-z0-9]+")
 _TERMINAL = frozenset({"task.succeeded", "task.failed", "task.revoked", "task.rejected"})
+#: Terminal states neither a retry (failed tasks) nor a revoke (unfinished ones) selects.
+_FORGOTTEN = frozenset({"task.succeeded", "task.revoked", "task.rejected"})
 
 
 def run_id(name: str) -> str:
@@ -169,9 +171,18 @@ class Collector:
         known["at"] = getattr(event, "timestamp")  # noqa: B009
         if kind == "task.failed":
             known["exception"] = getattr(event, "exception", None)
-        if kind == "task.succeeded":
-            root = str(known.get("root_id") or task_id)
-            self._succeeded_roots[cluster, root] = float(getattr(event, "timestamp"))  # noqa: B009
+        if kind in _FORGOTTEN:
+            # Neither selection takes it: forget it, so memory grows with the failed and
+            # unfinished tasks in the range, not with all of them. A success recovers its chain.
+            del self._tasks[cluster, task_id]
+            if kind == "task.succeeded":
+                root = str(known.get("root_id") or task_id)
+                self._succeeded_roots[cluster, root] = float(getattr(event, "timestamp"))  # noqa: B009
+
+    @property
+    def tracked(self) -> int:
+        """Tasks held: the failed and unfinished ones (finished otherwise are forgotten)."""
+        return len(self._tasks)
 
     def candidates(self, kind: Kind) -> list[Candidate]:
         """``retry``: failed tasks whose chain did not succeed after; ``revoke``: tasks not

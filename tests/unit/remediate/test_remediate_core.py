@@ -86,6 +86,7 @@ def test_revoke_selects_unfinished_tasks_and_refuses_error_filters() -> None:
     c.feed(TaskSent(cluster="prod", task_id="q3", timestamp=T0, name="report.build"))
     c.feed(TaskSucceeded(cluster="prod", task_id="q3", timestamp=T0 + 1))
     assert [x.task_id for x in c.candidates("revoke")] == ["q1", "q2"]
+    assert c.tracked == 4 + 2  # the four failed, q1 and q2: q3 succeeded and is forgotten
     with pytest.raises(ValueError, match=r"^error: only a retry"):
         Filter(error="x").refuse_for("revoke")
     Filter(task="report.*").refuse_for("revoke")
