@@ -33,6 +33,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 from pydantic import ValidationError
 
 from flowguard import metrics
@@ -42,7 +43,7 @@ from flowguard.engine import detect
 from flowguard.health import Health
 from flowguard.kafka_security import faust_credentials
 from flowguard.live.absence import AbsenceGate
-from flowguard.live.commits import in_turn, unread_below
+from flowguard.live.commits import behind_commits, in_turn, unread_below
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
@@ -66,8 +67,10 @@ from topics.triggers import Matched
 log = logging.getLogger("flowguard.live")
 #: Acks between two turns of the event loop at a write-back (each is 10-20 us of Faust's).
 ACKS_PER_YIELD = 100
-#: How often the broker is asked for the events partitions' end offsets (see absence).
-ASK_ENDS_SECONDS = 1.0
+#: How often the broker is asked for the input partitions' end offsets (see absence). An
+#: answer takes about a second here (it waits behind the consumer's fetch on the connection):
+#: asked every second, the timer overlapped itself and said so in the log every few seconds.
+ASK_ENDS_SECONDS = 2.0
 #: What a batch's steps asked to send, by the key they were for.
 Steps = list[tuple[str, detect.Out]]
 
@@ -535,6 +538,7 @@ class Live:
         async with self._detecting:
             await self._write_back(due_only=True)
         if not self.app.in_recovery:
+            self._applied_below_commits()
             await self._unstick()
         if self._scan and not self.app.in_recovery:
             self._scan = False
@@ -568,6 +572,24 @@ class Live:
         self.absence.observe(
             {tp.partition: end for tp, end in ends.items() if tp.topic == events}, asked_at
         )
+
+    def _applied_below_commits(self) -> None:
+        """Take every detection input record below its partition's committed offset as applied.
+
+        A commit covers only records acknowledged after their slots were written, by this
+        process or the partition's owner before it. Detection's own marks can lag behind one:
+        records applied just before a rebalance are committed just after it, once the marks
+        were set from the older committed offset; then nothing read them again (they were
+        applied), and a fault trial held a chain's delayed retry for good, its absence gate
+        waiting for offsets 3-5 of a partition committed at 6."""
+        consumer: Any = self.app.consumer  # the driver's consumer; ConsumerT lacks it
+        committed = consumer._committed_offset
+        events, applied = self.topics.source.topics[0], self.absence.applied
+        moved = behind_commits(self._next_read, lambda key: committed.get(TP(*key)))
+        for (topic, partition), offset in moved.items():
+            self._next_read[topic, partition] = offset
+            if topic == events:
+                applied[partition] = max(applied.get(partition, -1), offset - 1)
 
     async def _unstick(self) -> None:
         """Read a stalled input partition again from its committed offset.

@@ -12,8 +12,10 @@ no transactions), so their acknowledged offsets must start exactly at the commit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, TypeVar
+
+K = TypeVar("K")
 
 
 def unread_below(acked: Sequence[int], committed: int | None) -> tuple[int, int] | None:
@@ -41,3 +43,16 @@ def in_turn(expected: int | None, offset: int) -> Literal["next", "ahead", "behi
     if expected is None or offset == expected:
         return "next"
     return "ahead" if offset > expected else "behind"
+
+
+def behind_commits(expected: Mapping[K, int], committed: Callable[[K], int | None]) -> dict[K, int]:
+    """The partitions whose committed offset passed the next offset detection expects, with
+    that committed offset: everything below a commit was applied (a commit covers only
+    records acknowledged after their slots were written, by this process or the partition's
+    owner before it), so detection's marks may move up to it."""
+    found = {}
+    for key, offset in expected.items():
+        done = committed(key)
+        if done and done > offset:
+            found[key] = done
+    return found
