@@ -9,7 +9,7 @@ webhook endpoint, and two workflows: retry ``flaky_network`` (fails once, then s
 again at once:
 
 - ``worker``: one of the flowguard workers;
-- ``bridge``: the bridge;
+- ``bridge``: the bridge (with ``--bridges 2``, one of a pair);
 - ``kafka``: the Kafka broker (the whole trial waits for it to come back);
 - ``redis``: the Celery cluster's Redis (its broker, and the bridge's command claims), run as
   production runs it: append-only file, ``appendfsync always``; restarted on the same port and
@@ -154,6 +154,21 @@ def workflows(url: str) -> list[dict[str, Any]]:
     ]
 
 
+def save_workflows(bootstrap: str, prefix: str, hook: str) -> None:
+    async def save() -> None:
+        async with WorkflowStore(bootstrap, prefix) as store:
+            for definition in workflows(hook):
+                await store.save(definition, saved_by="trials")
+
+    for _ in range(60):  # a topic just created may not be in every answer yet
+        try:
+            asyncio.run(save())
+            return
+        except KafkaUnavailable:
+            threading.Event().wait(0.5)
+    raise KafkaUnavailable(f"the workflows of {prefix} could not be saved")
+
+
 def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstrap: str) -> Result:
     rng = random.Random(f"{kind}-{number}")
     prefix = f"trial-{kind}-{number}-{os.getpid()}"
@@ -163,29 +178,21 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
     redis_server = Redis(tmp)
     broker = redis_server.url
     with RecordingServer() as hooks:
-
-        async def save() -> None:
-            async with WorkflowStore(bootstrap, prefix) as store:
-                for definition in workflows(hooks.url_for("/hook")):
-                    await store.save(definition, saved_by="trials")
-
-        saved = False
-        for _ in range(60):  # a topic just created may not be in every answer yet
-            try:
-                asyncio.run(save())
-                saved = True
-                break
-            except KafkaUnavailable:
-                threading.Event().wait(0.5)
-        if not saved:
-            raise KafkaUnavailable(f"the workflows of {prefix} could not be saved")
+        save_workflows(bootstrap, prefix, hooks.url_for("/hook"))
         celery = start_worker(celery_worker(tmp, broker))
-        bridge = bridge_process(tmp, cluster="prod", broker=broker, kafka=bootstrap, prefix=prefix)
-        processes: list[Process] = [celery, bridge.start()]
+        bridges = [
+            bridge_process(
+                tmp, cluster="prod", broker=broker, kafka=bootstrap, prefix=prefix,
+                name="bridge" if n == 0 else f"bridge-{n + 1}",
+            ).start()
+            for n in range(args.bridges)
+        ]  # fmt: skip
+        processes: list[Process] = [celery, *bridges]
         workers = [flowguard_worker(tmp, bootstrap, prefix, f"fg{n}").start() for n in (1, 2)]
         processes += workers
         try:
-            bridge.wait_for_log("consuming Celery events")
+            for bridge in bridges:
+                bridge.wait_for_log("consuming Celery events")
             for worker in workers:
                 worker.wait_for_log("workflows loaded from", timeout=120)
             client = Celery("trials", broker=broker)
@@ -200,8 +207,9 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                     workers.append(replacement.start())
                     processes.append(replacement)
                 elif kind == "bridge":
-                    bridge.kill()
-                    bridge.start()
+                    victim = rng.choice(bridges)  # the other of a pair runs on
+                    victim.kill()
+                    victim.start()
                 elif kind == "redis":
                     redis_server.kill_and_restart()
                 else:
@@ -310,6 +318,10 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["worker", "bridge", "kafka"],
                         choices=["worker", "bridge", "kafka", "redis"])  # fmt: skip
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument(
+        "--bridges", type=int, default=1,
+        help="bridges on the cluster (2: a pair, each publishing every event; docs/bridge.md)",
+    )  # fmt: skip
     parser.add_argument("--failures", type=int, default=20, help="of each kind, per trial")
     parser.add_argument("--seconds", type=float, default=10.0, help="the load's duration")
     parser.add_argument("--settle", type=float, default=120.0, help="the wait for effects")
