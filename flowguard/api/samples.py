@@ -39,6 +39,47 @@ EXAMPLE_TRIGGER = Trigger(
 )
 
 
+def example_trigger(workflow: Workflow) -> Trigger:
+    """The example a preview or a sample shows for ``workflow``: of its own trigger event (a
+    task waiting in its queue has no exception; a duplicate start names who started it again),
+    worded as the engine words its reason."""
+    event = workflow.trigger.event
+    if event not in ("task.stuck", "task.duplicate_start") or EXAMPLE_TRIGGER.task is None:
+        return EXAMPLE_TRIGGER
+    task = EXAMPLE_TRIGGER.task.model_copy(
+        update={"exception_type": None, "error_message": None, "failure_count": 0}
+    )
+    if event == "task.duplicate_start":
+        reason = (
+            "started again on celery@worker-2 3600s after its first start (start 2 of attempt "
+            "0, no retry between)"
+        )
+        return EXAMPLE_TRIGGER.model_copy(update={"event": event, "task": task, "reason": reason})
+    threshold = workflow.trigger.threshold_seconds or 300.0
+    stage = workflow.trigger.stage or "unstarted"
+    if stage == "unreceived":
+        task = task.model_copy(update={"worker": None})
+        reason = (
+            f"sent {threshold:g}s ago and no worker received it: is any worker consuming "
+            "queue 'emails'?"
+        )
+    else:
+        reason = (
+            f"received by celery@worker-1 {threshold:g}s ago and not started: its pool is busy "
+            "or blocked"
+        )
+    return EXAMPLE_TRIGGER.model_copy(
+        update={
+            "event": event,
+            "task": task,
+            "worker": task.worker,
+            "threshold_seconds": threshold,
+            "stage": stage,
+            "reason": reason,
+        }
+    )
+
+
 def trigger_of(record: ExecutionRecord) -> Trigger:
     """The trigger an execution record describes, rebuilt from its public fields."""
     task = record.task
@@ -55,7 +96,7 @@ def trigger_of(record: ExecutionRecord) -> Trigger:
 
 def variables(workflow: Workflow, record: ExecutionRecord | None) -> dict[str, str]:
     """Every template variable's value for this workflow and execution (or the example)."""
-    trigger = trigger_of(record) if record is not None else EXAMPLE_TRIGGER
+    trigger = trigger_of(record) if record is not None else example_trigger(workflow)
     execution_id = record.execution_id if record is not None else "example-execution"
     return template_values(trigger, workflow, execution_id, None)
 
@@ -71,7 +112,8 @@ def sample_notices(published: Published, record: ExecutionRecord | None) -> list
     Deciding again with a fresh breaker gives the same texts the run would have sent; the
     action ids get a ``sample/`` prefix so a sample never counts as the real delivery.
     """
-    trigger = trigger_of(record) if record is not None else EXAMPLE_TRIGGER
+    example = example_trigger(published.workflow)
+    trigger = trigger_of(record) if record is not None else example
     conditions = list(record.conditions) if record is not None else []
     decision = decide(
         published, trigger, conditions, breaker=BreakerState(), retries_made=0, dry_run=True

@@ -39,6 +39,16 @@ def lint(workflow: Workflow) -> list[LintWarning]:
                 )
             )
     warnings += _never_retry_warnings(workflow)
+    if workflow.trigger.event == "task.stuck" and workflow.trigger.stage != "unstarted":
+        which = "stage unreceived" if workflow.trigger.stage else "without a stage, unreceived"
+        warnings.append(
+            LintWarning(
+                "trigger.stage",
+                f"{which} needs task-sent events: set task_send_sent_event = True on the Celery "
+                "app (off by default), or a task no worker received is never seen; stage "
+                "unstarted needs only the worker's events",
+            )
+        )
     has_retry = any(isinstance(a, RetryAction) for a in workflow.actions)
     if has_retry and workflow.circuit_breaker is None:
         warnings.append(

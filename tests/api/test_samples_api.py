@@ -119,3 +119,38 @@ def test_a_draft_with_a_changed_url_gets_no_stored_header(
     [post] = http_server.wait_for_requests(1, path="/ops", timeout_seconds=30)
     assert post.headers["authorization"] == header
     assert http_server.requests("/elsewhere") == []
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        (
+            {"event": "task.stuck", "threshold_seconds": 120, "stage": "unreceived"},
+            "myapp.tasks.send_email in emails on  () ",
+        ),
+        (
+            {"event": "task.stuck", "threshold_seconds": 120},
+            "myapp.tasks.send_email in emails on celery@worker-1 () ",
+        ),
+        (
+            {"event": "task.duplicate_start"},
+            "myapp.tasks.send_email in emails on celery@worker-1 () ",
+        ),
+        (
+            {"event": "task.failed"},
+            "myapp.tasks.send_email in emails on celery@worker-1 "
+            "(ConnectionError) Connection refused",
+        ),
+    ],
+)
+def test_preview_of_a_stuck_or_duplicate_workflow_shows_a_task_that_did_not_fail(
+    served_local: Served, trigger: dict[str, object], expected: str
+) -> None:
+    """A task waiting in its queue (or started twice) has no exception: the example a preview
+    renders is of the workflow's own trigger, and at stage unreceived no worker has it."""
+    draft = {"name": "Stuck", "trigger": trigger, "action": {"type": "retry"}}
+    template = "{task_name} in {queue} on {worker} ({exception_type}) {error_message}"
+    with served_local.client("viewer") as api:
+        answer = api.post("/api/preview", json={"template": template, "definition": draft}).json()
+    assert answer.get("problem") is None, answer
+    assert answer["text"] == expected

@@ -219,3 +219,32 @@ def test_editing_a_slack_template_workflow_keeps_its_webhook(page: Page, served:
         ).text
     assert hook in exported
     assert "{workflow_name}: {task_name} failed" in exported
+
+
+def test_the_editor_knows_the_stuck_and_duplicate_triggers(page: Page, served: Served) -> None:
+    """task.stuck takes a threshold and a stage (the lint's task-sent warning shows for stage
+    unreceived); switching away drops both, as the server would refuse them."""
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=blank]").get_by_role("button").click()
+    page.fill("[data-path=name]", "Stuck emails")
+    page.select_option("[data-path='trigger.event']", "task.stuck")
+    expect(page.get_by_test_id("problems")).to_contain_text(
+        "threshold_seconds is required for task.stuck"
+    )
+    page.fill("[data-path='trigger.threshold_seconds']", "120")
+    page.select_option("[data-path='trigger.stage']", "unreceived")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    expect(page.locator("#validation .warnings")).to_contain_text("task_send_sent_event = True")
+    yaml_text = page.get_by_test_id("yaml").input_value()
+    assert "event: task.stuck" in yaml_text
+    assert "threshold_seconds: 120" in yaml_text
+    assert "stage: unreceived" in yaml_text
+    page.select_option("[data-path='trigger.stage']", "unstarted")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    expect(page.locator("#validation")).not_to_contain_text("task_send_sent_event")
+    page.select_option("[data-path='trigger.event']", "task.duplicate_start")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    expect(page.locator("[data-path='trigger.stage']")).to_have_count(0)
+    expect(page.locator("[data-path='trigger.threshold_seconds']")).to_have_count(0)
+    assert "stage" not in page.get_by_test_id("yaml").input_value()

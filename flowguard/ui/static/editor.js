@@ -2,7 +2,11 @@
 // The definition object is the one source of truth; secrets typed here stay in the page
 // (the YAML is made here with js-yaml, the server never echoes a definition back).
 "use strict";
-const TRIGGERS = ["task.failed", "task.orphaned", "task.execution_time_exceeded", "worker.offline"];
+const TRIGGERS = ["task.failed", "task.orphaned", "task.execution_time_exceeded", "task.stuck",
+  "task.duplicate_start", "worker.offline"];
+// task.stuck: where the task waits (topics/triggers.py STUCK_STAGES); "(default)" is both.
+const STUCK_STAGES = ["unreceived", "unstarted"];
+const THRESHOLD_TRIGGERS = ["task.execution_time_exceeded", "task.stuck"];
 const CONDITIONS = [
   ["task_name_pattern", "text", "Task name pattern (glob)"], ["queue", "text", "Queue"],
   ["error_pattern", "text", "Error pattern (regex)"],
@@ -82,6 +86,7 @@ function input(path, kind, label, options) {
     if (kind === "checkbox") v = t.checked;
     if (kind === "headers") v = parseHeaders(t.value);
     setPath(path, v);
+    if (path === "trigger.event") eventChosen();
     changed(path);
   };
   if (kind === "textarea" || kind === "headers") {
@@ -122,6 +127,15 @@ function actionBox(action, index) {
   return box;
 }
 
+// A new trigger event: drop the fields it does not take (the server would refuse them) and
+// show the ones it does (threshold, stage).
+function eventChosen() {
+  const trigger = state.def.trigger;
+  if (!THRESHOLD_TRIGGERS.includes(trigger.event)) delete trigger.threshold_seconds;
+  if (trigger.event !== "task.stuck") delete trigger.stage;
+  renderForm();
+}
+
 function renderForm() {
   const def = state.def;
   const form = document.getElementById("form");
@@ -130,8 +144,11 @@ function renderForm() {
     FG.el("h2", {}, "Trigger"),
     FG.el("div", { class: "grid" },
       input("trigger.event", "select", "Event", TRIGGERS),
-      def.trigger.event === "task.execution_time_exceeded"
-        ? input("trigger.threshold_seconds", "number", "Threshold (s)") : null),
+      THRESHOLD_TRIGGERS.includes(def.trigger.event)
+        ? input("trigger.threshold_seconds", "number", "Threshold (s)") : null,
+      def.trigger.event === "task.stuck"
+        ? input("trigger.stage", "select", "Stage (unreceived: sent, no worker received it; "
+          + "unstarted: received, not started)", STUCK_STAGES) : null),
     FG.el("h2", {}, "Conditions (all must hold)"),
     FG.el("div", { class: "grid" }, CONDITIONS.map(([name, kind, label]) =>
       input(`trigger.conditions.${name}`, kind, label))),

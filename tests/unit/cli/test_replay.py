@@ -192,3 +192,30 @@ def test_committed_schemas_match_the_models() -> None:
         )
     execution = json.loads((SCHEMA_DIR / "execution.schema.json").read_text())
     assert execution["$id"] == "flowguard.execution/1"
+
+
+@pytest.mark.parametrize(
+    ("stage", "warned"),
+    [
+        ("unreceived", "stage unreceived"),
+        (None, "without a stage, unreceived"),
+        ("unstarted", None),
+    ],
+)
+def test_lint_warns_that_stuck_unreceived_needs_task_sent_events(
+    tmp_path: Path, stage: str | None, warned: str | None
+) -> None:
+    """task-sent events are off in Celery by default: without them a task no worker received
+    is never seen, so a task.stuck workflow watching that stage never fires."""
+    staged = f"  stage: {stage}\n" if stage else ""
+    code, out, _ = lint(
+        tmp_path / "stuck.yaml",
+        "name: stuck\ntrigger:\n  event: task.stuck\n  threshold_seconds: 60\n"
+        f"{staged}action: {{type: slack, webhook_url: https://hooks.example/x}}\n",
+    )
+    assert code == 0
+    if warned is None:
+        assert "task_send_sent_event" not in out
+    else:
+        assert f"trigger.stage: {warned} needs task-sent events" in out
+        assert "task_send_sent_event = True" in out
