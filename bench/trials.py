@@ -65,7 +65,7 @@ from tests.processes import (  # noqa: E402
     start_worker,
 )
 
-KAFKA_PORT = 29292
+KAFKA_PORT = int(os.environ.get("TRIALS_KAFKA_PORT", 29292))
 
 
 @dataclass
