@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from flowguard.cli.config import settings_or_exit
-from flowguard.cli.ranges import ProgressLine, range_options, replay_events, time_range
+from flowguard.cli.ranges import ProgressLine, range_options, time_range
 from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.matching import Published
 from flowguard.errors import FlowguardError, WorkflowInvalid
@@ -30,20 +29,15 @@ from flowguard.rehearse import (
     Decision,
     compare,
     gate,
-    in_scope,
     iso_time,
 )
-from flowguard.replay import Replayer
+from flowguard.rehearse_run import gather
 from flowguard.settings import Settings
-from flowguard.topic_range import TimeRange, parse_duration, read_range
+from flowguard.topic_range import TimeRange, parse_duration
 from topics.execution import ExecutionRecord
-from topics.registry import EXECUTION_LOG
 
 log = logging.getLogger(__name__)
 
-#: The live log is read from this long before ``--since``: a record is written after its
-#: trigger, but the trigger's time is the Celery host's clock, which may run ahead of Kafka's.
-LOG_MARGIN_SECONDS = 3600.0
 _LABELS = {
     "executions": "executions",
     "skipped": "skipped",
@@ -113,7 +107,7 @@ def command(
     published = [Published.of(item.workflow) for item in loaded]
     ids = frozenset(p.workflow.id for p in published)
     try:
-        live, draft = asyncio.run(_gather(settings, published, ids, span, warm_up_seconds, cluster))
+        live, draft = asyncio.run(_gather(settings, published, span, warm_up_seconds, cluster))
     except FlowguardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -135,54 +129,30 @@ def command(
 async def _gather(
     settings: Settings,
     published: list[Published],
-    ids: frozenset[str],
     span: TimeRange,
     warm_up_seconds: float,
     cluster: str | None,
 ) -> tuple[list[ExecutionRecord], list[ExecutionRecord]]:
-    """(the live records, the draft's records), both in scope; the draft also decides over
-    the warm-up before the range, and those decisions are not kept."""
-    draft: list[ExecutionRecord] = []
+    """(the live records, the draft's records): :func:`flowguard.rehearse_run.gather`, with a
+    progress line per topic read and each skipped record said on stderr."""
+    lines: list[ProgressLine] = []
 
-    def keep(record: ExecutionRecord) -> None:
-        if in_scope(record, ids, span.since, span.until, cluster):
-            draft.append(record)
+    def progress(label: str) -> ProgressLine:
+        if lines:
+            lines[-1].done()
+        lines.append(ProgressLine(label))
+        return lines[-1]
 
-    replayer = Replayer(published)
-    events = TimeRange(span.since - warm_up_seconds, span.until)
-    await replay_events(settings, replayer, events, cluster, keep)
-    live = await _live(settings, ids, span, cluster)
-    return live, draft
+    def report(line: str) -> None:
+        click.echo(line, err=True)
 
-
-async def _live(
-    settings: Settings, ids: frozenset[str], span: TimeRange, cluster: str | None
-) -> list[ExecutionRecord]:
-    """The rehearsed workflows' records on the execution log, triggered in the range; read up to
-    the log's end as of now (an execution's later records are written after its trigger)."""
-    topic = EXECUTION_LOG.name(settings.topic_prefix)
-    progress = ProgressLine(f"reading {topic}")
-    wanted = {key.encode() for key in ids}
-    records: list[ExecutionRecord] = []
-    skipped = 0
-    window = TimeRange(span.since - LOG_MARGIN_SECONDS)
-    async for batch in read_range(settings, topic, window, on_progress=progress):
-        for message in batch:
-            if message.key not in wanted:  # keyed by workflow id
-                continue
-            try:
-                record = ExecutionRecord.model_validate_json(message.value or b"")
-            except ValidationError as exc:
-                skipped += 1
-                log.warning("%s[%d]@%d: not an execution record: %s",
-                            topic, message.partition, message.offset, exc)  # fmt: skip
-                continue
-            if in_scope(record, ids, span.since, span.until, cluster):
-                records.append(record)
-    progress.done()
-    if skipped:
-        click.echo(f"{topic}: {skipped} records skipped (not execution records)", err=True)
-    return records
+    try:
+        return await gather(
+            settings, published, span, warm_up_seconds, cluster, progress=progress, report=report
+        )
+    finally:
+        if lines:
+            lines[-1].done()
 
 
 def _document(
