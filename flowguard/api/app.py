@@ -16,7 +16,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowguard import __version__
-from flowguard.api import errors, executions, fleet, groups, remediate, testing, ui, workflows
+from flowguard.api import (
+    errors,
+    executions,
+    fleet,
+    groups,
+    rehearse,
+    remediate,
+    testing,
+    ui,
+    workflows,
+)
 from flowguard.api.auth import Principal, Role, require
 from flowguard.api.limits import InputLimits
 from flowguard.api.models import Principal as PrincipalOut
@@ -64,6 +74,7 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(groups.router)
     app.include_router(remediate.router)
+    app.include_router(rehearse.router)
     app.include_router(ui.router)
     app.mount("/ui/static", ui.static, name="static")
 
