@@ -244,6 +244,75 @@ async function save(enable) {
   }
 }
 
+// Compare with live: the draft over a range of real events (POST /api/rehearse, the code
+// `flowguard rehearse` runs) against what the live version of this workflow decided.
+const TOTALS = [["executions", "Executions"], ["skipped", "Skipped"], ["retries", "Retries"],
+  ["notifications", "Notifications"], ["pages", "Pages"], ["breaker_openings", "Breaker openings"]];
+
+function comparePanel() {
+  const results = FG.el("div", { "data-testid": "compare-results" });
+  const hours = FG.el("input", { type: "number", value: "24", min: "0.1", max: "168", step: "any",
+    "data-testid": "compare-hours" });
+  const cluster = FG.el("input", { placeholder: "all clusters", "data-testid": "compare-cluster" });
+  const run = async () => {
+    const since = new Date(Date.now() - Number(hours.value) * 3600 * 1000).toISOString();
+    const body = { definition: cleaned(), since, ...editing() };
+    if (cluster.value.trim()) body.cluster = cluster.value.trim();
+    FG.fill(results, FG.el("p", { class: "muted" }, "Reading events and the execution log…"));
+    try {
+      FG.fill(results, ...compareResults(await FG.api("POST", "/api/rehearse", body)));
+    } catch (e) { FG.fill(results, FG.problemList(e)); }
+  };
+  return [
+    FG.el("p", { class: "muted" }, "Run this draft over real events (nothing is sent) and compare "
+      + "its decisions with what the live version decided on the same events. At most 168 "
+      + "hours; for longer ranges or a CI gate, use flowguard rehearse."),
+    FG.el("div", { class: "grid" },
+      FG.el("div", {}, FG.el("label", {}, "The last N hours"), hours),
+      FG.el("div", {}, FG.el("label", {}, "Cluster"), cluster)),
+    FG.el("p", {}, FG.el("button", { type: "button", onclick: run, "data-testid": "run-compare" },
+      "Compare")),
+    results,
+  ];
+}
+
+function signed(n) { return n > 0 ? `+${n}` : String(n); }
+
+function compareResults(r) {
+  const example = (d) => `${FG.when(d.at)} ${d.subject}: ${d.verdict}`
+    + `${d.actions.length ? ` (${d.actions.join(", ")})` : ""}${d.breaker_opened ? ", breaker opened" : ""}`;
+  const list = (name, sign, count, items, text) => (items.length ? [
+    FG.el("h3", {}, `${name} (${items.length} of ${count})`),
+    FG.el("ul", { "data-testid": `compare-${name}` }, items.map((i) => FG.el("li", {}, `${sign} ${text(i)}`))),
+  ] : []);
+  return [
+    FG.el("p", { "data-testid": "compare-summary" },
+      `${r.workflow_id}, triggers from ${FG.when(r.since)} to ${FG.when(r.until)}: `,
+      FG.el("b", {}, `${r.added} added, ${r.removed} removed, ${r.changed} changed`),
+      `, ${r.unchanged} unchanged`),
+    FG.el("table", { "data-testid": "compare-totals" },
+      FG.el("thead", {}, FG.el("tr", {}, ["", "Live", "Draft", "Diff"].map((h) => FG.el("th", {}, h)))),
+      FG.el("tbody", {}, TOTALS.map(([key, label]) => FG.el("tr", { "data-total": key },
+        FG.el("td", {}, label), FG.el("td", {}, String(r.live[key])),
+        FG.el("td", {}, String(r.draft[key])), FG.el("td", {}, signed(r.draft[key] - r.live[key])))))),
+    r.hours.length ? FG.el("h3", {}, "Per hour (live → draft)") : null,
+    r.hours.length ? FG.el("table", { "data-testid": "compare-hours-table" },
+      FG.el("thead", {}, FG.el("tr", {}, ["Hour", "Executions", "Added", "Removed", "Changed",
+        "Retries", "Notifications", "Pages", "Breaker openings"].map((h) => FG.el("th", {}, h)))),
+      FG.el("tbody", {}, r.hours.map((h) => FG.el("tr", { "data-hour": h.hour },
+        FG.el("td", {}, FG.when(h.hour)),
+        FG.el("td", {}, `${h.live.executions} → ${h.draft.executions}`),
+        FG.el("td", {}, String(h.added)), FG.el("td", {}, String(h.removed)),
+        FG.el("td", {}, String(h.changed)),
+        ...["retries", "notifications", "pages", "breaker_openings"].map((k) =>
+          FG.el("td", {}, `${h.live[k]} → ${h.draft[k]}`)))))) : null,
+    ...list("added", "+", r.added, r.examples.added, example),
+    ...list("removed", "−", r.removed, r.examples.removed, example),
+    ...list("changed", "~", r.changed, r.examples.changed,
+      (c) => `${example(c.live)} ⇒ ${c.draft.verdict}${c.draft.actions.length ? ` (${c.draft.actions.join(", ")})` : ""} [${c.fields.join(", ")}]`),
+  ];
+}
+
 function editorPage(title) {
   return [
     FG.el("h1", {}, title),
@@ -265,6 +334,8 @@ function editorPage(title) {
     FG.el("div", { class: "card", "data-testid": "draft-test" },
       FG.el("h2", {}, "Test Workflow (this draft, before saving or enabling it)"),
       ...FG.testPanel(() => ({ definition: cleaned(), ...editing() }))),
+    FG.el("div", { class: "card", "data-testid": "compare" },
+      FG.el("h2", {}, "Compare with live"), ...comparePanel()),
   ];
 }
 
