@@ -147,7 +147,7 @@ class Live:
         self.app.agent(topics.source, name="detect")(self._detect)
         self.app.agent(topics.triggers, name="execute")(deciding.on_triggers)  # type: ignore[arg-type]
         self.app.agent(topics.results, name="results")(deciding.on_results)  # type: ignore[arg-type]
-        delivering = Delivering(
+        self.delivering = delivering = Delivering(
             self.app, topics, self.feed, self.outputs, self.runner, self.spawn,
             concurrency=settings.delivery_concurrency,
             drain_seconds=settings.delivery_drain_seconds,
@@ -603,7 +603,8 @@ class Live:
         consumer: Any = self.app.consumer
         gaps, self._gaps = self._gaps, set()
         stalled = [(tp, consumer._committed_offset.get(tp)) for tp in gaps]
-        for tp, committed in [*stalled, *self.readiness.stalled()]:
+        busy = self.delivering.busy
+        for tp, committed in [*stalled, *self.readiness.stalled(busy)]:
             if tp not in consumer.assignment():
                 continue
             offset = committed

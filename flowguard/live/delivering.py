@@ -83,6 +83,11 @@ class Delivering:
         self._stream: Any = None
         app.on_partitions_revoked.connect(self._revoked)
 
+    def busy(self, tp: Any) -> bool:
+        """Whether a request of partition ``tp`` is being delivered: its commit waits on
+        purpose, however long (up to the delivery's bound)."""
+        return any(not item.done for item in self._in_flight.get(tp, ()))
+
     async def on_requests(self, stream: Any) -> None:
         await self.feed.ready.wait()
         stream = stream.noack()

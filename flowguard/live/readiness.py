@@ -16,6 +16,7 @@ Not ready is logged once with the reasons (:class:`flowguard.health.Health`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -88,15 +89,18 @@ class Readiness:
             return None
         return "no progress on " + ", ".join(stuck[:5]) + (" ..." if len(stuck) > 5 else "")
 
-    def stalled(self) -> list[tuple[Any, int | None]]:
+    def stalled(self, delivering: Callable[[TP], bool]) -> list[tuple[Any, int | None]]:
         """(partition, committed offset) of the input partitions whose committed offset has
-        not moved while records wait for longer than ``reread_stall_seconds`` (the outbox's
-        excluded: a delivery in flight holds it on purpose); each is reported once, then
-        watched afresh."""
+        not moved while records wait for longer than ``reread_stall_seconds``; each is
+        reported once, then watched afresh. An outbox partition with a delivery in flight
+        (``delivering(tp)``) is not: the delivery holds its commit on purpose. One with none
+        is, like the others: a fault trial left a notice undelivered for good, its request
+        dropped at a rebalance and never read again while the outbox was never re-read."""
         now, found = time.monotonic(), []
         outbox = set(self.topics.deliveries.topics)
         for tp, lag, committed in self._lags():
-            if tp.topic in outbox:
+            if tp.topic in outbox and delivering(tp):
+                self._reread_marks.pop(tp, None)
                 continue
             if _stuck_for(self._reread_marks, tp, lag, committed, now) > self.reread_seconds:
                 found.append((tp, committed))
