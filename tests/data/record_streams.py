@@ -327,6 +327,18 @@ def burst_failures() -> None:
         wait_for("60 failures", done(rec, *ids))
 
 
+def stuck_prefetched() -> None:
+    """A task received but not started: both pool slots busy, the worker prefetched it."""
+    with recording("stuck_prefetched") as (rec, cluster):
+        cluster.start("w1")
+        for i in (1, 2):
+            demo.slow.apply_async((4,), task_id=f"busy-{i}")
+        wait_for("both slots busy", lambda: rec.has("task-started", uuid="busy-2")
+                 and rec.has("task-started", uuid="busy-1"))  # fmt: skip
+        demo.add.apply_async((2, 2), task_id="prefetched-add")
+        wait_for("prefetched-add's outcome", done(rec, "prefetched-add", "busy-1", "busy-2"))
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -340,6 +352,7 @@ SCENARIOS = {
         worker_warm_shutdown_busy,
         worker_sigterm_group,
         burst_failures,
+        stuck_prefetched,
     )
 }
 

@@ -28,6 +28,7 @@ SCENARIOS = {
     "worker_warm_shutdown_busy",
     "worker_sigterm_group",
     "burst_failures",
+    "stuck_prefetched",
 }
 W1, W2 = "w1@flowguard", "w2@flowguard"
 OUTCOMES = ("task-succeeded", "task-failed")
@@ -373,3 +374,17 @@ def test_burst_failures_sixty_distinct_tasks_each_fail_once() -> None:
     assert max(stamps) - min(stamps) < 5
     sent = {e["uuid"]: e["args"] for e in of(events, "task-sent")}
     assert sent == {f"burst-{i:02d}": f"('c-{i}',)" for i in range(60)}
+
+
+def test_stuck_prefetched_the_add_waits_received_behind_a_full_pool() -> None:
+    events = load("stuck_prefetched")
+    busy_started = [position(events, "task-started", uuid=f"busy-{i}") for i in (1, 2)]
+    received = position(events, "task-received", uuid="prefetched-add")
+    started = position(events, "task-started", uuid="prefetched-add")
+    finished = [position(events, "task-succeeded", uuid=f"busy-{i}") for i in (1, 2)]
+    assert max(busy_started) < received < min(finished) < started
+    wait = events[started]["timestamp"] - events[received]["timestamp"]
+    assert 3.5 < wait < 4.5
+    sent = position(events, "task-sent", uuid="prefetched-add")
+    assert events[received]["timestamp"] - events[sent]["timestamp"] < 0.5
+    assert len(of(events, "task-started", uuid="prefetched-add")) == 1
