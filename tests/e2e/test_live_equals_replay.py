@@ -84,6 +84,16 @@ def workflows(hook: str) -> list[dict[str, Any]]:
             "action": {"type": "webhook", "url": hook},
         },
         {
+            "name": "Stuck",
+            "trigger": {"event": "task.stuck", "threshold_seconds": 1.5},
+            "action": {"type": "webhook", "url": hook},
+        },
+        {
+            "name": "Started twice",
+            "trigger": {"event": "task.duplicate_start"},
+            "action": {"type": "webhook", "url": hook},
+        },
+        {
             "name": "Never retry one group",
             "trigger": {"event": "task.failed", "conditions": {"fingerprint": FAILS_GROUP}},
             "action": {"type": "retry", "delay_seconds": 0, "never_retry": [FAILS_GROUP]},
@@ -326,6 +336,9 @@ def test_the_live_app_decides_exactly_what_replay_decides(
                 expected += [orjson.loads(r.to_json()) for r in out.records]
             replay = by_execution(expected)
             assert len(replay) >= 40, f"the streams decide too little to compare: {len(replay)}"
+            # The redelivered and the prefetched task of the recorded streams fire these.
+            fired = {records[0]["workflow"]["id"] for records in replay.values()}
+            assert {"stuck", "started-twice"} <= fired, fired
 
             asyncio.run(produce_paced(kafka, f"{prefix}.events", events))
             log = TopicReader(kafka, f"{prefix}.execution-log")
