@@ -9,6 +9,14 @@ many teams would write them.
     python bench/replay.py                  # 1M events, 10/100/1,000/10,000 workflows
     python bench/replay.py --events 50000   # quick
     python bench/replay.py --events 200000 --workflows 100 --per-event   # cost per event
+    python bench/replay.py --real --events 300000   # also real recorded Celery streams
+
+``--real``: the recorded streams of tests/data/streams (real Celery 5 workers: real field
+shapes, arg reprs, tracebacks, incident bursts), scaled up. Each round holds every stream once
+(its failures and worker churn as recorded) and the recorded successful tasks again with new ids
+until about 7% of tasks fail; task ids get the round's suffix and times the round's offset.
+Two workflow sets: "failures" (an auto-retry workflow on demo.tasks.* among 99 naming other
+tasks: every failure decides a record) and "nothing matches" (100 workflows naming other tasks).
 """
 
 from __future__ import annotations
@@ -165,6 +173,105 @@ def workflows(count: int, seed: int = 11) -> list[Published]:
     return result
 
 
+STREAMS = ROOT / "tests" / "data" / "streams"
+REAL_FAILURE_RATE = 0.07
+_ID_FIELDS = ("uuid", "root_id", "parent_id")
+
+
+def write_real_stream(path: Path, events: int) -> tuple[int, int, int]:
+    """Recorded streams scaled up to ``events`` lines: (lines, tasks, failed tasks)."""
+    rounds: list[list[dict[str, Any]]] = []
+    failed_ids: set[str] = set()
+    all_ids: set[str] = set()
+    ok_groups: dict[str, list[dict[str, Any]]] = {}
+    for stream in sorted(STREAMS.glob("*.jsonl")):
+        lines = [json.loads(x) for x in stream.read_text().splitlines() if x.strip()]
+        rounds.append(lines)
+        for event in lines:
+            if "uuid" in event:
+                all_ids.add(event["uuid"])
+                if event["type"] == "task-failed":
+                    failed_ids.add(event["uuid"])
+        for event in lines:
+            if "uuid" in event and event["uuid"] not in failed_ids:
+                ok_groups.setdefault(event["uuid"], []).append(event)
+    # Successful tasks again (new ids) until failures are REAL_FAILURE_RATE of the tasks.
+    extra_tasks = int(len(failed_ids) / REAL_FAILURE_RATE) - len(all_ids)
+    groups = list(ok_groups.values())
+    filler = [(f"-ok{i}", groups[i % len(groups)]) for i in range(max(0, extra_tasks))]
+    span = 3600.0
+    written = tasks = failed = 0
+    with path.open("w") as out:
+        copy = 0
+        while written < events:
+            shift = copy * span
+            for lines in rounds:
+                for event in lines:
+                    out.write(json.dumps(_moved(event, f"-r{copy}", shift)) + "\n")
+                    written += 1
+            for suffix, group in filler:
+                for event in group:
+                    out.write(json.dumps(_moved(event, f"-r{copy}{suffix}", shift)) + "\n")
+                    written += 1
+            tasks += len(all_ids) + len(filler)
+            failed += len(failed_ids)
+            copy += 1
+    return written, tasks, failed
+
+
+def _moved(event: dict[str, Any], suffix: str, shift: float) -> dict[str, Any]:
+    moved = dict(event)
+    for key in _ID_FIELDS:
+        if moved.get(key):
+            moved[key] = moved[key] + suffix
+    for key in ("timestamp", "local_received"):
+        if key in moved:
+            moved[key] = moved[key] + shift
+    return moved
+
+
+def real_workflows(matching: bool) -> list[Published]:
+    result = []
+    for i in range(100):
+        pattern = "demo.tasks.*" if matching and i == 0 else f"other.tasks.t{i}"
+        doc = {
+            "name": f"wf {i}",
+            "trigger": {"event": "task.failed", "conditions": {"task_name_pattern": pattern}},
+            "action": {"type": "retry", "delay_seconds": 10, "max_attempts": 3},
+            "circuit_breaker": {"max_executions": 1_000_000, "time_window_hours": 1},
+        }
+        result.append(Published.of(parse_workflow(doc, source="bench"), version=1))
+    return result
+
+
+def run_real(events: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "real.jsonl"
+        total, tasks, failed = write_real_stream(path, events)
+        size_mb = path.stat().st_size / 1e6
+        print(
+            f"real recorded streams, scaled: {total} lines, {size_mb:.0f} MB, {tasks} tasks, "
+            f"{failed} failed ({failed / tasks:.1%})"
+        )
+        sets = {"failures": real_workflows(True), "nothing matches": real_workflows(False)}
+        base_rate = 0.0
+        rates = dict.fromkeys(sets, 0.0)
+        stats: dict[str, ReplayStats] = {}
+        for _ in range(repeat):
+            count, seconds = baseline(path)
+            base_rate = max(base_rate, count / seconds)
+            for name, published in sets.items():
+                _, seconds, stats[name] = run_replay(path, published)
+                rates[name] = max(rates[name], stats[name].lines / seconds)
+        print(f"  baseline json.loads: {base_rate:,.0f} lines/s")
+        for name in sets:
+            print(
+                f"  replay, {name}: {rates[name]:,.0f} lines/s, ratio "
+                f"{rates[name] / base_rate:.2f} of baseline; executions "
+                f"{dict(stats[name].outcomes)}"
+            )
+
+
 def baseline(path: Path) -> tuple[int, float]:
     start = time.perf_counter()
     count = 0
@@ -218,7 +325,13 @@ def main() -> None:
         help="also the cost per event of translation, the engine alone and replay() "
         "(100 workflows, back to back: steadier than ratios on a loaded machine)",
     )  # fmt: skip
+    parser.add_argument("--real", action="store_true", help="real recorded streams too")
+    parser.add_argument("--real-only", action="store_true", help="only the recorded streams")
     args = parser.parse_args()
+    if args.real or args.real_only:
+        run_real(args.events, args.repeat)
+    if args.real_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         total = write_stream(path, args.events)
