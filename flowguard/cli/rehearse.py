@@ -146,13 +146,12 @@ async def _gather(
     def report(line: str) -> None:
         click.echo(line, err=True)
 
-    try:
-        return await gather(
-            settings, published, span, warm_up_seconds, cluster, progress=progress, report=report
-        )
-    finally:
-        if lines:
-            lines[-1].done()
+    found = await gather(
+        settings, published, span, warm_up_seconds, cluster, progress=progress, report=report
+    )
+    if lines:
+        lines[-1].done()
+    return found
 
 
 def _document(

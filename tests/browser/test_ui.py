@@ -243,7 +243,9 @@ def test_the_editor_knows_the_stuck_and_duplicate_triggers(page: Page, served: S
     page.select_option("[data-path='trigger.stage']", "unstarted")
     expect(page.get_by_test_id("valid")).to_be_visible()
     expect(page.locator("#validation")).not_to_contain_text("task_send_sent_event")
-    page.select_option("[data-path='trigger.event']", "task.duplicate_start")
+    # Waiting for the new validation's answer: the page must not close on a fetch in flight.
+    with page.expect_response("**/api/validate"):
+        page.select_option("[data-path='trigger.event']", "task.duplicate_start")
     expect(page.get_by_test_id("valid")).to_be_visible()
     expect(page.locator("[data-path='trigger.stage']")).to_have_count(0)
     expect(page.locator("[data-path='trigger.threshold_seconds']")).to_have_count(0)
