@@ -8,21 +8,20 @@ live version of each workflow (by id) recorded on the execution log. Nothing is 
 Bounded: a range of at most :data:`MAX_RANGE_HOURS`, at most ``FLOWGUARD_API_TEST_MAX_EVENTS``
 events read (Test Workflow's bound; a 413 says to use ``flowguard rehearse``), and a response
 of totals, at most one row per hour and :data:`flowguard.rehearse.EXAMPLES` examples of each
-difference. Editors only, as Test Workflow.
+difference. Editors only, as Test Workflow; run on a thread, a few at a time
+(``FLOWGUARD_API_TEST_CONCURRENCY``), as Test Workflow's runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ErrorResponse
-from flowguard.api.services import Services, services
+from flowguard.api.deps import Editor, Svc, api_router
 from flowguard.api.testing import TestInput
 from flowguard.api.testing import _workflow as draft_workflow
 from flowguard.engine.matching import Published
@@ -31,13 +30,7 @@ from flowguard.rehearse import compare, iso_time
 from flowguard.rehearse_run import TooManyEvents, gather
 from flowguard.topic_range import TimeRange
 
-router = APIRouter(
-    prefix="/api",
-    tags=["editor"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422, 503)},
-)
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Svc = Annotated[Services, Depends(services)]
+router = api_router("/api", "editor", 401, 403, 404, 413, 422, 503)
 #: The longest range one request may rehearse (the events topic keeps 7 days).
 MAX_RANGE_HOURS = 7 * 24
 #: The longest warm-up before the range.
@@ -115,13 +108,19 @@ async def rehearse(body: RehearseInput, who: Editor, svc: Svc) -> RehearseResult
     span = TimeRange(body.since.timestamp(), _epoch(body.until))
     limit = svc.api.test_max_events
     try:
-        live, draft = await gather(
-            svc.settings,
-            [published],
-            span,
-            body.warm_up_hours * 3600,
-            body.cluster,
-            max_events=limit,
+        # On a thread with a loop of its own (as Test Workflow's runs): the draft's deciding is
+        # CPU work, and the API's loop keeps answering other requests meanwhile.
+        live, draft = await svc.off_loop(
+            lambda: asyncio.run(
+                gather(
+                    svc.settings,
+                    [published],
+                    span,
+                    body.warm_up_hours * 3600,
+                    body.cluster,
+                    max_events=limit,
+                )
+            )
         )
     except TooManyEvents:
         raise ApiProblem(
