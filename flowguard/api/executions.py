@@ -13,28 +13,19 @@ import time
 from typing import Annotated, Any, Literal
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from pydantic import BaseModel, Field
 
-from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ErrorResponse, not_found
-from flowguard.api.services import Services, services
+from flowguard.api.deps import Editor, Svc, Viewer, api_router, query_time
+from flowguard.api.errors import not_found
 from flowguard.control.history import DAY_SECONDS, ChainTask, Page
 from flowguard.control.store import now_iso
 from flowguard.errors import ApiProblem, HistoryError
 from topics.execution import ExecutionRecord
-from topics.record import from_iso
 from topics.registry import TRIGGERS
 from topics.triggers import CancelExecution
 
-router = APIRouter(
-    prefix="/api",
-    tags=["history"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)},
-)
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Svc = Annotated[Services, Depends(services)]
+router = api_router("/api", "history", 401, 403, 404, 409, 422, 503)
 Iso = Annotated[
     str | None,
     Query(
@@ -64,17 +55,6 @@ class CancelResult(BaseModel):
     pending: list[str] = Field(description="The action ids the worker is asked to cancel.")
 
 
-def _time(value: str | None, field: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return from_iso(value)
-    except ValueError:
-        raise ApiProblem(
-            422, "request_invalid", "the request is invalid", [(f"query.{field}", "not a time")]
-        ) from None
-
-
 @router.get("/executions", response_model=Page)
 async def list_executions(
     who: Viewer,
@@ -98,8 +78,8 @@ async def list_executions(
         "cluster": cluster,
         "task_name": task_name,
         "task_id": task_id,
-        "since": _time(since, "since"),
-        "until": _time(until, "until"),
+        "since": query_time(since, "since"),
+        "until": query_time(until, "until"),
     }
     try:
         return await asyncio.to_thread(svc.history.query, limit=limit, cursor=cursor, **filters)
@@ -120,8 +100,8 @@ async def execution_counts(
     until: Iso = None,
 ) -> list[HourCount]:
     """Executions per hour and outcome, for the charts; the last 24 h by default."""
-    end = _time(until, "until") or time.time()
-    start = _time(since, "since") or end - DAY_SECONDS
+    end = query_time(until, "until") or time.time()
+    start = query_time(since, "since") or end - DAY_SECONDS
     rows = await asyncio.to_thread(
         svc.history.counts_per_hour, workflow, since=start, until=end, cluster=cluster
     )

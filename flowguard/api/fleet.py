@@ -12,15 +12,12 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ErrorResponse
+from flowguard.api.deps import Svc, Viewer, api_router
 from flowguard.api.fleet_feed import DAY_HOURS, HOUR_SECONDS, ClusterSeen, WorkerSeen
-from flowguard.api.services import Services, services
 from flowguard.api.summaries import circuit_state
 from flowguard.control.history import HistoryProjection
 from flowguard.engine.workers import DEFAULT_EXPIRY_FACTOR, DEFAULT_FREQ_SECONDS
@@ -34,11 +31,7 @@ SILENT_AFTER_INTERVALS = 3.0
 #: The page lists at most this many workers per cluster (the counts cover all of them).
 WORKERS_LISTED = 50
 
-router = APIRouter(
-    prefix="/api",
-    tags=["fleet"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 503)},
-)
+router = api_router("/api", "fleet", 401, 403, 503)
 
 
 class _Out(BaseModel):
@@ -269,10 +262,6 @@ def _cluster_of(record: ExecutionRecord) -> str | None:
     if record.task is not None:
         return record.task.cluster
     return record.worker.cluster if record.worker is not None else None
-
-
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Svc = Annotated[Services, Depends(services)]
 
 
 @router.get("/fleet", response_model=Fleet)

@@ -19,28 +19,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
-from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ErrorResponse, not_found
-from flowguard.api.services import Services, services
+from flowguard.api.auth import Principal
+from flowguard.api.deps import Editor, Svc, Viewer, api_router, query_time
+from flowguard.api.errors import not_found
+from flowguard.api.services import Services
 from flowguard.engine.documents import parse_workflow
 from flowguard.engine.fingerprint import FINGERPRINT_PATTERN, fingerprint_of, normalize_message
 from flowguard.engine.workflow import RetryAction, Workflow
 from flowguard.errors import ApiProblem, FlowguardError
 from topics.execution import ExecutionRecord
-from topics.record import from_iso, iso
+from topics.record import iso
 from topics.workflows import WorkflowVersion
 
-router = APIRouter(
-    prefix="/api",
-    tags=["groups"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)},
-)
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Svc = Annotated[Services, Depends(services)]
+router = api_router("/api", "groups", 401, 403, 404, 409, 422, 503)
 FingerprintPath = Annotated[str, Path(pattern=FINGERPRINT_PATTERN)]
 #: Executions read per request at most (newest first); ``complete`` says when there were more.
 MAX_SCANNED = 20_000
@@ -206,14 +200,8 @@ def _scan(
 
 
 def _time(value: str | None, name: str, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        return from_iso(value)
-    except ValueError:
-        raise ApiProblem(
-            422, "request_invalid", "the request is invalid", [(f"query.{name}", "not a time")]
-        ) from None
+    found = query_time(value, name)
+    return default if found is None else found
 
 
 @router.get("/groups", response_model=Groups)

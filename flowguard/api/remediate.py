@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from flowguard.api.auth import Principal, Role, require
-from flowguard.api.errors import ErrorResponse, not_found
-from flowguard.api.services import Services, services
+from flowguard.api.deps import Admin, Editor, Svc, Viewer, api_router
+from flowguard.api.errors import not_found
+from flowguard.api.services import Services
 from flowguard.errors import ApiProblem
 from flowguard.live.settings import LiveSettings
 from flowguard.remediate import (
@@ -40,15 +40,7 @@ from flowguard.topic_range import TimeRange, parse_time
 from topics.signing import CommandKey
 
 log = logging.getLogger(__name__)
-router = APIRouter(
-    prefix="/api/remediate",
-    tags=["remediate"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)},
-)
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Admin = Annotated[Principal, Depends(require(Role.admin))]
-Svc = Annotated[Services, Depends(services)]
+router = api_router("/api/remediate", "remediate", 401, 403, 404, 409, 422, 503)
 #: Events read before ``since``: the task-sent events that name a task failed in the range.
 LOOKBACK_SECONDS = 3600.0
 

@@ -8,18 +8,17 @@ test through the real action runner. Nothing is ever retried.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 
-from flowguard.api.auth import Principal, Role, require
 from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
-from flowguard.api.errors import ErrorResponse, not_found
+from flowguard.api.deps import Editor, Svc, Viewer, api_router
+from flowguard.api.errors import not_found
 from flowguard.api.events import read_cluster_events
 from flowguard.api.models import PreviewInput, PreviewResult
 from flowguard.api.samples import render, sample_notices, variables
-from flowguard.api.services import Services, services
+from flowguard.api.services import Services
 from flowguard.api.testrun import TestRun, run_test
 from flowguard.control.masking import refuse_references, refuse_sealed
 from flowguard.engine.documents import parse_workflow
@@ -34,14 +33,7 @@ from flowguard.errors import (
 )
 from topics.execution import ActionResult
 
-router = APIRouter(
-    prefix="/api",
-    tags=["test"],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)},
-)
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Svc = Annotated[Services, Depends(services)]
+router = api_router("/api", "test", 401, 403, 404, 422, 503)
 
 
 class TestInput(BaseModel):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from flowguard.api.auth import Principal, Role, require
+from flowguard.api.auth import Principal, Role
 from flowguard.api.definitions import from_yaml, restore_secrets, stored_for
+from flowguard.api.deps import Editor, Svc, Viewer
 from flowguard.api.errors import ErrorResponse, not_found
 from flowguard.api.models import (
     DefinitionInput,
@@ -32,7 +33,7 @@ from flowguard.api.models import (
     WorkflowDetail,
     WorkflowSummary,
 )
-from flowguard.api.services import Services, services
+from flowguard.api.services import Services
 from flowguard.api.summaries import summaries
 from flowguard.control.masking import mask_definition, open_definition, refuse_references
 from flowguard.control.secrets import Keyring
@@ -49,9 +50,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 router = APIRouter(prefix="/api", responses=_ERRORS)
 
-Viewer = Annotated[Principal, Depends(require(Role.viewer))]
-Editor = Annotated[Principal, Depends(require(Role.editor))]
-Svc = Annotated[Services, Depends(services)]
 WorkflowId = Annotated[str, Query(min_length=1, max_length=128)]
 
 
