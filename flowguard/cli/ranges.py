@@ -1,11 +1,13 @@
-"""What ``replay --from-kafka`` and ``rehearse`` share: ``--since``/``--until``, reading
-``<prefix>.events`` through a :class:`~flowguard.replay.Replayer`, and progress on stderr."""
+"""What ``replay --from-kafka`` and ``rehearse`` share: ``--workflows``, ``--since`` and
+``--until``, reading ``<prefix>.events`` through a :class:`~flowguard.replay.Replayer`, and
+progress on stderr."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
@@ -27,6 +29,17 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         return parse_time(value, time.time())
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def workflows_option(help_text: str) -> Callable[[F], F]:
+    """``--workflows PATH`` (required, existing): a YAML file or a directory of them."""
+    return click.option(
+        "--workflows",
+        "workflows_path",
+        required=True,
+        type=click.Path(exists=True, path_type=Path),
+        help=help_text,
+    )
 
 
 def range_options(since_required: bool) -> Callable[[F], F]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from flowguard.cli.config import settings_or_exit
-from flowguard.cli.ranges import ProgressLine, range_options, time_range
+from flowguard.cli.ranges import ProgressLine, range_options, time_range, workflows_option
 from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.matching import Published
 from flowguard.errors import FlowguardError, WorkflowInvalid
@@ -56,13 +56,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
 
 
 @click.command("rehearse")
-@click.option(
-    "--workflows",
-    "workflows_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="The draft: a YAML file or a directory of them.",
-)
+@workflows_option("The draft: a YAML file or a directory of them.")
 @range_options(since_required=True)
 @click.option(
     "--warm-up",

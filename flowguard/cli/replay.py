@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from flowguard.actions import ActionRunner, ActionSettings
 from flowguard.api.samples import sample_notices
 from flowguard.cli.config import settings_or_exit
-from flowguard.cli.ranges import range_options, replay_events, time_range
+from flowguard.cli.ranges import range_options, replay_events, time_range, workflows_option
 from flowguard.control.masking import refuse_references
 from flowguard.control.workflow_files import load_workflows
 from flowguard.engine.core import Explanation
@@ -29,13 +29,7 @@ _TABLE = "{:<27} {:<28} {:<30} {:<36} {:<8} {}"
 
 
 @click.command("replay")
-@click.option(
-    "--workflows",
-    "workflows_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A YAML file or a directory of them.",
-)
+@workflows_option("A YAML file or a directory of them.")
 @click.option(
     "--events",
     "events_file",
