@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Request, sync_playwright
 
 from tests.api.server import TOKENS, Served, serve
 
@@ -55,11 +56,21 @@ def sign_in(page: Page, served: Served, role: str = "editor") -> None:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A page whose JavaScript errors fail the test. It is closed once its requests in flight
+    have ended (at most 10 s): a page closed on a fetch the test did not wait for (the
+    editor's preview after a change) failed it with 'Failed to fetch', a tear-down race."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     errors: list[str] = []
+    in_flight: set[Request] = set()
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.on("request", lambda request: in_flight.add(request))
+    opened.on("requestfinished", lambda request: in_flight.discard(request))
+    opened.on("requestfailed", lambda request: in_flight.discard(request))
     yield opened
+    deadline = time.monotonic() + 10
+    while in_flight and time.monotonic() < deadline and not opened.is_closed():
+        opened.wait_for_timeout(50)  # lets Playwright deliver the requests' events
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
 
