@@ -106,6 +106,14 @@ class AuthError(FlowguardError):
         super().__init__(message)
 
 
+class TooManyEvents(FlowguardError):
+    """More events in a range than the caller allows (the API's bound on a rehearsal)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"more than {limit} events in the range")
+
+
 # The bridge ---------------------------------------------------------------------------------
 
 

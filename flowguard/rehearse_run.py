@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from flowguard.engine.matching import Published
-from flowguard.errors import EventInvalid, FlowguardError
+from flowguard.errors import EventInvalid, TooManyEvents
 from flowguard.rehearse import in_scope
 from flowguard.replay import Replayer
 from flowguard.settings import Settings
@@ -25,14 +25,6 @@ from topics.registry import EVENTS, EXECUTION_LOG
 #: The live log is read from this long before ``since``: a record is written after its
 #: trigger, but the trigger's time is the Celery host's clock, which may run ahead of Kafka's.
 LOG_MARGIN_SECONDS = 3600.0
-
-
-class TooManyEvents(FlowguardError):
-    """More events in the range than the caller allows (the API's bound)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"more than {limit} events in the range")
 
 
 def _none(label: str) -> Progress | None:

@@ -25,9 +25,9 @@ from flowguard.api.deps import Editor, Svc, api_router
 from flowguard.api.testing import TestInput
 from flowguard.api.testing import _workflow as draft_workflow
 from flowguard.engine.matching import Published
-from flowguard.errors import ApiProblem, KafkaUnavailable
+from flowguard.errors import ApiProblem, KafkaUnavailable, TooManyEvents
 from flowguard.rehearse import compare, iso_time
-from flowguard.rehearse_run import TooManyEvents, gather
+from flowguard.rehearse_run import gather
 from flowguard.topic_range import TimeRange
 
 router = api_router("/api", "editor", 401, 403, 404, 413, 422, 503)
