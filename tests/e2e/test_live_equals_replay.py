@@ -380,7 +380,8 @@ def test_the_streams_exercise_every_rule() -> None:
     records = [r for e in events for r in engine.feed(e).records]
     events_fired = {r.trigger.event for r in records}
     assert events_fired == {
-        "task.failed", "task.orphaned", "worker.offline", "task.execution_time_exceeded"
+        "task.failed", "task.orphaned", "worker.offline", "task.execution_time_exceeded",
+        "task.stuck", "task.duplicate_start",
     }  # fmt: skip
     reasons = {r.reason for r in records}
     assert {"circuit_open", "max_attempts_reached", "recovered"} <= reasons
