@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,8 @@ from flowguard.api.settings import ApiSettings
 from flowguard.control.kafka_admin import create_topics, list_topics
 from flowguard.settings import Settings
 from tests.helpers import wait_until
+from tests.processes import send_all
+from topics.execution import ExecutionRecord
 from topics.registry import ALL_TOPICS
 
 T = TypeVar("T")
@@ -75,6 +77,13 @@ def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
 
 def _tokens() -> str:
     return ",".join(f"{role}-user:{role}:{token}" for role, token in TOKENS.items())
+
+
+def publish_records(served: Served, records: Iterable[ExecutionRecord]) -> None:
+    """Execution records on the served app's execution log, keyed by workflow id as the
+    worker writes them, all acknowledged before it returns."""
+    items = [(r.workflow.id.encode(), r.to_json().encode(), None) for r in records]
+    in_thread(send_all(served.bootstrap, f"{served.prefix}.execution-log", items))
 
 
 @contextmanager

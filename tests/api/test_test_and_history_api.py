@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from flowguard.celery_wire.events import parse_line
 from flowguard.cli import main
 from flowguard.control.workflow_templates import TEMPLATE_DIR
-from tests.api.server import Served, serve
+from tests.api.server import Served, publish_records, serve
 from tests.helpers import wait_until
 from topics.events import event_key
 from topics.execution import ExecutionRecord
@@ -135,21 +135,6 @@ def _record(n: int, workflow: str, outcome: str) -> ExecutionRecord:
     )
 
 
-async def _produce_records(served: Served, records: list[ExecutionRecord]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=served.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for record in records:
-            await producer.send(
-                f"{served.prefix}.execution-log",
-                record.to_json().encode(),
-                key=record.workflow.id.encode(),
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def _read_cancel(served: Served) -> CancelExecution:
     consumer = AIOKafkaConsumer(
         f"{served.prefix}.triggers",
@@ -170,7 +155,7 @@ def test_history_filters_pages_counts_chain_and_cancel(served: Served) -> None:
         _record(n, "wf-a" if n % 2 else "wf-b", "failure" if n % 10 == 0 else "success")
         for n in range(10_000)
     ]
-    asyncio.run(_produce_records(served, records))
+    publish_records(served, records)
     with served.client("editor") as api:
 
         def total() -> bool:
@@ -259,7 +244,7 @@ def varied_history(
     """One app for the varied-records tests: VARIED produced to its execution log, projected."""
     prefix = f"fg-test-varied-{uuid.uuid4().hex[:8]}"
     with serve(kafka_bootstrap, prefix, tmp_path_factory.mktemp("history")) as served:
-        asyncio.run(_produce_records(served, [_varied(row) for row in VARIED]))
+        publish_records(served, [_varied(row) for row in VARIED])
         with served.client("viewer") as api:
             wait_until(
                 lambda: len(api.get("/api/executions").json()["items"]) == len(VARIED),

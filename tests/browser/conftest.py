@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from tests.api.server import TOKENS, Served, serve
 
@@ -52,6 +52,22 @@ def sign_in(page: Page, served: Served, role: str = "editor") -> None:
     page.click("button[type=submit]")
     page.wait_for_url(f"{served.base_url}/ui/")
     page.get_by_test_id("who").wait_for()
+
+
+def new_workflow(page: Page, served: Served, name: str) -> None:
+    """Signed in as an editor, a blank workflow named ``name`` open in the editor."""
+    sign_in(page, served)
+    page.goto(f"{served.base_url}/ui/new")
+    page.locator("[data-template=blank]").get_by_role("button").click()
+    page.fill("[data-path=name]", name)
+
+
+def save_second_version(page: Page) -> None:
+    """Save the edited workflow as version 2 and open its versions tab."""
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    page.click("#save")
+    page.wait_for_url("**?saved=2")
+    page.click("[data-tab=versions]")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.api.server import Served, serve
-from tests.browser.conftest import Shot, sign_in
+from tests.browser.conftest import Shot, save_second_version, sign_in
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
 from tests.processes import private_redis
@@ -90,10 +90,7 @@ def test_failing_celery_task_retried_seen_in_history_and_chain_then_rolled_back(
     # A second version from the editor, then back to the first.
     page.goto(f"{served.base_url}/ui/workflows/auto-retry-network-errors/edit")
     page.fill("[data-path='actions.0.max_attempts']", "1")
-    expect(page.get_by_test_id("valid")).to_be_visible()
-    page.click("#save")
-    page.wait_for_url("**?saved=2")
-    page.click("[data-tab=versions]")
+    save_second_version(page)
     page.get_by_role("button", name="Roll back to v1").click()
     expect(page.locator("[data-version='3']")).to_contain_text("rollback to version 1")
     page.click("[data-tab=settings]")

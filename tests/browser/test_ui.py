@@ -5,30 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from playwright.sync_api import Page, expect
 
-from tests.api.server import Served, in_thread
-from tests.browser.conftest import Shot, sign_in
+from tests.api.server import Served, publish_records
+from tests.browser.conftest import Shot, new_workflow, save_second_version, sign_in
 from tests.helpers import wait_until
 from topics.execution import ExecutionRecord
 
 pytestmark = pytest.mark.integration
 STREAM = Path(__file__).resolve().parents[2] / "tests" / "data" / "streams" / "flaky_chain.jsonl"
-
-
-async def _produce(served: Served, records: list[ExecutionRecord]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=served.bootstrap)
-    await producer.start()
-    try:
-        for record in records:
-            await producer.send_and_wait(
-                f"{served.prefix}.execution-log",
-                record.to_json().encode(),
-                key=record.workflow.id.encode(),
-            )
-    finally:
-        await producer.stop()
 
 
 def test_template_save_enable_test_history_versions_rollback(
@@ -56,10 +41,7 @@ def test_template_save_enable_test_history_versions_rollback(
     # Edit: a second version, then the diff and a rollback to the first.
     page.get_by_role("link", name="Edit", exact=True).click()
     page.fill("[data-path='circuit_breaker.max_executions']", "20")
-    expect(page.get_by_test_id("valid")).to_be_visible()
-    page.click("#save")
-    page.wait_for_url("**?saved=2")
-    page.click("[data-tab=versions]")
+    save_second_version(page)
     page.get_by_role("button", name="Show diff").click()
     expect(page.get_by_test_id("diff")).to_contain_text("+  max_executions: 20")
     shot(page, "workflow-versions")
@@ -82,7 +64,7 @@ def test_template_save_enable_test_history_versions_rollback(
     )
     records = [ExecutionRecord.model_validate(r) for r in result["records"]]
     assert records
-    in_thread(_produce(served, records))
+    publish_records(served, records)
     page.click("[data-tab=history]")
 
     def listed() -> bool:
@@ -105,10 +87,7 @@ def test_template_save_enable_test_history_versions_rollback(
 
 
 def test_inline_validation_names_the_field(page: Page, served: Served) -> None:
-    sign_in(page, served)
-    page.goto(f"{served.base_url}/ui/new")
-    page.locator("[data-template=blank]").get_by_role("button").click()
-    page.fill("[data-path=name]", "Bad regex")
+    new_workflow(page, served, "Bad regex")
     page.fill("[data-path='trigger.conditions.error_pattern']", "(")
     expect(page.get_by_test_id("problems")).to_contain_text(
         "trigger.conditions.error_pattern: not a valid regular expression"
@@ -224,10 +203,7 @@ def test_editing_a_slack_template_workflow_keeps_its_webhook(page: Page, served:
 def test_the_editor_knows_the_stuck_and_duplicate_triggers(page: Page, served: Served) -> None:
     """task.stuck takes a threshold and a stage (the lint's task-sent warning shows for stage
     unreceived); switching away drops both, as the server would refuse them."""
-    sign_in(page, served)
-    page.goto(f"{served.base_url}/ui/new")
-    page.locator("[data-template=blank]").get_by_role("button").click()
-    page.fill("[data-path=name]", "Stuck emails")
+    new_workflow(page, served, "Stuck emails")
     page.select_option("[data-path='trigger.event']", "task.stuck")
     expect(page.get_by_test_id("problems")).to_contain_text(
         "threshold_seconds is required for task.stuck"
