@@ -152,6 +152,13 @@ def slow(seconds: float) -> float:
     return seconds
 
 
+@app.task(name="demo.tasks.hold")  # type: ignore[untyped-decorator]
+def hold(gate: str, seconds: float = 120.0) -> bool:
+    """Keep a pool process busy until something is pushed to the Redis list ``gate`` (or
+    ``seconds`` pass): tests occupy the pool for exactly as long as they need it."""
+    return _counter().blpop([gate], timeout=seconds) is not None
+
+
 @app.task(name="demo.tasks.slow_exclusive")  # type: ignore[untyped-decorator]
 def slow_exclusive(seconds: float) -> float:
     """Like ``slow``, but routed to queue ``slowq``."""

@@ -183,11 +183,14 @@ def test_undo_cancels_a_workflows_delayed_retry_and_disables_it(
 
 def test_a_revoke_run_keeps_queued_tasks_from_running(stack: Stack, remediate: Any) -> None:
     tag = uuid.uuid4().hex[:6]
-    # Both worker processes busy: the adds wait in the queue (or reserved by the worker).
+    gate = f"gate-{tag}"
+    # Both worker processes held until the revokes are in: the adds wait in the queue (or
+    # reserved by the worker). A fixed 4 s hold was shorter than the run on a loaded CI
+    # machine, and the adds ran first.
     for n in range(2):
-        stack.client.send_task("demo.tasks.slow", (4,), task_id=f"busy{n}-{tag}")
-    wait_until(lambda: len(stack.runs("demo.tasks.slow")) >= 2, timeout_seconds=30,
-               what="both slow tasks to start")  # fmt: skip
+        stack.client.send_task("demo.tasks.hold", (gate,), task_id=f"busy{n}-{tag}")
+    wait_until(lambda: len(stack.runs("demo.tasks.hold")) >= 2, timeout_seconds=30,
+               what="both holding tasks to start")  # fmt: skip
     queued = [f"add{n}-{tag}" for n in range(2)]
     for task_id in queued:
         stack.client.send_task("demo.tasks.add", (1, 2), task_id=task_id)
@@ -206,6 +209,15 @@ def test_a_revoke_run_keeps_queued_tasks_from_running(stack: Stack, remediate: A
         found = {e.get("task_id") for e in stack.events.poll() if e.get("kind") == "task.revoked"}
         return set(queued) <= found
 
+    results = TopicReader(stack.kafka, f"{stack.prefix}.command-results")
+    results.wait_for(
+        lambda values: {
+            task_id for task_id in queued for v in values
+            if v["command_id"].endswith(f"/{task_id}") and v["status"] == "done"
+        } == set(queued) or None,
+        timeout=60, what="the bridge to carry out both revokes",
+    )  # fmt: skip
+    stack.calls.rpush(gate, "go", "go")  # free both pool processes
     wait_until(revoked, timeout_seconds=60, what="the worker to revoke both adds")
     busy = {f"busy{n}-{tag}" for n in range(2)}
 
