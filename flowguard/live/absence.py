@@ -1,6 +1,6 @@
 """When the live app may judge an absence (no heartbeat, no finish, a retry not received).
 
-Absence is judged on applied input only. Every two seconds the worker asks the broker for
+Absence is judged on applied input only. About once a second the worker asks the broker for
 the end offset of each events partition it holds, noting when it asked. A tick for a key
 takes the latest such answer as its mark; it waits until every event below the mark is
 applied (after a takeover, or under load), and then judges **as of when the broker was

@@ -67,10 +67,11 @@ from topics.triggers import Matched
 log = logging.getLogger("flowguard.live")
 #: Acks between two turns of the event loop at a write-back (each is 10-20 us of Faust's).
 ACKS_PER_YIELD = 100
-#: How often the broker is asked for the input partitions' end offsets (see absence). An
-#: answer takes about a second here (it waits behind the consumer's fetch on the connection):
-#: asked every second, the timer overlapped itself and said so in the log every few seconds.
-ASK_ENDS_SECONDS = 2.0
+#: How often the broker is asked for the input partitions' end offsets (see absence): a
+#: delayed retry goes out at the first answer after it is due. An answer takes up to about a
+#: second (it waits behind the consumer's fetch on the connection), so the asking is a loop
+#: of its own rather than a timer (which overlapped itself and said so every few seconds).
+ASK_ENDS_SECONDS = 1.0
 #: What a batch's steps asked to send, by the key they were for.
 Steps = list[tuple[str, detect.Out]]
 
@@ -154,7 +155,7 @@ class Live:
         )  # fmt: skip
         self.app.agent(topics.deliveries, name="deliver")(delivering.on_requests)
         self.app.timer(settings.tick_interval_seconds, name="deadlines")(self._tick)
-        self.app.timer(ASK_ENDS_SECONDS, name="end-offsets")(self._ask_ends)
+        self.app.task(self._ask_ends_forever)
         self.app.timer(settings.expiry_scan_seconds, name="expiry")(deciding.scan_executions)
         self.app.task(self._start)
         # After recovery, not at assignment: before it, the tables of new partitions are empty.
@@ -551,6 +552,14 @@ class Live:
             await self.topics.scheduled.send(
                 key=name.encode(), value=Tick(key=name).model_dump_json().encode()
             )
+
+    async def _ask_ends_forever(self) -> None:
+        """:meth:`_ask_ends` about every ``ASK_ENDS_SECONDS``, one answer at a time."""
+        while True:
+            started = time.monotonic()
+            await self._ask_ends()
+            # Pacing between two questions, not a synchronization.
+            await asyncio.sleep(max(0.0, ASK_ENDS_SECONDS - (time.monotonic() - started)))
 
     async def _ask_ends(self) -> None:
         """The broker's end offsets of the input partitions held: for the absence gate (the

@@ -44,7 +44,7 @@ class Readiness:
         #: The same for :meth:`stalled`, which starts afresh after each partition it reports.
         self._reread_marks: dict[TP, tuple[int | None, float]] = {}
         self._lagged: set[TP] = set()
-        #: The broker's end offsets of the input partitions held, asked every two seconds.
+        #: The broker's end offsets of the input partitions held, asked about once a second.
         self._ends: dict[TP, int] = {}
 
     def checks(self) -> dict[str, Any]:
