@@ -279,14 +279,17 @@ class Bridge:
             gate, settings.commit_interval_seconds,
             stop_timeout_seconds=timeout, queues=queues,
             routed_by_app=settings.app is not None or settings.config is not None,
-            on_sent=self._dump_sent, max_record_bytes=settings.max_record_bytes,
+            on_sent=self._sent, max_record_bytes=settings.max_record_bytes,
         )  # fmt: skip
         return self.commands
 
-    def _dump_sent(self, event: TaskSent) -> None:
-        """The bridge's own ``task.sent`` also goes to ``--dump`` (replay learns queues from it)."""
+    def _sent(self, event: TaskSent) -> None:
+        """The bridge's own ``task.sent``, through the intake: to Kafka and ``--dump`` in line
+        with Celery's events."""
         if self.intake is not None:
-            self.intake.write_dump(event.model_dump_json())
+            self.intake.on_sent(event)
+        else:
+            log.warning("task.sent of %s not published: the intake is not up", event.task_id)
 
     def status(self) -> BridgeStatus:
         assert self.intake is not None

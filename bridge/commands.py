@@ -111,7 +111,10 @@ class CommandRunner:
         self.routed_by_app = routed_by_app
         self.on_sent = on_sent
         self.max_record_bytes = max_record_bytes
-        self.published = Published()
+        self.published = Published(on_publish=self._publishing)
+        #: Retries being sent, by task id: their task.sent goes out from Celery's publish
+        #: signal, before the broker has the message (see _publishing).
+        self._sending: dict[str, tuple[RetryCommand, str | None, float | None]] = {}
         self._unknown_queue_said: set[str] = set()
 
     async def run(self) -> None:
@@ -302,6 +305,7 @@ class CommandRunner:
         eta = None
         if command.not_before is not None and from_iso(command.not_before) > time.time():
             eta = from_iso(command.not_before)
+        self._sending[command.task_id] = (command, target.queue, eta)
         try:
             self.app.send_task(
                 command.name,
@@ -322,11 +326,25 @@ class CommandRunner:
             )
         except Exception as exc:
             raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._sending.pop(command.task_id, None)
         exchange, routing_key = self.published.pop(command.task_id)
         sent = sent_event(self.cluster, command, target.queue, exchange, routing_key, eta)
         where = f" on queue {target.queue}" if target.queue else ""
         detail = f"sent {command.name}[{command.task_id}]{where}{note}"
         return Outcome("done", detail, command.task_id, target.queue, routing_key, sent)
+
+    def _publishing(self, task_id: str, exchange: str | None, routing_key: str | None) -> None:
+        """Celery is about to publish a task (its ``before_task_publish``, in the sending
+        thread): a retry of ours goes out as ``task.sent`` through ``on_sent`` now, so it is
+        ahead of every event the task itself can cause. Sent after ``send_task`` returned, it
+        came after the retry's own failure when the task failed at once, and that failure was
+        decided without its queue (in replay of a ``--dump``, not live: the two disagreed)."""
+        sending = self._sending.get(task_id)
+        if sending is None or self.on_sent is None:
+            return
+        command, queue, eta = sending
+        self.on_sent(sent_event(self.cluster, command, queue, exchange, routing_key, eta))
 
     def _say_queue_unknown(self, name: str, queue: str | None) -> None:
         """Once per task name: the retry goes to the default queue for want of knowing better."""
@@ -390,13 +408,12 @@ class CommandRunner:
             queue=outcome.queue,
             routing_key=outcome.routing_key,
         )
-        if outcome.sent is not None:
+        if outcome.sent is not None and self.on_sent is None:
             # Before the result: whoever reads the result can find where the retry went.
+            # (With on_sent, it went out when Celery published the task: _publishing.)
             sent = outcome.sent
             key = record_key(sent, RootMemory())
             await self.out.deliver(self.topics["events"], encode(sent), key.encode())
-            if self.on_sent is not None:
-                self.on_sent(sent)
         await self.out.deliver(
             self.topics["command-results"], result.model_dump_json().encode(), self.cluster.encode()
         )

@@ -24,7 +24,7 @@ from bridge.buffer import Entry, EventBuffer
 from flowguard.celery_wire.events import translate
 from flowguard.errors import EventInvalid
 from topics.dlq import DeadLetter
-from topics.events import Event, TaskSnapshot
+from topics.events import Event, TaskSent, TaskSnapshot
 from topics.keys import RootMemory, record_key
 from topics.record import iso
 
@@ -74,6 +74,13 @@ class Intake:
             if self.dump is not None:
                 self.write_dump(event.model_dump_json())
             self._add(event)
+
+    def on_sent(self, event: TaskSent) -> None:
+        """The bridge's own ``task.sent`` for a retry it sends: published and dumped in line
+        with Celery's events (``--dump``: replay learns queues from it)."""
+        if self.dump is not None:
+            self.write_dump(event.model_dump_json())
+        self._add(event)
 
     def write_dump(self, line: str) -> None:
         with self._dump_lock:

@@ -100,9 +100,12 @@ class Published:
     """What Celery actually published a task with (exchange, routing key), by task id, from
     its ``before_task_publish`` signal: the truth, rather than a copy of Celery's rules."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, on_publish: Callable[[str, str | None, str | None], None] | None = None
+    ) -> None:
         self._seen: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
+        self._on_published = on_publish
         before_task_publish.connect(self._on_publish, weak=False, dispatch_uid=f"fg-{id(self)}")
 
     def _on_publish(self, sender: Any = None, headers: dict[str, Any] | None = None,
@@ -110,11 +113,12 @@ class Published:
         task_id = (headers or {}).get("id")
         if isinstance(task_id, str):
             name = getattr(exchange, "name", exchange)
+            seen = (None if name is None else str(name),
+                    None if routing_key is None else str(routing_key))  # fmt: skip
             with self._lock:
-                self._seen[task_id] = (
-                    None if name is None else str(name),
-                    None if routing_key is None else str(routing_key),
-                )
+                self._seen[task_id] = seen
+            if self._on_published is not None:  # before the broker has the message
+                self._on_published(task_id, *seen)
 
     def pop(self, task_id: str) -> tuple[str | None, str | None]:
         with self._lock:
