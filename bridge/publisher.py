@@ -98,19 +98,30 @@ class Publisher:
         error: BaseException | None = None
         try:
             flight = _Flight(await self._reported(self.out.current(), "no producer (Kafka away)"))
-            for entry in batch:
-                try:
-                    future = await flight.producer.send(entry.topic, entry.value, key=entry.key)
-                except KafkaError as exc:
-                    error = exc
-                    break
-                flight.entries.append(entry)
-                flight.futures.append(future)
+            # A send can wait too (for the topic's metadata, or room in the producer): with
+            # Kafka away that is long, and said like the other waits.
+            stalled = asyncio.get_running_loop().call_later(
+                self.stall_seconds, self._state,
+                TimeoutError(f"no room to send for {self.stall_seconds:g} s"),
+            )  # fmt: skip
+            try:
+                await self._send_all(flight, batch)
+            except KafkaError as exc:
+                error = exc
+            finally:
+                stalled.cancel()
             results = await self._reported(flight.acknowledged(), "no acknowledgement")
         except asyncio.CancelledError:
             self._cancelled(batch, flight)
             raise
         return await self._settle(flight, results, batch[len(flight.entries) :], error)
+
+    async def _send_all(self, flight: _Flight, batch: list[Entry]) -> None:
+        """Hand the batch to the producer, in order, until one is refused (raised)."""
+        for entry in batch:
+            future = await flight.producer.send(entry.topic, entry.value, key=entry.key)
+            flight.entries.append(entry)
+            flight.futures.append(future)
 
     def _cancelled(self, batch: list[Entry], flight: _Flight | None) -> None:
         """Shutdown mid-batch: the unsent back to the buffer, the sent kept for ``flush``."""
