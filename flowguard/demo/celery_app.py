@@ -156,7 +156,12 @@ def slow(seconds: float) -> float:
 def hold(gate: str, seconds: float = 120.0) -> bool:
     """Keep a pool process busy until something is pushed to the Redis list ``gate`` (or
     ``seconds`` pass): tests occupy the pool for exactly as long as they need it."""
-    return _counter().blpop([gate], timeout=seconds) is not None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        # Short blocking reads: one as long as the hold outlived the client's socket timeout.
+        if _counter().blpop([gate], timeout=0.5) is not None:
+            return True
+    return False
 
 
 @app.task(name="demo.tasks.slow_exclusive")  # type: ignore[untyped-decorator]
