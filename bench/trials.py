@@ -226,12 +226,15 @@ def trial(kind: str, number: int, args: argparse.Namespace, home: Path, bootstra
                 pause.wait(args.seconds / args.failures)
             thread.join(timeout=300)
             killed_at = started + kill_at
-            return _count(kind, args, hooks, broker, bootstrap, prefix, killed_at, tmp)
+            result = _count(kind, args, hooks, broker, bootstrap, prefix, killed_at, tmp)
         finally:
             for proc in processes:
                 proc.kill()
             redis_server.proc.kill()
             asyncio.run(delete_topics(bootstrap, prefix, 30))
+    if result.lost == 0 and result.twice == 0 and result.repeats_same_key == 0:
+        shutil.rmtree(tmp, ignore_errors=True)  # a clean trial's logs (and Redis' file) go
+    return result
 
 
 def dump(bootstrap: str, prefix: str, into: Path) -> None:
@@ -276,6 +279,7 @@ def _count(
     log = TopicReader(bootstrap, f"{prefix}.execution-log")
     deadline = time.monotonic() + args.settle
     last_change, seen = time.monotonic(), None
+    complete: float | None = None
     while time.monotonic() < deadline:
         runs = Counter(
             c["task_id"] for c in recorded_calls(calls) if c["name"].endswith("flaky_network")
@@ -291,7 +295,11 @@ def _count(
             and len(keys) >= args.failures
             and len(decided) >= 2 * args.failures
         ):
-            break
+            complete = complete or time.monotonic()
+            # Everything is there; a repeat may still come (a takeover re-reads the outbox
+            # after the group's session times out), so watch on for a while.
+            if time.monotonic() >= max(complete + args.watch, killed_at + args.watch_after_kill):
+                break
         threading.Event().wait(0.5)
     flaky_retries = Counter(
         c["root_id"] for c in recorded_calls(calls)
@@ -325,14 +333,29 @@ def main() -> None:
     parser.add_argument("--failures", type=int, default=20, help="of each kind, per trial")
     parser.add_argument("--seconds", type=float, default=10.0, help="the load's duration")
     parser.add_argument("--settle", type=float, default=120.0, help="the wait for effects")
+    parser.add_argument(
+        "--watch", type=float, default=5.0,
+        help="once every effect is seen, watch on this long for repeats",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch-after-kill", type=float, default=30.0,
+        help="and at least this long after the kill (a takeover waits for the session timeout)",
+    )  # fmt: skip
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="trials-kafka-"))
     bootstrap = kafka("start", home)
     results: list[Result] = []
+    errors: list[str] = []
     try:
         for kind in args.kinds:
             for number in range(args.trials):
-                result = trial(kind, number, args, home, bootstrap)
+                try:
+                    result = trial(kind, number, args, home, bootstrap)
+                except Exception as error:  # a trial that broke is reported, the batch goes on
+                    print(f"trial {kind} {number} broke: {error!r}", flush=True)
+                    errors.append(f"{kind} {number}")
+                    bootstrap = kafka("start", home)  # a no-op unless the broker is gone
+                    continue
                 results.append(result)
                 print(result, flush=True)
     finally:
@@ -349,6 +372,8 @@ def main() -> None:
             f"| {kind} | {len(mine)} | {sum(r.lost for r in mine)} | "
             f"{sum(r.twice for r in mine)} | {sum(r.repeats_same_key for r in mine)} | {spread} |"
         )
+    if errors:
+        print(f"trials that broke (not counted): {', '.join(errors)}")
 
 
 if __name__ == "__main__":
