@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -369,3 +370,53 @@ def test_commands_wait_for_the_dedup_redis_while_events_go_on(
     assert len(lines) == 2, lines
     assert "unreachable" in lines[0]
     assert "is back" in lines[1]
+
+
+def dumped_kinds(dump: Path, task_id: str) -> list[str]:
+    """The kinds of ``task_id``'s lines in a bridge's ``--dump``, in the file's order: Celery's
+    raw events (``type``, ``uuid``) and the bridge's own ``task.sent`` (``kind``, ``task_id``)."""
+    kinds = []
+    for line in dump.read_text().splitlines():
+        event = json.loads(line)
+        if (event.get("task_id") or event.get("uuid")) == task_id:
+            kinds.append(str(event.get("kind") or event.get("type")).replace("-", "."))
+    return kinds
+
+
+def test_a_retry_that_fails_at_once_has_its_task_sent_ahead_of_its_events(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """On Celery's defaults no task-sent comes from the cluster: the bridge's own for a retry
+    is what tells replay the retry's queue, so it must come before everything the retried
+    task causes, on Kafka and in ``--dump``, however fast the task fails. It used to be
+    published after ``send_task`` returned, by another producer: a retry that failed within
+    milliseconds had its failure ahead of its task.sent, and replay decided that failure
+    without its queue while the live worker knew it (CI, test_retries_reach_their_queue)."""
+    dump = tmp_path / "dump.jsonl"
+    worker = start_worker(celery_worker(tmp_path, broker))
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics, dump=str(dump))
+    events = TopicReader(kafka_bootstrap, f"{topics}.events")
+    roots = [f"t-fast-{n}" for n in range(5)]
+    children = [f"{root}-retry-c-{root}" for root in roots]
+    try:
+        app = Celery("client", broker=broker)  # Celery's defaults: no task-sent events
+        for root in roots:
+            app.send_task("demo.tasks.always_fails", ("c",), queue="email", task_id=root)
+        for root in roots:
+            until_kind(events, "task.failed", root)
+        always_fails = {"name": "demo.tasks.always_fails", "args": "('c',)", "kwargs": "{}"}
+        send(kafka_bootstrap, topics,
+             *(retry_of(root, f"c-{root}", **always_fails) for root in roots))  # fmt: skip
+        for root, child in zip(roots, children, strict=True):
+            until_kind(events, "task.failed", child, root)
+    finally:
+        bridge.stop()
+        worker.stop()
+    found = task_events(events, *children)
+    for child in children:
+        assert kinds_of(found, child) == [
+            "task.sent", "task.received", "task.started", "task.failed",
+        ], child  # fmt: skip
+        assert dumped_kinds(dump, child) == [
+            "task.sent", "task.received", "task.started", "task.failed",
+        ], child  # fmt: skip
