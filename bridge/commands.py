@@ -3,10 +3,12 @@
 Once, across restarts: before acting, the bridge claims the command id in Redis
 (``SET NX`` with a TTL); after acting it marks the claim done. A command read again
 (the same command produced twice, or re-read after a restart that came between acting
-and committing the offset) finds the claim and is answered ``duplicate``. A claim left
-``sending`` by a bridge that died in the middle of ``send_task`` is not sent again: the
-result says it is in doubt and names the task id to look for (at most once, said aloud,
-rather than maybe twice). Each command gets a ``command.result`` record.
+and committing the offset) finds the claim and is answered ``duplicate``. While the command
+is routed and its queue checked the claim says ``preparing``: a bridge that died then sent
+nothing, and the next one takes the command over. It says ``sending`` only for ``send_task``
+itself (:mod:`bridge.dedup`); a claim left ``sending`` by a bridge that died there is not sent
+again: the result says it is in doubt and names the task id to look for (at most once, said
+aloud, rather than maybe twice). Each command gets a ``command.result`` record.
 
 Before any of that, the gate (:mod:`bridge.gate`) checks the command's signature, its age and
 its task name: a command refused there gets a ``failed`` result with the reason (and, when
@@ -26,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -35,13 +38,13 @@ from celery.exceptions import QueueNotFound
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from bridge.dedup import DedupStore
+from bridge.dedup import SENDING, DedupStore
 from bridge.gate import CommandGate, Refusal
 from bridge.intake import encode
 from bridge.producer import KafkaOut, describe
 from bridge.receiver import Backoff
-from bridge.routing import ActiveQueues, Published, route, sent_event
-from flowguard.celery_wire.call_args import parse_call_args
+from bridge.routing import ActiveQueues, Published, Target, route, sent_event
+from flowguard.celery_wire.call_args import CallArgs, parse_call_args
 from flowguard.errors import ArgsUnrecoverable, CeleryUnavailable
 from flowguard.logs import execution_fields
 from flowguard.metrics import KAFKA_ERRORS, REDIS_ERRORS
@@ -234,27 +237,36 @@ class CommandRunner:
     async def _carry_out(self, command: RetryCommand | RevokeCommand) -> Outcome:
         backoff, command_id = Backoff(0.5, 10.0), command.command_id
         while True:
-            previous = await self._redis(self.dedup.claim, command_id)
-            if previous is not None:
-                if previous.startswith("sending"):
-                    return Outcome("failed", _in_doubt(command, previous))
-                return Outcome("duplicate", f"already carried out ({previous})")
+            claim = await self._redis(self.dedup.claim, command_id)
+            if not claim.held:
+                if claim.value.startswith(SENDING):
+                    return Outcome("failed", _in_doubt(command, claim.value))
+                return Outcome("duplicate", f"already carried out ({claim.value})")
             try:
-                outcome = await asyncio.to_thread(self._act, command)
+                # Routing and the queue check (an inspect that may wait seconds) come before
+                # the claim says "sending": an attempt killed meanwhile sent nothing, and the
+                # next one takes the command over instead of answering it in doubt.
+                act = await asyncio.to_thread(self._prepare, command)
+                if isinstance(act, Outcome):
+                    outcome = act
+                elif not await self._redis(self.dedup.begin, command_id, claim):
+                    return Outcome("duplicate", "taken over by another attempt before it was sent")
+                else:
+                    outcome = await asyncio.to_thread(act)
             except CeleryUnavailable as exc:
-                await self._redis(self.dedup.release, command_id)
+                await self._redis(self.dedup.release, command_id, claim)
                 log.error("command %s waits for the Celery broker: %s", command_id, exc)
                 await asyncio.sleep(backoff.next())
                 continue
             except Exception:
-                await self._redis(self.dedup.release, command_id)
+                await self._redis(self.dedup.release, command_id, claim)
                 raise
-            # Cancelled meanwhile (shutdown): the thread may still send, so the claim stays
+            # Cancelled while sending (shutdown): the thread may still send, so the claim stays
             # "sending" and a restarted bridge answers "in doubt" rather than send it twice.
             await self._redis(self.dedup.settle, command_id, f"{outcome.status}: {outcome.detail}")
             return outcome
 
-    async def _redis(self, call: Callable[..., Awaitable[T]], *args: str) -> T:
+    async def _redis(self, call: Callable[..., Awaitable[T]], *args: object) -> T:
         """A dedup Redis call, retried with backoff while Redis is away (said once per outage)."""
         backoff = Backoff(0.5, 10.0)
         while True:
@@ -275,19 +287,23 @@ class CommandRunner:
                 self._redis_problem = None
             return result
 
-    def _act(self, command: RetryCommand | RevokeCommand) -> Outcome:
-        """Blocking: kombu talks to the broker synchronously (runs in a thread)."""
+    def _prepare(self, command: RetryCommand | RevokeCommand) -> Outcome | Callable[[], Outcome]:
+        """Blocking (kombu talks to the broker synchronously; runs in a thread): what to do,
+        or the outcome when there is nothing to send."""
         if isinstance(command, RevokeCommand):
-            try:
-                self.app.control.revoke(command.task_id, terminate=command.terminate)
-            except Exception as exc:
-                raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            return Outcome("done", f"revoked {command.task_id}")
-        return self._retry(command)
+            return partial(self._revoke, command)
+        return self._prepare_retry(command)
 
-    def _retry(self, command: RetryCommand) -> Outcome:
-        """Route (the command's queue, else the app's routes), check that a worker consumes
-        the queue, send, and say where it went (also as a ``task.sent`` event)."""
+    def _revoke(self, command: RevokeCommand) -> Outcome:
+        try:
+            self.app.control.revoke(command.task_id, terminate=command.terminate)
+        except Exception as exc:
+            raise CeleryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return Outcome("done", f"revoked {command.task_id}")
+
+    def _prepare_retry(self, command: RetryCommand) -> Outcome | Callable[[], Outcome]:
+        """Route (the command's queue, else the app's routes) and check that a worker consumes
+        the queue; then the send, to be called once the claim says "sending"."""
         try:
             call = parse_call_args(command.args, command.kwargs)
         except ArgsUnrecoverable as exc:
@@ -302,6 +318,10 @@ class CommandRunner:
         refused, note = self._check_consumers(target.queue, unknown)
         if refused is not None:
             return Outcome("failed", refused, command.task_id, target.queue)
+        return partial(self._send, command, call, target, note)
+
+    def _send(self, command: RetryCommand, call: CallArgs, target: Target, note: str) -> Outcome:
+        """Send, and say where it went (also as a ``task.sent`` event)."""
         eta = None
         if command.not_before is not None and from_iso(command.not_before) > time.time():
             eta = from_iso(command.not_before)

@@ -177,6 +177,38 @@ def test_a_bridge_killed_before_committing_does_not_run_the_command_twice(
     assert [c["task_id"] for c in recorded_calls(calls_db)] == ["t2-retry-c2"]
 
 
+def test_a_bridge_killed_before_it_began_to_send_leaves_the_command_to_the_next(
+    tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """Killed while the command's queue is checked (an inspect waiting for workers that do
+    not answer), the bridge sent nothing: the restarted one carries the command out. Before
+    the claim said ``preparing`` here, it said ``sending`` from the start: the restarted
+    bridge answered ``failed: in doubt`` and the retry never ran (a fault trial lost a retry
+    so)."""
+    claims = redis.Redis.from_url(broker)
+    key = f"flowguard:bridge:{CLUSTER}:command:c-prep"
+    # No Celery worker yet: the queue check waits its whole inspect timeout.
+    bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics,
+                          inspect_timeout_seconds="30")  # fmt: skip
+    results = TopicReader(kafka_bootstrap, f"{topics}.command-results")
+    worker = None
+    try:
+        send(kafka_bootstrap, topics, retry_of("t-prep", "c-prep", kwargs="{'fail_times': 0}"))
+        wait_until(lambda: claims.get(key), timeout_seconds=30, what="the bridge's claim")
+        bridge.kill()
+        worker = start_worker(celery_worker(tmp_path, broker))
+        bridge = start_bridge(tmp_path, broker, kafka_bootstrap, topics)
+        [result] = results_for(results, "c-prep", 1)
+        assert result["status"] == "done", result
+        wait_until(lambda: "flaky_network[t-prep-retry-c-prep] succeeded" in worker.log(),
+                   timeout_seconds=30, what="the retry to succeed")  # fmt: skip
+    finally:
+        bridge.stop()
+        if worker is not None:
+            worker.stop()
+    assert [c["task_id"] for c in recorded_calls(claims)] == ["t-prep-retry-c-prep"]
+
+
 def test_commands_for_other_clusters_stale_ones_and_garbage(
     tmp_path: Path, broker: str, kafka_bootstrap: str, topics: str
 ) -> None:

@@ -33,7 +33,7 @@ TOPICS = {"commands": "fg.commands", "command-results": "fg.command-results", "d
 
 
 class FakeRedis:
-    """The three calls DedupStore makes; ``down`` makes each raise like a refused connection."""
+    """The calls DedupStore makes; ``down`` makes each raise like a refused connection."""
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
@@ -57,9 +57,22 @@ class FakeRedis:
         value = self.values.get(key)
         return None if value is None else value.encode()
 
-    async def delete(self, key: str) -> None:
-        self._check()
-        self.values.pop(key, None)
+    def register_script(self, _: str) -> Any:
+        """DedupStore's one script: swap the value (or delete it) if it is still the one read
+        (its real behaviour is tested on a real Redis: tests/integration/bridge/test_dedup.py)."""
+
+        async def swap(keys: list[str], args: list[Any]) -> int:
+            self._check()
+            [key], (expected, new, _) = keys, args
+            if self.values.get(key) != expected:
+                return 0
+            if new:
+                self.values[key] = new
+            else:
+                self.values.pop(key, None)
+            return 1
+
+        return swap
 
 
 class FakeConsumer:

@@ -1,0 +1,56 @@
+"""The bridge's command claims on a real Redis: who may send, after whom (bridge/dedup.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from bridge.dedup import DedupStore
+
+
+def run_with_store(redis_url: str, steps: Callable[[DedupStore], Awaitable[None]]) -> None:
+    async def go() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await steps(DedupStore(redis, f"dedup-{uuid.uuid4().hex[:8]}", 60))
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_an_attempt_stopped_while_preparing_is_taken_over_and_sends_nothing(
+    redis_url: str,
+) -> None:
+    async def steps(store: DedupStore) -> None:
+        first = await store.claim("c1")
+        assert first.held
+        assert first.value.startswith("preparing")
+        # Read again by another attempt (the first was killed, or lost its partition):
+        second = await store.claim("c1")
+        assert second.held, "nothing was sent yet: the command is the new attempt's"
+        assert not await store.begin("c1", first), "the old attempt must not send any more"
+        assert await store.begin("c1", second)
+        third = await store.claim("c1")
+        assert (third.held, third.value) == (False, second.value)
+        assert third.value.startswith("sending since")  # in doubt if the sender dies now
+        await store.settle("c1", "done: sent")
+        assert (await store.claim("c1")).value == "done: sent"
+
+    run_with_store(redis_url, steps)
+
+
+def test_a_release_gives_up_only_the_attempts_own_claim(redis_url: str) -> None:
+    async def steps(store: DedupStore) -> None:
+        first = await store.claim("c2")
+        second = await store.claim("c2")  # took it over
+        await store.release("c2", first)  # the old attempt's broker failed: not its claim now
+        assert await store.redis.get(store.prefix + "c2") == second.value.encode()
+        assert await store.begin("c2", second), "the new attempt still holds it"
+        await store.release("c2", second)  # its send failed: nothing sent, claim given up
+        assert (await store.claim("c2")).held
+
+    run_with_store(redis_url, steps)
