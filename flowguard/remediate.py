@@ -24,12 +24,13 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from flowguard.celery_wire.call_args import parse_call_args
 from flowguard.celery_wire.exceptions import split_exception
 from flowguard.engine.decision import derive_id
 from flowguard.engine.fingerprint import fingerprint
+from flowguard.engine.workflow import compile_regex
 from flowguard.errors import ArgsUnrecoverable
 from topics.commands import RetryCommand, RevokeCommand
 from topics.execution import (
@@ -76,13 +77,14 @@ class Filter:
     fingerprint: str | None = None
     since: float | None = None
     until: float | None = None
-    _error: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    # RE2, like error_pattern: linear in the message, so no filter can stall the API's loop.
+    _error: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.error is not None:
             try:
-                object.__setattr__(self, "_error", re.compile(self.error))
-            except re.error as exc:
+                object.__setattr__(self, "_error", compile_regex(self.error))
+            except ValueError as exc:
                 raise ValueError(f"error: not a regular expression: {exc}") from None
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise ValueError("until: must be later than since")
