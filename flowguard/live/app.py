@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -47,7 +48,7 @@ from flowguard.live.commits import behind_commits, in_turn, unread_below
 from flowguard.live.deciding import Deciding
 from flowguard.live.delivering import Delivering
 from flowguard.live.feed import WorkflowFeed
-from flowguard.live.readiness import Readiness
+from flowguard.live.readiness import Readiness, RecoveryWatch
 from flowguard.live.settings import LiveSettings
 from flowguard.live.slots import Slots
 from flowguard.live.wiring import Outputs, Tables, Topics
@@ -65,6 +66,8 @@ from topics.scheduled import (
 from topics.triggers import Matched
 
 log = logging.getLogger("flowguard.live")
+#: The exit code of a worker whose table recovery wedged (see LiveApp._watch_recovery).
+EXIT_RECOVERY_WEDGED = 70
 #: Acks between two turns of the event loop at a write-back (each is 10-20 us of Faust's).
 ACKS_PER_YIELD = 100
 #: How often the broker is asked for the input partitions' end offsets (see absence): a
@@ -140,6 +143,7 @@ class Live:
             settings.reread_stall_seconds,
         )  # fmt: skip
         self.health = Health(self.readiness.checks(), on_tick=self.readiness.export_lag)
+        self._recovery = RecoveryWatch()
 
         deciding = Deciding(
             self.app, topics, tables, self.feed, self.outputs,
@@ -557,9 +561,40 @@ class Live:
         """:meth:`_ask_ends` about every ``ASK_ENDS_SECONDS``, one answer at a time."""
         while True:
             started = time.monotonic()
+            await self._watch_recovery()
             await self._ask_ends()
             # Pacing between two questions, not a synchronization.
             await asyncio.sleep(max(0.0, ASK_ENDS_SECONDS - (time.monotonic() - started)))
+
+    async def _watch_recovery(self) -> None:
+        """Exit when a table recovery has read nothing for ``recovery_stall_exit_seconds`` while
+        the broker answers (:class:`flowguard.live.readiness.RecoveryWatch`): waiting helps
+        nothing then, and a restart gets the partitions assigned and recovered again. Exiting is
+        a crash, which every effect is safe against (docs/worker.md); the partitions are not.
+        A broker that does not answer stalls every recovery: that is waited out."""
+        limit = self.settings.recovery_stall_exit_seconds
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
+        remaining = recovery.active_remaining_total() if self.app.in_recovery else None
+        stalled = self._recovery.stalled_for(remaining, time.monotonic())
+        if not limit or stalled <= limit:
+            return
+        consumer: Any = self.app.consumer
+        tps = list(recovery.active_tps)[:1]
+        try:
+            async with asyncio.timeout(5.0):
+                await consumer.earliest_offsets(*tps)  # the broker answers about them
+        except Exception as exc:  # any failure: not the wedge
+            log.warning("table recovery has read nothing for %.0fs; the broker does not "
+                        "answer either (%s): waiting", stalled, type(exc).__name__)  # fmt: skip
+            return
+        log.error(
+            "table recovery has read nothing for %.0fs (%d records to read from %s) while the "
+            "broker answers: Faust's recovery is wedged; exiting (code %d) so that the "
+            "partitions are assigned and recovered again", stalled, remaining,
+            ", ".join(sorted({tp.topic for tp in recovery.active_tps})), EXIT_RECOVERY_WEDGED,
+        )  # fmt: skip
+        logging.shutdown()
+        os._exit(EXIT_RECOVERY_WEDGED)
 
     async def _ask_ends(self) -> None:
         """The broker's end offsets of the input partitions held: for the absence gate (the

@@ -156,3 +156,24 @@ def _stuck_for(
         since = now
     marks[tp] = (committed, since)
     return now - since
+
+
+class RecoveryWatch:
+    """How long a table recovery has made no progress: the records it still has to read
+    (Faust's ``active_remaining_total``) have not changed. Faust's recovery can wedge after a
+    rebalance: it seeks and resumes the changelog partitions, then never receives a record
+    from them ("No event received for active tp ... since recovery start", for good; seen in
+    a fault trial, faust-streaming/faust#155), and the worker holds its partitions unread."""
+
+    def __init__(self) -> None:
+        self._mark: tuple[int, float] | None = None  # remaining, and since when
+
+    def stalled_for(self, remaining: int | None, now: float) -> float:
+        """``remaining``: the records still to read, ``None`` when no recovery runs."""
+        if remaining is None:
+            self._mark = None
+            return 0.0
+        if self._mark is None or self._mark[0] != remaining:
+            self._mark = (remaining, now)
+            return 0.0
+        return now - self._mark[1]

@@ -112,6 +112,12 @@ class LiveSettings(Settings):
         "while records wait for this long is read again from its committed offset: records "
         "Faust lost track of at a rebalance would otherwise wait for good.",
     )  # fmt: skip
+    recovery_stall_exit_seconds: float = Field(
+        default=90.0, ge=0,
+        description="Exit (code 70) when a table recovery has read nothing for this long while "
+        "the broker answers: Faust's recovery can wedge for good after a rebalance (seen in a "
+        "fault trial), and a restart gets the partitions assigned and recovered again. 0: never.",
+    )  # fmt: skip
     command_keys: SecretStr | None = Field(
         default=None,
         description="Keys that sign the commands sent to bridges: 'cluster=<key id>:<secret>', "
