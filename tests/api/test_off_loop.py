@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowguard.api import testing
+from flowguard.api import testing, workflows
 from tests.api.server import Served
 from tests.helpers import wait_until
 
@@ -43,6 +43,41 @@ def test_another_request_is_answered_while_a_test_runs(
         with httpx.Client(base_url=served.base_url, timeout=3) as client:
             assert client.get("/api/health").status_code == 200
         assert thread.is_alive(), "the health check was answered only after the run"
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    assert answers == [200]
+
+
+def test_another_request_is_answered_while_an_import_is_parsed(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    real = workflows._parse_all
+
+    def held_parse(*args: Any, **kwargs: Any) -> Any:
+        # The real parse, then held: an import as large as the test needs, deterministically.
+        result = real(*args, **kwargs)
+        started.set()
+        release.wait(30)
+        return result
+
+    monkeypatch.setattr(workflows, "_parse_all", held_parse)
+    text = "name: off loop import\ntrigger: {event: task.failed}\naction: {type: retry}\n"
+    answers: list[int] = []
+
+    def heavy() -> None:
+        with served.client("editor") as client:
+            answers.append(client.post("/api/import", json={"yaml": text}).status_code)
+
+    thread = threading.Thread(target=heavy)
+    thread.start()
+    try:
+        wait_until(started.is_set, timeout_seconds=30, what="the import's parse to start")
+        with httpx.Client(base_url=served.base_url, timeout=3) as client:
+            assert client.get("/api/health").status_code == 200
+        assert thread.is_alive(), "the health check was answered only after the import"
     finally:
         release.set()
         thread.join(timeout=30)
