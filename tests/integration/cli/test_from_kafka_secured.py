@@ -85,3 +85,47 @@ def test_from_kafka_over_sasl_ssl(
         get_settings.cache_clear()
         asyncio.run(delete_topics(settings.kafka_bootstrap_servers, topic_prefix, 30))
         get_settings.cache_clear()
+
+
+def doctor() -> Result:
+    return CliRunner().invoke(cli, ["doctor"])
+
+
+def test_doctor_over_sasl_ssl(
+    kafka_sasl: dict[str, str], topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flowguard doctor``'s admin client and its events consumer log in too; without the
+    settings the same broker is a FAIL, exit 1."""
+    for name, value in kafka_sasl.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FLOWGUARD_TOPIC_PREFIX", topic_prefix)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        asyncio.run(publish(settings, topic_prefix, two_clusters(int(time.time() * 1000) - 60_000)))
+        secured = doctor()
+        assert secured.exit_code == 0, secured.output
+        lines = secured.output.splitlines()
+        assert lines[0].startswith("ok   configuration: "), lines
+        assert "SASL_SSL" in lines[0], lines
+        assert lines[1].startswith("ok   kafka: 1 broker(s) answer at "), lines
+        # The consumer read the events topic (a warn "could not read" if it could not log in).
+        sent = [line for line in lines if " task-sent: cluster " in line]
+        assert sent, lines
+        assert "could not read" not in secured.output, lines
+        assert kafka_sasl["FLOWGUARD_KAFKA_SASL_PASSWORD"] not in secured.output
+
+        for name in kafka_sasl:
+            if name != "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS":
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("FLOWGUARD_KAFKA_TIMEOUT_SECONDS", "3")
+        get_settings.cache_clear()
+        plain = doctor()
+        assert plain.exit_code == 1, plain.output
+        assert "FAIL kafka: " in plain.output
+    finally:
+        for name, value in kafka_sasl.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        asyncio.run(delete_topics(settings.kafka_bootstrap_servers, topic_prefix, 30))
+        get_settings.cache_clear()
