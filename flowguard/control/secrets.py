@@ -30,13 +30,20 @@ from flowguard.errors import ConfigError
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 DEFAULT_SECRET_PREFIX = "FLOWGUARD_SECRET_"
-# flowguard's own settings about secrets: never readable, whatever the prefix or list says.
+# flowguard's own settings about secrets, and its own credentials (API tokens, the Kafka
+# password, command keys): never readable, whatever the prefix or list says, so a prefix set
+# too broad (FLOWGUARD_) cannot hand an editor the admin tokens.
 OWN_SETTINGS = frozenset(
     {
         "FLOWGUARD_SECRET_NAMES",
         "FLOWGUARD_SECRET_PREFIX",
         "FLOWGUARD_SECRETS_KEY",
         "FLOWGUARD_SECRETS_OLD_KEYS",
+        "FLOWGUARD_API_TOKENS",
+        "FLOWGUARD_KAFKA_SASL_PASSWORD",
+        "FLOWGUARD_COMMAND_KEYS",
+        "FLOWGUARD_BRIDGE_COMMAND_KEY",
+        "FLOWGUARD_BRIDGE_COMMAND_PREVIOUS_KEY",
     }
 )
 
@@ -55,9 +62,10 @@ class SecretPolicy:
         )
         if allowed:
             return None
+        own = "flowguard's own secret settings are never readable; " if name in OWN_SETTINGS else ""
         rule = f"names starting with {self.prefix}" if self.prefix else "no prefix"
         return (
-            f"${{{name}}} is not an allowed secret reference: a workflow may read only "
+            f"${{{name}}} is not an allowed secret reference: {own}a workflow may read only "
             f"{rule} or the names listed in FLOWGUARD_SECRET_NAMES"
         )
 

@@ -60,10 +60,28 @@ def test_allowed_names_resolve(http_server: RecordingServer) -> None:
     assert (sent.headers["x-a"], sent.headers["x-b"]) == ("value-a", "value-b")
 
 
-def test_flowguards_own_secret_settings_are_never_readable() -> None:
-    policy = SecretPolicy(names=frozenset({"FLOWGUARD_SECRETS_KEY"}))
-    for name in ("FLOWGUARD_SECRETS_KEY", "FLOWGUARD_SECRET_NAMES", "FLOWGUARD_SECRETS_OLD_KEYS"):
-        assert policy.problem(name) is not None
+#: flowguard's own secrets and credentials: never readable by a workflow.
+OWN = (
+    "FLOWGUARD_SECRET_NAMES",
+    "FLOWGUARD_SECRET_PREFIX",
+    "FLOWGUARD_SECRETS_KEY",
+    "FLOWGUARD_SECRETS_OLD_KEYS",
+    "FLOWGUARD_API_TOKENS",
+    "FLOWGUARD_KAFKA_SASL_PASSWORD",
+    "FLOWGUARD_COMMAND_KEYS",
+    "FLOWGUARD_BRIDGE_COMMAND_KEY",
+    "FLOWGUARD_BRIDGE_COMMAND_PREVIOUS_KEY",
+)
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_flowguards_own_secret_settings_are_never_readable(name: str) -> None:
+    # Not by the default prefix, nor by an operator's list or a prefix too broad.
+    listed = SecretPolicy(names=frozenset(OWN))
+    broad = SecretPolicy(prefix="FLOWGUARD_")
+    for policy in (SecretPolicy(), listed, broad):
+        assert policy.problem(name) is not None, (policy, name)
+    assert broad.problem("FLOWGUARD_SECRET_OPS_TOKEN") is None
 
 
 def _stealing_file(tmp_path: Path, server: RecordingServer) -> Path:
