@@ -186,9 +186,8 @@ class Engine:
         """A worker gone offline, as every partition hears it: its chains' orphans."""
         changed, found = detect.on_worker_gone(self.chains, gone, self.index)
         self.chains.update(changed)
-        offline_at = gone.started_before if gone.started_before is not None else gone.at
         mark = detect.gone_key(_PARTITION, gone.cluster, gone.hostname)
-        self.gone[mark] = detect.GoneSlot(offline_at)
+        self.gone[mark] = detect.GoneSlot.of(gone)
         self._detected(f"{gone.cluster}/{gone.hostname}", found, out)
 
     def _detected(self, key: str, found: detect.Out, out: Output) -> None:

@@ -157,6 +157,12 @@ class GoneSlot:
 
     offline_at: float
 
+    @classmethod
+    def of(cls, gone: WorkerGone) -> GoneSlot:
+        """The mark a worker gone offline leaves: up to the last start it is answerable for
+        (``started_before``, after a warm shutdown's grace), else the time it went offline."""
+        return cls(gone.started_before if gone.started_before is not None else gone.at)
+
     def to_json(self) -> bytes:
         return _stored(self)
 

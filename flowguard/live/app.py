@@ -456,8 +456,7 @@ class Live:
             for name, slot in changed.items():
                 slots.put(self.tables.chains, name, slot, event)
             mark = detect.gone_key(partition, item.cluster, item.hostname)
-            offline_at = item.started_before if item.started_before is not None else item.at
-            slots.put(self.tables.gone, mark, detect.GoneSlot(offline_at), event)
+            slots.put(self.tables.gone, mark, detect.GoneSlot.of(item), event)
             return [(f"{item.cluster}/{item.hostname}", out)]
         return []
 
