@@ -154,8 +154,7 @@ class Engine:
             self._detected(key, found, out)
 
     def _is_offline(self, cluster: str, hostname: str, at: float) -> bool:
-        mark = self.gone.get(detect.gone_key(_PARTITION, cluster, hostname))
-        return mark is not None and at <= mark.offline_at
+        return detect.offline_by(self.gone.get(detect.gone_key(_PARTITION, cluster, hostname)), at)
 
     def _on_worker(self, event: WorkerEvent, out: Output) -> None:
         key = record_key(event, self.roots)

@@ -171,6 +171,12 @@ class GoneSlot:
         return cls(**orjson.loads(data))
 
 
+def offline_by(mark: GoneSlot | None, at: float) -> bool:
+    """Whether a worker with this mark was judged offline by ``at``: a start it reports for
+    then came late and is the gone worker's (an orphan), a later one a new life's."""
+    return mark is not None and at <= mark.offline_at
+
+
 def gone_key(partition: int, cluster: str, hostname: str) -> str:
     """Each partition keeps its own mark (one table, one key per partition and worker)."""
     return f"{partition}|{cluster}/{hostname}"

@@ -396,7 +396,7 @@ class Live:
     ) -> bool:
         """Whether ``hostname`` was judged offline by ``at`` (a start it reports came late)."""
         mark = slots.get(self.tables.gone, detect.gone_key(partition, cluster, hostname))
-        return mark is not None and at <= mark.offline_at
+        return detect.offline_by(mark, at)
 
     def _on_event(self, slots: Slots, event: Any) -> Steps:
         data = orjson.loads(event.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowguard.engine.detect import GoneSlot
+from flowguard.engine.detect import GoneSlot, offline_by
 from topics.scheduled import WorkerGone
 
 
@@ -16,3 +16,9 @@ def test_a_worker_gone_after_a_grace_is_answerable_only_for_starts_before_it_wen
 def test_a_worker_gone_at_once_is_marked_when_it_went() -> None:
     gone = WorkerGone(cluster="c", hostname="w1", at=103.0, reason="r")
     assert GoneSlot.of(gone).offline_at == 103.0
+
+
+def test_a_start_up_to_the_mark_is_the_gone_workers_and_a_later_one_a_new_lifes() -> None:
+    mark = GoneSlot(offline_at=100.0)
+    assert (offline_by(mark, 99.0), offline_by(mark, 100.0)) == (True, True)
+    assert (offline_by(mark, 100.5), offline_by(None, 50.0)) == (False, False)
