@@ -20,6 +20,16 @@ Record = tuple[int, bytes | None, bytes | None]
 
 async def read_all(bootstrap: str, topic: str) -> list[Record]:
     """Every record of ``topic`` to its current end: (partition, key, value)."""
+    return [
+        (partition, key, value) for partition, key, value, _ in await read_stamped(bootstrap, topic)
+    ]
+
+
+async def read_stamped(
+    bootstrap: str, topic: str
+) -> list[tuple[int, bytes | None, bytes | None, float]]:
+    """Every record of ``topic`` to its current end: (partition, key, value, Kafka timestamp in
+    seconds: the producer's clock, or the broker's for a LogAppendTime topic)."""
     parts = (await partitions_of(bootstrap, [topic], 30))[topic]
     tps = [TopicPartition(topic, p) for p in parts]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
@@ -32,7 +42,7 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
         ends, out = await consumer.end_offsets(tps), []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
-                out += [(m.partition, m.key, m.value) for m in batch]
+                out += [(m.partition, m.key, m.value, m.timestamp / 1e3) for m in batch]
         return out
     finally:
         await consumer.stop()
