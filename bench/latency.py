@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from celery import Celery  # noqa: E402
 
 from bench import live  # noqa: E402
-from bench._common import percentile, read_stamped  # noqa: E402
+from bench._common import committed, end_offsets, members, percentile, read_stamped  # noqa: E402
 from bench.bridge import KindReader, redis_server, subscribed  # noqa: E402
 from tests.processes import bridge_process  # noqa: E402
 from topics.registry import COMMANDS, EVENTS, TRIGGERS  # noqa: E402
@@ -64,7 +64,7 @@ TRACEBACK = "Traceback (most recent call last):\nConnectionError: refused\n"
 
 
 def publish(
-    broker: str, rate: float, seconds: float, run: str, hosts: int, flush_ms: float
+    broker: str, rate: float, seconds: float, run: str, hosts: int, flush_ms: float, hot: float
 ) -> None:
     """Send ``rate`` task events/s for ``seconds`` (4 per task, tasks overlapping on ``hosts``
     worker hosts); prints how many events and failures were sent."""
@@ -93,7 +93,7 @@ def publish(
         while (now := time.time()) < start + seconds or due:
             while now < start + seconds and index < (now - start) * rate / 4:
                 task, host = f"{run}-{index:08d}", rng.randrange(hosts)
-                common = {"uuid": task, "name": rng.choice(live.NAMES), "root_id": task,
+                common = {"uuid": task, "name": live.pick_name(rng, hot), "root_id": task,
                           "args": f"({index}, 'customer-{index % 977}')", "kwargs": "{}",
                           "parent_id": None, "retries": 0, "eta": None,
                           "expires": None}  # fmt: skip
@@ -157,10 +157,14 @@ async def hops(bootstrap: str, prefix: str, run: str, arrived: dict[str, float])
         record = json.loads(value or b"{}")
         if record.get("kind") == "trigger.matched" and record["trigger"].get("task"):
             matched.setdefault(record["trigger"]["task"]["id"], stamp)
-    commands = Counter(
-        json.loads(value or b"{}").get("original_task_id")
-        for _, _, value, _ in await read_stamped(bootstrap, COMMANDS.name(prefix))
-    )
+    # Retry commands by the failure they retry: their distinct ids (a command is sent again
+    # after a takeover with the same deterministic id, which the bridge sends once).
+    commands: dict[str, set[str]] = defaultdict(set)
+    records: Counter[str] = Counter()
+    for _, _, value, _ in await read_stamped(bootstrap, COMMANDS.name(prefix)):
+        command = json.loads(value or b"{}")
+        commands[command.get("original_task_id", "")].add(command.get("task_id", ""))
+        records[command.get("original_task_id", "")] += 1
     names = ("event -> bridge record", "bridge record -> matched", "matched -> retry command",
              "event -> retry command")  # fmt: skip
     rows: dict[str, list[float]] = {name: [] for name in names}
@@ -170,8 +174,9 @@ async def hops(bootstrap: str, prefix: str, run: str, arrived: dict[str, float])
             rows["bridge record -> matched"].append(matched[task_id] - bridged)
             rows["matched -> retry command"].append(arrived[task_id] - matched[task_id])
         rows["event -> retry command"].append(arrived[task_id] - at)
-    once = sum(1 for task_id in failed if commands[task_id] == 1)
-    return {"failures": len(failed), "exactly_once": once, "hops": rows}
+    once = sum(1 for task_id in failed if len(commands[task_id]) == 1)
+    again = sum(1 for task_id in failed if records[task_id] > 1)
+    return {"failures": len(failed), "exactly_once": once, "again": again, "hops": rows}
 
 
 async def realistic(
@@ -183,7 +188,8 @@ async def realistic(
         await live.setup(bootstrap, prefix)
         bridge = bridge_process(tmp, cluster=live.CLUSTER, broker=broker, kafka=bootstrap,
                                 prefix=prefix, name=f"bridge-{run}",
-                                flags=("--log-level", "INFO")).start()  # fmt: skip
+                                flags=("--log-level", "INFO"),
+                                status_interval_seconds="5").start()  # the default  # fmt: skip
         try:
             await asyncio.to_thread(bridge.wait_for_log, "snapshot:", 60)
             reader = KindReader(bootstrap, EVENTS.name(prefix))
@@ -224,22 +230,30 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
         async def up() -> bool:
             return "probe" in arrived
 
+        async def joined() -> bool:
+            return await members(bootstrap, workers[0].app_id) == len(workers)
+
+        await live.until(joined, 120, f"a stable group of {len(workers)} workers", 0.5)
         await live.until(up, 180, "a retry command for the probe")
-        took = 0.0
+        took = backlog_cpu = 0.0
         if backlog:
-            started = time.monotonic()
-            await live.produce(producer, topic, live.backlog(backlog).items)
+            started, backlog_cpu = time.monotonic(), sum(w.cpu_seconds() for w in workers)
+            await live.produce(producer, topic, live.backlog(backlog, hot=args.hot).items)
+
+            ends = await end_offsets(bootstrap, topic)  # the bridge adds its status records
 
             async def idle() -> bool:
-                return bool(await live.caught_up(bootstrap, workers[0].app_id, topic))
+                done = await committed(bootstrap, workers[0].app_id, topic)
+                return all(done.get(p, 0) >= end for p, end in ends.items())
 
             await live.until(idle, max(180.0, backlog / 200), "the end of the backlog", 0.5)
             took = time.monotonic() - started
+            backlog_cpu = sum(w.cpu_seconds() for w in workers) - backlog_cpu
     finally:
         await producer.stop()
     cpu = sum(w.cpu_seconds() for w in workers)
     argv = [sys.executable, __file__, "publish", broker, str(args.rate), str(args.seconds), run,
-            str(args.hosts), str(args.flush_ms)]  # fmt: skip
+            str(args.hosts), str(args.flush_ms), str(args.hot)]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
     out, _ = await proc.communicate()
     if proc.returncode:
@@ -254,6 +268,7 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
     cpu = sum(w.cpu_seconds() for w in workers) - cpu
     rss = [w.rss_mb() for w in workers]
     return {"fed": fed, "backlog": backlog, "backlog_seconds": took, "rss": rss,
+            "backlog_cpu_us": backlog_cpu / backlog * 1e6 if backlog else 0.0,
             "cpu_us": cpu / fed["sent"] * 1e6}  # fmt: skip
 
 
@@ -261,19 +276,22 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], simple: list[di
            load: tuple[float, float]) -> None:  # fmt: skip
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load average "
           f"{load[0]:.1f} at the start, {load[1]:.1f} at the end; {args.workers} worker "
-          f"process(es); feed {args.rate:,.0f} events/s for {args.seconds:g} s, {args.hosts} "
+          f"process(es); {args.hot:.0%} of tasks for one workflow; feed {args.rate:,.0f} "
+          f"events/s for {args.seconds:g} s, {args.hosts} "
           f"hosts, flush every {args.flush_ms:g} ms\n")  # fmt: skip
-    print("| feed | failures (one retry command each) | hop | p50 / p99 / max ms |")
+    print("| feed | failures (with exactly one retry command id) | hop | p50 / p99 / max ms |")
     print("|---|---|---|---:|")
     for r in runs:
         fed = r["fed"]
         feed = (f"realistic, {fed['sent'] / args.seconds:,.0f} events/s "
                 f"({fed['sent'] / fed['messages']:.1f} task events per Celery message), "
-                + (f"after a {r['backlog']:,}-event backlog ({r['backlog_seconds']:.0f} s)"
+                + (f"after a {r['backlog']:,}-event backlog ({r['backlog_seconds']:.1f} s: "
+                   f"{r['backlog'] / r['backlog_seconds']:,.0f} events/s produced and worked "
+                   f"through, {r['backlog_cpu_us']:.0f} µs worker CPU/event)"
                    if r["backlog"] else "fresh worker")
                 + f"; worker CPU {r['cpu_us']:.0f} µs/event, RSS "
                 + " + ".join(f"{mb:.0f}" for mb in r["rss"]) + " MB")  # fmt: skip
-        counted = f"{r['failures']} ({r['exactly_once']})"
+        counted = f"{r['failures']} ({r['exactly_once']}; {r['again']} sent again, same id)"
         for hop, values in r["hops"].items():
             print(f"| {feed} | {counted} | {hop} | {ms(values)} |")
             feed = counted = ""
@@ -303,6 +321,7 @@ OPTIONS: tuple[tuple[str, type, float, str], ...] = (
     ("--hosts", int, 4, "worker hosts"),
     ("--flush-ms", float, 50.0, "dispatcher flush period"),
     ("--workers", int, 1, "flowguard worker processes"),
+    ("--hot", float, 0.0, "share of tasks named for one workflow (it takes most triggers)"),
 )
 
 
@@ -322,7 +341,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publish":
-        broker, rate, seconds, run, hosts, flush_ms = sys.argv[2:]
-        publish(broker, float(rate), float(seconds), run, int(hosts), float(flush_ms))
+        broker, rate, seconds, run, hosts, flush_ms, hot = sys.argv[2:]
+        publish(broker, float(rate), float(seconds), run, int(hosts), float(flush_ms), float(hot))
     else:
         main()

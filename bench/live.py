@@ -134,13 +134,20 @@ class Stream:
                 self.failures.append(event.task_id)
 
 
-def backlog(events: int, seed: int = 7) -> Stream:
+def pick_name(rng: random.Random, hot: float = 0.0) -> str:
+    """A task name: the first (whose workflow then takes most triggers) with probability
+    ``hot``, else any of the 100."""
+    return NAMES[0] if rng.random() < hot else rng.choice(NAMES)
+
+
+def backlog(events: int, seed: int = 7, hot: float = 0.0) -> Stream:
     """About ``events`` events of tasks that finish (5% fail), as a bridge would have sent them."""
     rng, stream, t0 = random.Random(seed), Stream(), time.time()
     index = 0
     while len(stream.items) < events:
         end = "failed" if rng.random() < FAILURE_RATE else "succeeded"
-        stream.add(task(f"{index:08x}-4a9e-9c1d", rng.choice(NAMES), t0 + index * 0.001, end))
+        name = pick_name(rng, hot)
+        stream.add(task(f"{index:08x}-4a9e-9c1d", name, t0 + index * 0.001, end))
         index += 1
     return stream
 
