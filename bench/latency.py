@@ -25,6 +25,9 @@ end to end. Every failure must get exactly one retry command. The simple feed of
 
     python bench/latency.py --simple --backlog 0 100000        # about 4 minutes
     python bench/latency.py --seconds 4 --backlog 0            # quick
+
+Exit status 1 when a run saw no failure or a failure without exactly one retry command id
+(tests/bench/test_latency.py runs a 2 s feed so).
 """
 
 from __future__ import annotations
@@ -312,6 +315,9 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.simple:
             simple.append(await live.latency(args.bootstrap, int(args.rate), args.seconds, tmp))
     report(args, runs, simple, (load, os.getloadavg()[0]))
+    wrong = [r for r in runs if not r["failures"] or r["exactly_once"] != r["failures"]]
+    if wrong:
+        sys.exit(f"{len(wrong)} run(s) with no failure, or a failure without exactly one retry")
 
 
 #: Numeric options: name, type, default, help.
