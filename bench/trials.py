@@ -93,8 +93,10 @@ def kafka(action: str, home: Path) -> str:
     }
     out = subprocess.run(
         [str(ROOT / "deploy" / "kafka" / action)], env=env, capture_output=True, text=True,
-        check=True, timeout=300,
+        timeout=300,
     )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"deploy/kafka/{action} failed: {out.stderr.strip()[-500:]}")
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
@@ -107,8 +109,13 @@ def kill_kafka(home: Path, bootstrap: str, prefix: str) -> None:
     pidfile = home / "kafka" / str(KAFKA_PORT) / "kafka.pid"
     if not pidfile.exists():
         pidfile = next(home.rglob("kafka.pid"))
-    os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    pid = int(pidfile.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
+    # The signal is sent, not yet carried out: a start while the old JVM still holds the port
+    # fails ("port is taken"), and broke one kafka trial in seven.
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < started + 30:
+        threading.Event().wait(0.05)
     kafka("start", home)
     asyncio.run(serving(bootstrap, prefix, deadline=started + 600))
     print(f"  the broker serves every partition again {time.monotonic() - started:.1f}s after "
