@@ -95,3 +95,40 @@ def test_make_and_ci_use_it() -> None:
     assert "demo: system-demo setup" in makefile
     assert "\t@deploy/setup-system test\n" in makefile
     assert "\ndeploy/setup-system test\n" in (REPO / ".ci" / "run").read_text()
+
+
+def test_a_missing_chromium_is_installed_with_apt_get(tmp_path: Path) -> None:
+    """The root branch `make test` and CI take on a machine without Chromium: apt-get installs it.
+
+    The script is copied with /usr/bin/chromium pointed at a path that does not exist (Chromium
+    is installed here and other tests need it), `id` says root and `apt-get` only records its
+    arguments: what is checked is that the script asks apt-get for chromium, not the download.
+    """
+    script = tmp_path / "setup-system"
+    script.write_text(SCRIPT.read_text().replace("/usr/bin/chromium", str(tmp_path / "none")))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in (*PRESENT, "jq"):
+        if tool == "id":
+            continue
+        found = shutil.which(tool, path=SYSTEM_PATH)
+        if found is None:
+            pytest.fail(f"{tool} is not installed: run deploy/setup-system as root", pytrace=False)
+        (bin_dir / tool).symlink_to(found)
+    calls = tmp_path / "calls"
+    (bin_dir / "id").write_text("#!/bin/sh\necho 0\n")
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "id").chmod(0o755)
+    (bin_dir / "apt-get").chmod(0o755)
+    result = subprocess.run(
+        ["/bin/bash", str(script), "test"],
+        env={"PATH": f"{bin_dir}:/bin", "HOME": "/tmp"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    installs = [line for line in calls.read_text().splitlines() if line.startswith("install")]
+    assert len(installs) == 1, installs
+    assert "chromium" in installs[0].split()
+    assert "installed: chromium" in result.stderr
