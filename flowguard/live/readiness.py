@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import TP
@@ -25,6 +25,8 @@ from faust.types import TP
 from flowguard.live.feed import WorkflowFeed
 from flowguard.live.wiring import Topics
 from flowguard.metrics import CONSUMER_LAG, TABLE_KEYS
+
+K = TypeVar("K")
 
 
 class Readiness:
@@ -146,7 +148,7 @@ class Readiness:
 
 
 def _stuck_for(
-    marks: dict[TP, tuple[int | None, float]], tp: TP, lag: int, committed: int | None,
+    marks: dict[K, tuple[int | None, float]], tp: K, lag: int, committed: int | None,
     now: float,
 ) -> float:  # fmt: skip
     """How long ``tp``'s committed offset has stayed put with records waiting (0 while it
@@ -166,14 +168,12 @@ class RecoveryWatch:
     a fault trial, faust-streaming/faust#155), and the worker holds its partitions unread."""
 
     def __init__(self) -> None:
-        self._mark: tuple[int, float] | None = None  # remaining, and since when
+        self._marks: dict[str, tuple[int | None, float]] = {}  # remaining, and since when
 
     def stalled_for(self, remaining: int | None, now: float) -> float:
-        """``remaining``: the records still to read, ``None`` when no recovery runs."""
+        """``remaining``: the records still to read, ``None`` when no recovery runs. The same
+        rule as a partition's committed offset staying put (:func:`_stuck_for`)."""
         if remaining is None:
-            self._mark = None
+            self._marks.clear()
             return 0.0
-        if self._mark is None or self._mark[0] != remaining:
-            self._mark = (remaining, now)
-            return 0.0
-        return now - self._mark[1]
+        return _stuck_for(self._marks, "active", 1, remaining, now)
