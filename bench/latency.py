@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -61,6 +62,10 @@ from tests.processes import bridge_process  # noqa: E402
 from topics.registry import COMMANDS, EVENTS, TRIGGERS  # noqa: E402
 
 TRACEBACK = "Traceback (most recent call last):\nConnectionError: refused\n"
+#: The first seconds of the feed are reported apart, as bench/live.py's simple feed leaves
+#: out its warm-up: a worker that was idle pays once for its first busy seconds.
+WARMUP = 2.0
+WARM = f"event -> retry command, first {WARMUP:g} s of the feed"
 
 
 # --- the publisher (a child process) ----------------------------------------------------------
@@ -169,9 +174,15 @@ async def hops(bootstrap: str, prefix: str, run: str, arrived: dict[str, float])
         commands[command.get("original_task_id", "")].add(command.get("task_id", ""))
         records[command.get("original_task_id", "")] += 1
     names = ("event -> bridge record", "bridge record -> matched", "matched -> retry command",
-             "event -> retry command")  # fmt: skip
+             "event -> retry command", WARM)  # fmt: skip
     rows: dict[str, list[float]] = {name: [] for name in names}
+    timeline = []  # per failure: Celery time and its three stamps, for --dump
+    start = min((at for at, _ in failed.values()), default=0.0)
     for task_id, (at, bridged) in failed.items():
+        timeline.append((at, bridged, matched.get(task_id), arrived[task_id]))
+        if at < start + WARMUP:
+            rows[WARM].append(arrived[task_id] - at)
+            continue
         rows["event -> bridge record"].append(bridged - at)
         if task_id in matched:
             rows["bridge record -> matched"].append(matched[task_id] - bridged)
@@ -179,7 +190,8 @@ async def hops(bootstrap: str, prefix: str, run: str, arrived: dict[str, float])
         rows["event -> retry command"].append(arrived[task_id] - at)
     once = sum(1 for task_id in failed if len(commands[task_id]) == 1)
     again = sum(1 for task_id in failed if records[task_id] > 1)
-    return {"failures": len(failed), "exactly_once": once, "again": again, "hops": rows}
+    return {"failures": len(failed), "exactly_once": once, "again": again, "hops": rows,
+            "timeline": sorted(timeline)}  # fmt: skip
 
 
 async def realistic(
@@ -205,7 +217,11 @@ async def realistic(
                     await worker.__aenter__()
                 feeder = asyncio.create_task(live.read_commands(tail, arrived))
                 try:
-                    result = await drive(args, broker, prefix, run, workers, arrived, backlog)
+                    pids = {f"bridge-{backlog}": bridge.pid} | {
+                        f"worker-{backlog}-{i}": w.proc.pid for i, w in enumerate(workers) if w.proc
+                    }
+                    result = await drive(args, broker, prefix, run, workers, arrived, backlog,
+                                         pids)  # fmt: skip
                 finally:
                     feeder.cancel()
                     await asyncio.gather(feeder, return_exceptions=True)
@@ -220,8 +236,8 @@ async def realistic(
 
 async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
                 workers: list[live.Worker], arrived: dict[str, float],
-                backlog: int) -> dict[str, Any]:  # fmt: skip
-    """Probe, backlog, then the feed; the workers' CPU over the feed."""
+                backlog: int, pids: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    """Probe, backlog, then the feed (profiled with ``--profile``); the workers' CPU over it."""
     bootstrap, topic = args.bootstrap, EVENTS.name(prefix)
     producer = live.new_producer(bootstrap)
     await producer.start()
@@ -255,10 +271,16 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
     finally:
         await producer.stop()
     cpu = sum(w.cpu_seconds() for w in workers)
-    argv = [sys.executable, __file__, "publish", broker, str(args.rate), str(args.seconds), run,
+    pauses = [await w.gc_pauses() for w in workers]
+    argv = [sys.executable, __file__, "publish", broker, str(args.rate),
+            str(WARMUP + args.seconds), run,
             str(args.hosts), str(args.flush_ms), str(args.hot)]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    spies = [await profile(Path(args.profile), name, pid, WARMUP + args.seconds)
+             for name, pid in pids.items()] if args.profile else []  # fmt: skip
     out, _ = await proc.communicate()
+    for spy in spies:
+        await spy.wait()
     if proc.returncode:
         sys.exit(f"the publisher failed ({proc.returncode})")
     fed = json.loads(out.decode().strip().splitlines()[-1])
@@ -270,9 +292,27 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
     await live.until(answered, 120, f"retry commands for {wanted} failures")
     cpu = sum(w.cpu_seconds() for w in workers) - cpu
     rss = [w.rss_mb() for w in workers]
+    full = [
+        (after.get("2", (0, 0.0)), before.get("2", (0, 0.0)))
+        for after, before in zip([await w.gc_pauses() for w in workers], pauses, strict=True)
+    ]
+    gc_full = (sum(a[0] - b[0] for a, b in full), sum(a[1] - b[1] for a, b in full))
     return {"fed": fed, "backlog": backlog, "backlog_seconds": took, "rss": rss,
             "backlog_cpu_us": backlog_cpu / backlog * 1e6 if backlog else 0.0,
-            "cpu_us": cpu / fed["sent"] * 1e6}  # fmt: skip
+            "cpu_us": cpu / fed["sent"] * 1e6, "gc_full": gc_full}  # fmt: skip
+
+
+async def profile(into: Path, name: str, pid: int, seconds: float) -> asyncio.subprocess.Process:
+    """py-spy (``pip install -e .[bench]``) sampling ``pid`` for ``seconds``, every thread,
+    idle ones too (a worker that waits is what a latency profile must show): collapsed stacks
+    in ``into/name.txt``, summarized by ``python bench/profile.py``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    into.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the feed)
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+            "--format", "raw", "--threads", "--idle", "--nonblocking",
+            "--output", str(into / f"{name}.txt")]  # fmt: skip
+    return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
 
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]], simple: list[dict[str, Any]],
@@ -280,20 +320,22 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], simple: list[di
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load average "
           f"{load[0]:.1f} at the start, {load[1]:.1f} at the end; {args.workers} worker "
           f"process(es); {args.hot:.0%} of tasks for one workflow; feed {args.rate:,.0f} "
-          f"events/s for {args.seconds:g} s, {args.hosts} "
+          f"events/s for {WARMUP:g} + {args.seconds:g} s, {args.hosts} "
           f"hosts, flush every {args.flush_ms:g} ms\n")  # fmt: skip
     print("| feed | failures (with exactly one retry command id) | hop | p50 / p99 / max ms |")
     print("|---|---|---|---:|")
     for r in runs:
         fed = r["fed"]
-        feed = (f"realistic, {fed['sent'] / args.seconds:,.0f} events/s "
+        feed = (f"realistic, {fed['sent'] / (WARMUP + args.seconds):,.0f} events/s "
                 f"({fed['sent'] / fed['messages']:.1f} task events per Celery message), "
                 + (f"after a {r['backlog']:,}-event backlog ({r['backlog_seconds']:.1f} s: "
                    f"{r['backlog'] / r['backlog_seconds']:,.0f} events/s produced and worked "
                    f"through, {r['backlog_cpu_us']:.0f} µs worker CPU/event)"
                    if r["backlog"] else "fresh worker")
                 + f"; worker CPU {r['cpu_us']:.0f} µs/event, RSS "
-                + " + ".join(f"{mb:.0f}" for mb in r["rss"]) + " MB")  # fmt: skip
+                + " + ".join(f"{mb:.0f}" for mb in r["rss"]) + " MB; full garbage "
+                f"collections during the feed: {r['gc_full'][0]}, "
+                f"{r['gc_full'][1] * 1000:.0f} ms")  # fmt: skip
         counted = f"{r['failures']} ({r['exactly_once']}; {r['again']} sent again, same id)"
         for hop, values in r["hops"].items():
             print(f"| {feed} | {counted} | {hop} | {ms(values)} |")
@@ -315,6 +357,8 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.simple:
             simple.append(await live.latency(args.bootstrap, int(args.rate), args.seconds, tmp))
     report(args, runs, simple, (load, os.getloadavg()[0]))
+    if args.dump:
+        Path(args.dump).write_text(json.dumps([r["timeline"] for r in runs]))  # noqa: ASYNC240
     wrong = [r for r in runs if not r["failures"] or r["exactly_once"] != r["failures"]]
     if wrong:
         sys.exit(f"{len(wrong)} run(s) with no failure, or a failure without exactly one retry")
@@ -342,6 +386,10 @@ def main() -> None:
     parser.add_argument("--simple", action="store_true", help="also bench/live.py's simple feed")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
+    parser.add_argument("--profile", help="record the bridge and the workers with py-spy during "
+                        "the feed, into this directory")  # fmt: skip
+    parser.add_argument("--dump", help="write each run's failures as JSON: [Celery time, bridge "
+                        "record, matched, command read] in seconds since the epoch")  # fmt: skip
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -46,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
@@ -53,6 +54,10 @@ from bench._common import bare_read  # noqa: E402
 from bridge.intake import RootMemory, encode, record_key  # noqa: E402
 from flowguard.control.kafka_admin import create_topics, delete_topics, list_topics  # noqa: E402
 from flowguard.control.store import WorkflowStore  # noqa: E402
+from flowguard.engine.documents import parse_workflow  # noqa: E402
+from flowguard.engine.matching import Published  # noqa: E402
+from flowguard.replay import replay  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 from topics.events import (  # noqa: E402
     EVENT_ADAPTER,
     Event,
@@ -250,10 +255,11 @@ class Worker:
     """``python -m flowguard worker`` on the run's prefix, its log in a file."""
 
     def __init__(self, bootstrap: str, prefix: str, log: Path) -> None:
-        self.app_id, self.log = f"{prefix}-app", log
+        self.app_id, self.log, self.port = f"{prefix}-app", log, free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT),
                     "FLOWGUARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                    "FLOWGUARD_TOPIC_PREFIX": prefix, "FLOWGUARD_APP_ID": self.app_id}  # fmt: skip
+                    "FLOWGUARD_TOPIC_PREFIX": prefix, "FLOWGUARD_APP_ID": self.app_id,
+                    "FLOWGUARD_HEALTH_PORT": str(self.port)}  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Worker:
@@ -279,6 +285,19 @@ class Worker:
         if self.proc.returncode is not None:
             raise RuntimeError(f"flowguard worker exited; see {self.log}")
         return rss_mb(self.proc.pid)
+
+    async def gc_pauses(self) -> dict[str, tuple[int, float]]:
+        """Garbage collections so far, by generation: (count, seconds the process stood still),
+        from the worker's ``flowguard_gc_pause_seconds`` on /metrics."""
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10)).text
+        found: dict[str, list[float]] = {}
+        for line in text.splitlines():
+            for suffix, at in (("_count", 0), ("_sum", 1)):
+                if line.startswith(f"flowguard_gc_pause_seconds{suffix}{{"):
+                    generation = line.split('generation="', 1)[1].split('"', 1)[0]
+                    found.setdefault(generation, [0.0, 0.0])[at] = float(line.rsplit(" ", 1)[1])
+        return {g: (int(count), seconds) for g, (count, seconds) in found.items()}
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the worker process so far."""
@@ -349,6 +368,26 @@ def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
     return before[-1] if before else samples[0][1]
 
 
+def replayed(stream: Stream, rounds: int = 3) -> tuple[float, float]:
+    """``flowguard replay``'s path (``replay()``: decode, the engine, every record serialized)
+    on the same events and workflows, in this process: events/s and CPU µs/event, best of
+    ``rounds``. Issue 18's first goal: the worker at half of it (Kafka and Faust cost no more
+    than the engine)."""
+    flows = [Published.of(parse_workflow(workflow(i, name), source="bench"), version=1)
+             for i, name in enumerate(NAMES)]  # fmt: skip
+    values = [value for _, value in stream.items]
+    best_rate, best_cpu = 0.0, float("inf")
+    for _ in range(rounds):
+        started, cpu = time.perf_counter(), time.process_time()
+        records = sum(1 for record in replay(flows, values) if record.outcome == "success")
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if records != len(stream.failures):
+            raise RuntimeError(f"replay retried {records} of {len(stream.failures)} failures")
+        best_rate = max(best_rate, len(values) / wall)
+        best_cpu = min(best_cpu, cpu / len(values) * 1e6)
+    return best_rate, best_cpu
+
+
 async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
     """A backlog through the worker, from its first table write to its last execution record."""
     prefix = f"bench-live-{uuid.uuid4().hex[:8]}"
@@ -385,7 +424,9 @@ async def throughput(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
         again = await bare(bootstrap, topic, total)
         last = max(last, *times)
         cpu = cpu_at(samples, last) - cpu_at(samples, first)
+        replay_rate, replay_cpu = replayed(stream)
         return {"events": total, "failures": len(stream.failures), "seconds": last - first,
+                "replay": replay_rate, "replay_cpu": replay_cpu,
                 "bare": max(bare_rate, again[0]), "bare_cpu": min(bare_cpu, again[1]),
                 "floor": floor_rate, "floor_cpu": floor_cpu,
                 "worker": total / (last - first), "first_record": min(times) - first,
@@ -549,6 +590,10 @@ def table(args: argparse.Namespace, t: dict[str, Any], lats: list[dict[str, Any]
             f"| {t['worker']:,.0f} events/s; {t['worker_cpu']:.0f} µs CPU/event "
             f"| {t['worker'] / t['bare']:.2f} wall, {cpu_ratio:.2f} CPU (goal ≥ 0.5); "
             f"{t['worker'] / t['floor']:.2f} of the Faust agent |",
+            f"| `flowguard replay`'s path (`replay()`) on the same events and workflows, in "
+            f"process | {t['replay']:,.0f} events/s; {t['replay_cpu']:.0f} µs CPU/event "
+            f"| worker / replay: {t['worker'] / t['replay']:.2f} wall, "
+            f"{t['replay_cpu'] / t['worker_cpu']:.2f} CPU (goal ≥ 0.5) |",
         ]
     for lat in lats:
         rows += [

@@ -14,6 +14,8 @@ scrape time by a collector (:class:`BridgeCollector`), so its hot path pays noth
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -97,6 +99,38 @@ REDIS_ERRORS = Counter(
 READY = Gauge(
     "flowguard_ready", "1 while the process's /readyz answers 200, else 0.", registry=REGISTRY
 )
+
+# every process: the garbage collector -------------------------------------------------
+GC_PAUSE_SECONDS = Histogram(
+    "flowguard_gc_pause_seconds",
+    "Garbage collections by generation, and how long each stood the whole process still (a "
+    "full collection walks every object the process holds; see flowguard.live.app's heap "
+    "settling).", ["generation"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)  # fmt: skip
+GC_FROZEN = Gauge(
+    "flowguard_gc_frozen_objects",
+    "Objects moved out of the collector's reach (gc.freeze) once the process settled.",
+    registry=REGISTRY,
+)
+GC_FROZEN.set_function(gc.get_freeze_count)
+
+
+class _GcWatch:
+    """Times every collection (``gc.callbacks``): two clock reads and, at the end, one observe."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._children = [GC_PAUSE_SECONDS.labels(str(g)) for g in range(3)]
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._children[info["generation"]].observe(time.perf_counter() - self._started)
+
+
+gc.callbacks.append(_GcWatch())
 
 _event_children: dict[tuple[str, str], Any] = {}
 

@@ -22,6 +22,7 @@ the stages make it exactly-once in effect (see their docstrings and docs/worker.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import logging
 import os
@@ -84,6 +85,24 @@ def partition_of(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def settle_heap() -> None:
+    """Collect once, then move every object that survived out of the collector's reach.
+
+    CPython's full collection walks every object the process holds. A worker holds some
+    180,000 once started (Faust, aiokafka, pydantic, Celery: modules, schemas, services), and
+    a full collection of them stood the event loop still for 44-88 ms every 4-6 s at 2,000
+    events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18). They live as
+    long as the process, so after this (``gc.freeze``) later full collections walk only what
+    was allocated since. Done once the worker is ready, and again after each rebalance has
+    recovered its tables; the collection here is the one pause it costs.
+    """
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    log.info("heap settled: %d objects out of the collector's reach (%.0f ms)",
+             gc.get_freeze_count(), (time.perf_counter() - started) * 1000)  # fmt: skip
+
+
 class Live:
     """The app and its state that is not in tables: the workflow feed, deadlines, the runner."""
 
@@ -123,6 +142,7 @@ class Live:
         self.runner = ActionRunner(actions or ActionSettings())
         self._deadlines: list[tuple[float, str]] = []
         self._scan = True
+        self._settle = True  # the heap, once ready (see _settle_heap)
         #: Absence is judged on applied input only, as of when it was all there (see absence).
         self.absence = AbsenceGate()
         #: Per detection input partition, the offset of the next record to apply (_in_turn).
@@ -171,6 +191,13 @@ class Live:
     # lifecycle ---------------------------------------------------------------------
 
     async def _start(self) -> None:
+        # Faust holds every record's hand-over to the agents while more than 100 of the app's
+        # sends wait to leave (the producer buffer, where table writes go). Each write-back puts
+        # its slots there at once (about 100 a second at 2,000 events/s), so every second the
+        # agents stood still for 6-20 ms, with a "producer buffer full" warning each time. The
+        # bound is the write-back's own: at most state_flush_events events' slots. Commits still
+        # wait for all of it to be delivered (_install_seek).
+        self.app.producer.buffer.max_messages = self.settings.state_flush_events
         await self.health.start(self.settings.health_port)
         await self.runner.start()
         self.spawn(self.feed.run(), name="workflow-feed")
@@ -182,7 +209,7 @@ class Live:
         task.add_done_callback(self._background.discard)
 
     async def _assigned(self, *_: Any, **__: Any) -> None:
-        self._scan = True
+        self._scan = self._settle = True
         self.readiness.on_assigned()
 
     async def _stop_health(self, *_: Any, **__: Any) -> None:
@@ -547,6 +574,9 @@ class Live:
         if self._scan and not self.app.in_recovery:
             self._scan = False
             self._rescan()
+        if self._settle and self.feed.ready.is_set() and not self.app.in_recovery:
+            self._settle = False
+            settle_heap()
         now = time.time()
         due: set[str] = set()
         while self._deadlines and self._deadlines[0][0] <= now:

@@ -148,6 +148,11 @@ def test_a_stalled_partition_makes_the_worker_unready_and_its_metrics_and_logs_t
         )
 
     wait_until(tables_counted, timeout_seconds=30, what="the chain and execution tables counted")
+    # Once ready, the worker moved its startup heap out of the collector's reach (a full
+    # collection of it stood the loop still for 44-140 ms: docs/benchmarks.md), and every
+    # collection is timed. Without settle_heap nothing is frozen; without the watch, no count.
+    assert metric(text, "flowguard_gc_frozen_objects") > 50_000
+    assert metric(text, "flowguard_gc_pause_seconds_count", generation="2") >= 1
 
 
 @pytest.mark.integration
