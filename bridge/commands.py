@@ -263,7 +263,10 @@ class CommandRunner:
                 raise
             # Cancelled while sending (shutdown): the thread may still send, so the claim stays
             # "sending" and a restarted bridge answers "in doubt" rather than send it twice.
-            await self._redis(self.dedup.settle, command_id, f"{outcome.status}: {outcome.detail}")
+            said = f"{outcome.status}: {outcome.detail}"
+            if not await self._redis(self.dedup.settle, command_id, claim, said):
+                # Refused while another attempt took the command over: its answer stands.
+                return Outcome("duplicate", "taken over by another attempt before it was sent")
             return outcome
 
     async def _redis(self, call: Callable[..., Awaitable[T]], *args: object) -> T:

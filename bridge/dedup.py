@@ -86,8 +86,18 @@ class DedupStore:
         claim.value = sending
         return True
 
-    async def settle(self, command_id: str, outcome: str) -> None:
-        await self.redis.set(self.prefix + command_id, outcome, ex=self.ttl)
+    async def settle(self, command_id: str, claim: Claim, outcome: str) -> bool:
+        """The outcome, in place of this attempt's claim and only of it (False: another attempt
+        took the claim over while this one prepared, and the command is that one's now; an
+        attempt that refused to send must not write its refusal over the claim of one that
+        may still send). After :meth:`begin` nobody can take the claim over: only its TTL
+        running out can make this False, and then the outcome is written where nothing is."""
+        key = self.prefix + command_id
+        if await self._swap(keys=[key], args=[claim.value, outcome, self.ttl]):
+            return True
+        if claim.value.startswith(SENDING):
+            return bool(await self.redis.set(key, outcome, nx=True, ex=self.ttl))
+        return False
 
     async def release(self, command_id: str, claim: Claim) -> None:
         """Give the claim up (nothing was sent), unless another attempt holds it now."""

@@ -37,7 +37,7 @@ def test_an_attempt_stopped_while_preparing_is_taken_over_and_sends_nothing(
         third = await store.claim("c1")
         assert (third.held, third.value) == (False, second.value)
         assert third.value.startswith("sending since")  # in doubt if the sender dies now
-        await store.settle("c1", "done: sent")
+        assert await store.settle("c1", second, "done: sent")
         assert (await store.claim("c1")).value == "done: sent"
 
     run_with_store(redis_url, steps)
@@ -52,5 +52,35 @@ def test_a_release_gives_up_only_the_attempts_own_claim(redis_url: str) -> None:
         assert await store.begin("c2", second), "the new attempt still holds it"
         await store.release("c2", second)  # its send failed: nothing sent, claim given up
         assert (await store.claim("c2")).held
+
+    run_with_store(redis_url, steps)
+
+
+def test_an_attempt_taken_over_cannot_write_its_refusal_over_the_new_claim(
+    redis_url: str,
+) -> None:
+    """The first attempt prepared, found nothing to send (a queue nobody serves, say) and was
+    taken over meanwhile: its refusal must not land on the new attempt's claim, or that attempt
+    fails to begin and a retry the new one could send is never sent."""
+
+    async def steps(store: DedupStore) -> None:
+        first = await store.claim("c3")
+        second = await store.claim("c3")  # took it over while the first prepared
+        assert not await store.settle("c3", first, "failed: no worker consumes queue q")
+        assert await store.redis.get(store.prefix + "c3") == second.value.encode()
+        assert await store.begin("c3", second), "the new attempt still sends"
+        assert await store.settle("c3", second, "done: sent")
+        assert (await store.claim("c3")).value == "done: sent"
+
+    run_with_store(redis_url, steps)
+
+
+def test_an_outcome_is_written_after_the_sending_claim_expired(redis_url: str) -> None:
+    async def steps(store: DedupStore) -> None:
+        claim = await store.claim("c4")
+        assert await store.begin("c4", claim)
+        await store.redis.delete(store.prefix + "c4")  # its TTL ran out while it sent
+        assert await store.settle("c4", claim, "done: sent")
+        assert (await store.claim("c4")).value == "done: sent"
 
     run_with_store(redis_url, steps)
