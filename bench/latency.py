@@ -305,7 +305,7 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
 async def profile(into: Path, name: str, pid: int, seconds: float) -> asyncio.subprocess.Process:
     """py-spy (``pip install -e .[bench]``) sampling ``pid`` for ``seconds``, every thread,
     idle ones too (a worker that waits is what a latency profile must show): collapsed stacks
-    in ``into/name.txt``, summarized by ``python bench/profile.py``."""
+    in ``into/name.txt``, summarized by ``python bench/stacks.py``."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     into.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the feed)
     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",

@@ -330,7 +330,12 @@ async def faust_floor(
         sys.executable, str(ROOT / "bench" / "faust_floor.py"), "worker", "-l", "warn",
         env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    await asyncio.wait_for(proc.wait(), max(180.0, expected / 500))
+    try:
+        await asyncio.wait_for(proc.wait(), max(180.0, expected / 500))
+    finally:
+        if proc.returncode is None:  # timed out: not left behind holding Faust's web port
+            proc.kill()
+            await proc.wait()
     result = json.loads(out.read_text())
     return float(result["rate"]), float(result["cpu_us"])
 

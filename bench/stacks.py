@@ -1,6 +1,6 @@
 """Summarize py-spy's collapsed stacks (``--format raw --threads --idle``), thread by thread.
 
-    python bench/profile.py /tmp/profile/worker-0-0.txt [--top 15] [--match flowguard/]
+    python bench/stacks.py /tmp/profile/worker-0-0.txt [--top 15] [--match flowguard/]
 
 For each thread: its samples, the share spent waiting (the innermost frame is a blocking call:
 the event loop's ``select``, a lock, a queue, a sleep), then the functions that hold the most
