@@ -14,7 +14,9 @@ scrape time by a collector (:class:`BridgeCollector`), so its hot path pays noth
 
 from __future__ import annotations
 
+import bisect
 import gc
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +29,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -101,36 +103,58 @@ READY = Gauge(
 )
 
 # every process: the garbage collector -------------------------------------------------
-GC_PAUSE_SECONDS = Histogram(
-    "flowguard_gc_pause_seconds",
-    "Garbage collections by generation, and how long each stood the whole process still (a "
-    "full collection walks every object the process holds; see flowguard.live.app's heap "
-    "settling).", ["generation"], registry=REGISTRY,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-)  # fmt: skip
 GC_FROZEN = Gauge(
     "flowguard_gc_frozen_objects",
     "Objects moved out of the collector's reach (gc.freeze) once the process settled.",
     registry=REGISTRY,
 )
 GC_FROZEN.set_function(gc.get_freeze_count)
+GC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-class _GcWatch:
-    """Times every collection (``gc.callbacks``): two clock reads and, at the end, one observe."""
+class GcCollector(Collector):
+    """``flowguard_gc_pause_seconds``: every collection timed (``gc.callbacks``), by generation.
+
+    The callback only adds to plain lists, and the histogram is built when Prometheus scrapes.
+    It takes no lock: a collection can start at any allocation, in any thread, also while that
+    thread holds a metric's lock, and taking that lock again in the callback would deadlock.
+    (Collections never overlap: CPython runs one at a time, under the GIL.)
+    """
 
     def __init__(self) -> None:
         self._started = 0.0
-        self._children = [GC_PAUSE_SECONDS.labels(str(g)) for g in range(3)]
+        self._counts = [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]  # the last: over 1 s
+        self._sums = [0.0, 0.0, 0.0]
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        else:
-            self._children[info["generation"]].observe(time.perf_counter() - self._started)
+            return
+        took, generation = time.perf_counter() - self._started, info["generation"]
+        self._sums[generation] += took
+        self._counts[generation][bisect.bisect_left(GC_BUCKETS, took)] += 1
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        family = HistogramMetricFamily(
+            "flowguard_gc_pause_seconds",
+            "Garbage collections by generation, and how long each stood the whole process "
+            "still (a full collection, generation 2, walks every object the process holds).",
+            labels=["generation"],
+        )  # fmt: skip
+        bounds = [*(str(b) for b in GC_BUCKETS), "+Inf"]
+        for generation in range(3):
+            cumulative = itertools.accumulate(self._counts[generation])
+            family.add_metric([str(generation)], list(zip(bounds, cumulative, strict=True)),
+                              sum_value=self._sums[generation])  # fmt: skip
+        yield family
 
 
-gc.callbacks.append(_GcWatch())
+GC_WATCH = GcCollector()
+REGISTRY.register(GC_WATCH)
+gc.callbacks.append(GC_WATCH)
 
 _event_children: dict[tuple[str, str], Any] = {}
 

@@ -88,10 +88,10 @@ def partition_of(key: bytes, partitions: int) -> int:
 def settle_heap() -> None:
     """Collect once, then move every object that survived out of the collector's reach.
 
-    CPython's full collection walks every object the process holds. A worker holds some
-    180,000 once started (Faust, aiokafka, pydantic, Celery: modules, schemas, services), and
-    a full collection of them stood the event loop still for 44-88 ms every 4-6 s at 2,000
-    events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18). They live as
+    CPython's full collection walks every object the process holds. A worker holds about
+    170,000 once started (Faust, aiokafka, pydantic, Celery: modules, schemas, services), and
+    a full collection of them stood the whole process still for 44-140 ms, 3-5 times in 22 s
+    at 2,000 events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18). They live as
     long as the process, so after this (``gc.freeze``) later full collections walk only what
     was allocated since. Done once the worker is ready, and again after each rebalance has
     recovered its tables; the collection here is the one pause it costs.
@@ -142,7 +142,7 @@ class Live:
         self.runner = ActionRunner(actions or ActionSettings())
         self._deadlines: list[tuple[float, str]] = []
         self._scan = True
-        self._settle = True  # the heap, once ready (see _settle_heap)
+        self._settle = True  # the heap, once ready (see settle_heap)
         #: Absence is judged on applied input only, as of when it was all there (see absence).
         self.absence = AbsenceGate()
         #: Per detection input partition, the offset of the next record to apply (_in_turn).

@@ -38,7 +38,8 @@ def defined() -> dict[str, set[str]]:
         "capacity": 10, "celery_connected": True, "kafka_connected": True,
     }  # fmt: skip
     family: Metric
-    for family in metrics.BridgeCollector(lambda: figures).collect():
+    for family in [*metrics.BridgeCollector(lambda: figures).collect(),
+                   *metrics.GC_WATCH.collect()]:  # fmt: skip
         for sample in family.samples:
             names[sample.name] = set(sample.labels)
     return names

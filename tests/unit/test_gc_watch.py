@@ -4,7 +4,9 @@ is moved out of the collector's reach once it is ready (flowguard.live.app.settl
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,38 @@ def test_settling_collects_then_freezes_what_survived() -> None:
     assert not any(obj is kept for obj in gc.get_objects(generation=2))
     # The cycle was collected before the freeze, not frozen for good.
     assert not any(type(obj) is Cycle and obj is not kept[0] for obj in gc.get_objects())
+
+
+def _metric_locks() -> list[Any]:
+    """Every value lock of every metric in the registry (prometheus_client's MutexValue)."""
+    locks = []
+    for collector in list(metrics.REGISTRY._collector_to_names):
+        children = getattr(collector, "_metrics", None)
+        for child in list(children.values()) if isinstance(children, dict) else [collector]:
+            for name in ("_value", "_sum", "_count"):
+                value = getattr(child, name, None)
+                if value is not None and hasattr(value, "_lock"):
+                    locks.append(value._lock)
+            locks += [bucket._lock for bucket in getattr(child, "_buckets", [])]
+    return locks
+
+
+def test_a_collection_while_metric_locks_are_held_does_not_deadlock() -> None:
+    """A collection starts at any allocation, also inside a metric's locked update (or a
+    scrape): the callback must take none of those locks, or the thread waits on itself."""
+    locks = _metric_locks()
+    assert locks
+    done = threading.Event()
+
+    def collect_while_holding() -> None:
+        for lock in locks:
+            lock.acquire()
+        try:
+            gc.collect()
+        finally:
+            for lock in locks:
+                lock.release()
+        done.set()
+
+    threading.Thread(target=collect_while_holding, daemon=True).start()
+    assert done.wait(10), "the garbage collector's callback waited on a metric's lock"
