@@ -150,17 +150,23 @@ class CeleryReceiver:
         try:
             self.app.control.enable_events()
             inspect = self.app.control.inspect(timeout=self.inspect_timeout)
-            now = time.time()
+            # Each reply's time is when it came back: each call waits up to inspect_timeout,
+            # and a task a worker received meanwhile is in the reply. Stamped with the time the
+            # asking began, it was "reserved" up to 2 s before Celery's own task-received said
+            # it arrived, and a task.stuck judged on the snapshot fired that much early (CI: the
+            # live-equals-replay test of a prefetched task saw two different trigger times).
             active = inspect.active(safe=True)
+            active_at = time.time()
             reserved = inspect.reserved(safe=True)
+            reserved_at = time.time()
         except Exception as exc:
             log.warning("inspect() failed, no snapshot this time: %s: %s", type(exc).__name__, exc)
             return
         found = []
         cluster = self.intake.cluster
         for events, problems in (
-            snapshot_events(active, "active", cluster, now),
-            snapshot_events(reserved, "reserved", cluster, now),
+            snapshot_events(active, "active", cluster, active_at),
+            snapshot_events(reserved, "reserved", cluster, reserved_at),
         ):
             for problem in problems:
                 log.warning("%s", problem)

@@ -168,3 +168,51 @@ def test_a_broker_that_never_answers_does_not_hold_up_the_stop(
     assert not receiver._thread.is_alive()
     assert took < 2.0, f"stop took {took:.1f} s"
     assert "did not stop within 1.5 s" in caplog.text
+
+
+class SlowInspect:
+    """``inspect()``: each call waits ``wait`` seconds (on the fake clock) for the workers, and
+    the prefetched task arrives at a worker while the first one waits."""
+
+    def __init__(self, clock: list[float], wait: float) -> None:
+        self.clock, self.wait = clock, wait
+
+    def active(self, safe: bool) -> dict[str, Any]:
+        self.clock[0] += self.wait
+        return {"w1@host": []}
+
+    def reserved(self, safe: bool) -> dict[str, Any]:
+        self.clock[0] += self.wait
+        return {"w1@host": [{"id": "prefetched", "name": "demo.tasks.add", "args": "(2, 2)"}]}
+
+
+def test_a_snapshot_says_a_task_was_reserved_as_of_the_reply_not_of_the_question(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stamped when the asking began, a task received while inspect() waited was "reserved"
+    before Celery's own task-received said it arrived, and task.stuck fired early (CI saw live
+    and replay differ by the 2 s the two inspect calls waited)."""
+    clock = [1_000.0]
+    monkeypatch.setattr(receiver_module.time, "time", lambda: clock[0])
+    found: list[Any] = []
+
+    class Control:
+        def enable_events(self) -> None: ...
+
+        def inspect(self, timeout: float) -> SlowInspect:
+            return SlowInspect(clock, timeout)
+
+    class App:
+        control = Control()
+
+    class Found:
+        cluster = "prod"
+
+        def on_snapshot(self, events: list[Any]) -> None:
+            found.extend(events)
+
+    receiver = CeleryReceiver(App(), Found(), "redis://x", inspect_timeout=1.0)  # type: ignore[arg-type]
+    receiver._prepare()
+    [snapshot] = found
+    assert (snapshot.task_id, snapshot.state) == ("prefetched", "reserved")
+    assert snapshot.timestamp == 1_002.0, "as of the reserved reply, 2 s after the asking began"
