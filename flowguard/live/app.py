@@ -91,10 +91,10 @@ def settle_heap() -> None:
     CPython's full collection walks every object the process holds. A worker holds about
     170,000 once started (Faust, aiokafka, pydantic, Celery: modules, schemas, services), and
     a full collection of them stood the whole process still for 44-140 ms, 3-5 times in 22 s
-    at 2,000 events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18). They live as
-    long as the process, so after this (``gc.freeze``) later full collections walk only what
-    was allocated since. Done once the worker is ready, and again after each rebalance has
-    recovered its tables; the collection here is the one pause it costs.
+    at 2,000 events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18).
+    They live as long as the process, so after this (``gc.freeze``) later full collections
+    walk only what was allocated since. Done once the worker is ready, and again after each
+    rebalance has recovered its tables; the collection here is the one pause it costs.
     """
     started = time.perf_counter()
     gc.collect()
