@@ -26,6 +26,10 @@ end to end. Every failure must get exactly one retry command. The simple feed of
     python bench/latency.py --simple --backlog 0 100000        # about 4 minutes
     python bench/latency.py --seconds 4 --backlog 0            # quick
 
+The first 2 s of the feed are reported apart (``WARMUP``). ``--dump FILE`` writes every
+failure's four times; ``--profile DIR`` records the bridge and each worker with py-spy during
+the feed (``pip install -e .[bench]``), summarized by ``python bench/stacks.py DIR/*.txt``.
+
 Exit status 1 when a run saw no failure or a failure without exactly one retry command id
 (tests/bench/test_latency.py runs a 2 s feed so).
 """
@@ -62,8 +66,8 @@ from tests.processes import bridge_process  # noqa: E402
 from topics.registry import COMMANDS, EVENTS, TRIGGERS  # noqa: E402
 
 TRACEBACK = "Traceback (most recent call last):\nConnectionError: refused\n"
-#: The first seconds of the feed are reported apart, as bench/live.py's simple feed leaves
-#: out its warm-up: a worker that was idle pays once for its first busy seconds.
+#: The first seconds of the feed are reported apart, as bench/live.py's simple feed leaves out
+#: its warm-up: after a quiet spell they are slower (docs/benchmarks.md: not explained yet).
 WARMUP = 2.0
 WARM = f"event -> retry command, first {WARMUP:g} s of the feed"
 
@@ -191,7 +195,7 @@ async def hops(bootstrap: str, prefix: str, run: str, arrived: dict[str, float])
     once = sum(1 for task_id in failed if len(commands[task_id]) == 1)
     again = sum(1 for task_id in failed if records[task_id] > 1)
     return {"failures": len(failed), "exactly_once": once, "again": again, "hops": rows,
-            "timeline": sorted(timeline)}  # fmt: skip
+            "timeline": sorted(timeline, key=lambda stamps: stamps[0])}  # fmt: skip
 
 
 async def realistic(
