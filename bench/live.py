@@ -10,6 +10,9 @@
    first write to the ``chains`` table's changelog (the first event applied; start-up is not
    counted) to the later of its last changelog write and its last execution record; CPU time
    per event is read from /proc for the worker and from ``process_time`` for the baseline.
+   ``flowguard replay``'s path (``replay()``) then runs in this process on the same events
+   and workflows (best of 3, every failure retried): issue 18's first goal is the worker at
+   half of it.
 2. Latency, per ``--rate``: a worker that is up (a probe failure got its retry command) gets
    that many events/s (5% failures, worker heartbeats) for ``--seconds`` after 2 s of warm-up;
    each failure's latency runs from just before it is handed to the producer to its retry
