@@ -94,9 +94,12 @@ def settle_heap() -> None:
     at 2,000 events/s: the tail of failure -> retry command (docs/benchmarks.md, issue 18).
     They live as long as the process, so after this (``gc.freeze``) later full collections
     walk only what was allocated since. Done once the worker is ready, and again after each
-    rebalance has recovered its tables; the collection here is the one pause it costs.
+    rebalance has recovered its tables; the collection here is the one pause it costs. It
+    unfreezes first, so what an earlier settling froze and a rebalance since left as garbage
+    (a revoked partition's state in a reference cycle) is collected, not kept for good.
     """
     started = time.perf_counter()
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     log.info("heap settled: %d objects out of the collector's reach (%.0f ms)",

@@ -92,3 +92,26 @@ def test_a_collection_while_metric_locks_are_held_does_not_deadlock() -> None:
 
     threading.Thread(target=collect_while_holding, daemon=True).start()
     assert done.wait(10), "the garbage collector's callback waited on a metric's lock"
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_settling_again_collects_what_the_last_settling_froze_and_is_now_garbage() -> None:
+    class Revoked:
+        pass
+
+    state = Revoked()
+    state.me = state  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+    settle_heap()  # frozen with the rest
+    del state  # a rebalance revoked it: garbage, but out of the collector's reach
+    gc.collect()
+    assert _alive(Revoked), "frozen: an ordinary collection cannot free it"
+    settle_heap()  # after the next rebalance
+    assert not _alive(Revoked)
+
+
+def _alive(kind: type) -> bool:
+    gc.unfreeze()  # to see the frozen ones too (the fixture leaves the heap unfrozen anyway)
+    try:
+        return any(type(obj) is kind for obj in gc.get_objects())
+    finally:
+        gc.freeze()
