@@ -67,7 +67,7 @@ from topics.registry import COMMANDS, EVENTS, TRIGGERS  # noqa: E402
 
 TRACEBACK = "Traceback (most recent call last):\nConnectionError: refused\n"
 #: The first seconds of the feed are reported apart, as bench/live.py's simple feed leaves out
-#: its warm-up: after a quiet spell they are slower (docs/benchmarks.md: not explained yet).
+#: its warm-up: the first records on a run's new topics are slower (docs/benchmarks.md).
 WARMUP = 2.0
 WARM = f"event -> retry command, first {WARMUP:g} s of the feed"
 
