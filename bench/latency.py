@@ -275,7 +275,7 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
     finally:
         await producer.stop()
     cpu = sum(w.cpu_seconds() for w in workers)
-    pauses = [await w.gc_pauses() for w in workers]
+    full_before = [await w.full_gc() for w in workers]
     argv = [sys.executable, __file__, "publish", broker, str(args.rate),
             str(WARMUP + args.seconds), run,
             str(args.hosts), str(args.flush_ms), str(args.hot)]  # fmt: skip
@@ -296,11 +296,9 @@ async def drive(args: argparse.Namespace, broker: str, prefix: str, run: str,
     await live.until(answered, 120, f"retry commands for {wanted} failures")
     cpu = sum(w.cpu_seconds() for w in workers) - cpu
     rss = [w.rss_mb() for w in workers]
-    full = [
-        (after.get("2", (0, 0.0)), before.get("2", (0, 0.0)))
-        for after, before in zip([await w.gc_pauses() for w in workers], pauses, strict=True)
-    ]
-    gc_full = (sum(a[0] - b[0] for a, b in full), sum(a[1] - b[1] for a, b in full))
+    full = [(after[0] - before[0], after[1] - before[1]) for after, before in
+            zip([await w.full_gc() for w in workers], full_before, strict=True)]  # fmt: skip
+    gc_full = (sum(n for n, _ in full), sum(seconds for _, seconds in full))
     return {"fed": fed, "backlog": backlog, "backlog_seconds": took, "rss": rss,
             "backlog_cpu_us": backlog_cpu / backlog * 1e6 if backlog else 0.0,
             "cpu_us": cpu / fed["sent"] * 1e6, "gc_full": gc_full}  # fmt: skip

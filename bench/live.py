@@ -60,6 +60,7 @@ from flowguard.control.store import WorkflowStore  # noqa: E402
 from flowguard.engine.documents import parse_workflow  # noqa: E402
 from flowguard.engine.matching import Published  # noqa: E402
 from flowguard.replay import replay  # noqa: E402
+from tests.integration.ops.probes import metric  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 from topics.events import (  # noqa: E402
     EVENT_ADAPTER,
@@ -289,18 +290,14 @@ class Worker:
             raise RuntimeError(f"flowguard worker exited; see {self.log}")
         return rss_mb(self.proc.pid)
 
-    async def gc_pauses(self) -> dict[str, tuple[int, float]]:
-        """Garbage collections so far, by generation: (count, seconds the process stood still),
-        from the worker's ``flowguard_gc_pause_seconds`` on /metrics."""
+    async def full_gc(self) -> tuple[int, float]:
+        """Full garbage collections so far: how many, and the seconds they stood the process
+        still (the worker's ``flowguard_gc_pause_seconds{generation="2"}`` on /metrics)."""
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10)).text
-        found: dict[str, list[float]] = {}
-        for line in text.splitlines():
-            for suffix, at in (("_count", 0), ("_sum", 1)):
-                if line.startswith(f"flowguard_gc_pause_seconds{suffix}{{"):
-                    generation = line.split('generation="', 1)[1].split('"', 1)[0]
-                    found.setdefault(generation, [0.0, 0.0])[at] = float(line.rsplit(" ", 1)[1])
-        return {g: (int(count), seconds) for g, (count, seconds) in found.items()}
+        name = "flowguard_gc_pause_seconds"
+        count = metric(text, f"{name}_count", generation="2") or 0.0
+        return int(count), metric(text, f"{name}_sum", generation="2") or 0.0
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the worker process so far."""
